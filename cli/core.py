@@ -1,0 +1,264 @@
+"""Core commands: data, index, rules, recommend, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.options import DATA_DIR, DATASET, HOME, ROLES, CliError, context, run_cli
+from graph.context import MemRecContext
+from memory_store.datasets import KNOWN_DATASETS
+from memory_store.paths import resolve_data_dir
+
+console = Console()
+T = TypeVar("T")
+
+data_app = typer.Typer(help="Datasets: download and list.", no_args_is_help=True)
+rules_app = typer.Typer(help="Curation rule sets: generate and show.", no_args_is_help=True)
+
+
+@contextmanager
+def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar as a (step, done, total) callback."""
+    with Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
+
+        yield update
+
+
+@data_app.command("download")
+def data_download(
+    name: str = typer.Argument(..., help="ml-100k (the Amazon sets must be placed by hand)"),
+    data_dir: str | None = DATA_DIR,
+) -> None:
+    """Download a public dataset into the data directory."""
+    from memory_store.download import download_dataset
+
+    def go() -> None:
+        path = download_dataset(name, resolve_data_dir(data_dir))
+        console.print(f"[green]downloaded[/] {name} -> {path}")
+
+    run_cli(go)
+
+
+@data_app.command("list")
+def data_list(data_dir: str | None = DATA_DIR) -> None:
+    """Known datasets and whether they are in the data directory."""
+    root = resolve_data_dir(data_dir)
+    table = Table("dataset", "present", "folder")
+    for name in KNOWN_DATASETS:
+        table.add_row(name, "yes" if (root / name).is_dir() else "no", str(root / name))
+    console.print(table)
+
+
+def index_dataset(dataset: str, data_dir: str | None, home: str | None) -> Any:
+    """Build (or reuse) a dataset's index with a progress bar."""
+    from memory_store.index import build_index
+
+    with progress_bar() as update:
+        return build_index(dataset, data_dir=data_dir, home=home, progress=update)
+
+
+def index(dataset: str = DATASET, data_dir: str | None = DATA_DIR, home: str | None = HOME) -> None:
+    """Build the graph, memories, candidates and rules of a dataset (idempotent)."""
+
+    def go() -> None:
+        report = index_dataset(dataset, data_dir, home)
+        state = "reused" if report.reused else "built"
+        console.print(
+            f"[green]{state}[/] {report.dataset}: {report.users} users, {report.items} items, "
+            f"{report.train_interactions} train interactions, "
+            f"{report.memories_created} memories created in {report.seconds:.1f} s "
+            f"-> {report.directory}"
+        )
+
+    run_cli(go)
+
+
+@rules_app.command("generate")
+def rules_generate(
+    dataset: str = DATASET, home: str | None = HOME, roles: str | None = ROLES
+) -> None:
+    """Run the rules graph: domain statistics -> LMMem -> validated rule set, saved."""
+    from graph.rules import graph
+
+    def go() -> None:
+        ctx = context(dataset, home, roles)
+        out = asyncio.run(graph.ainvoke({}, context=ctx))
+        console.print(f"[green]saved[/] {out['path']}")
+        _print_rules(out["rules"])
+
+    run_cli(go)
+
+
+@rules_app.command("show")
+def rules_show(
+    dataset: str = DATASET,
+    home: str | None = HOME,
+    which: str = typer.Option("generated", help="generated or generic"),
+) -> None:
+    """Show a saved rule set."""
+    from graph.context import workspace_for
+
+    def go() -> None:
+        if which not in ("generated", "generic"):
+            raise CliError(f"--which {which!r}: accepted generated, generic")
+        ws = workspace_for(context(dataset, home, None))
+        _print_rules(ws.rules(which))  # type: ignore[arg-type]
+
+    run_cli(go)
+
+
+def _print_rules(rules: Any) -> None:
+    console.print(f"[bold]{rules.name}[/] ({rules.source}): {rules.rationale}")
+    table = Table("neighbour", "feature", "weight")
+    for w in rules.weights:
+        table.add_row(w.neighbour_type, w.feature, f"{w.weight:g}")
+    console.print(table)
+    table = Table("rule", "applies to", "condition", "effect")
+    for r in rules.rules:
+        effect = f"x{r.value:g}" if r.effect == "multiply" else f"+{r.value:g}"
+        table.add_row(r.name, r.neighbour_type, f"{r.feature} {r.comparison} {r.threshold:g}", effect)
+    console.print(table)
+
+
+async def _recommend(ctx: MemRecContext, inp: dict[str, Any]) -> dict[str, Any]:
+    from graph.recommend import graph
+
+    return await graph.ainvoke(inp, context=ctx)
+
+
+def print_ranking(out: dict[str, Any], ctx: MemRecContext) -> None:
+    """Table of rank, title, score, rationale, plus facets and notes."""
+    from graph.context import workspace_for
+
+    ws = workspace_for(ctx)
+    table = Table("rank", "item", "title", "score", "rationale", show_lines=False)
+    for pos, item in enumerate(out["ranking"], 1):
+        title = ws.title(ws.item_code(item.item_id))
+        table.add_row(str(pos), item.item_id, title, f"{item.score:.3f}", item.rationale)
+    console.print(table)
+    if out.get("facets"):
+        console.print(
+            "[bold]facets:[/] "
+            + "; ".join(f"{f.name} ({f.confidence:.2f})" for f in out["facets"])
+        )
+    for note in out.get("notes") or []:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+def recommend(
+    user: str = typer.Option(..., "--user", help="user id"),
+    dataset: str = DATASET,
+    candidates: str | None = typer.Option(
+        None, help="comma-separated item ids (default: the benchmark candidate list)"
+    ),
+    request: str | None = typer.Option(None, help="free-text request"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    home: str | None = HOME,
+    roles: str | None = ROLES,
+) -> None:
+    """Rank candidates for a user with rationales."""
+
+    def go() -> None:
+        ctx = context(dataset, home, roles)
+        inp: dict[str, Any] = {"user_id": user, "request": request}
+        if candidates is not None:
+            inp["candidates"] = [c.strip() for c in candidates.split(",") if c.strip()]
+        out = asyncio.run(_recommend(ctx, inp))
+        if as_json:
+            typer.echo(json.dumps(_jsonable(out), indent=2))
+        else:
+            print_ranking(out, ctx)
+
+    run_cli(go)
+
+
+def _jsonable(out: dict[str, Any]) -> dict[str, Any]:
+    def conv(v: Any) -> Any:
+        if hasattr(v, "model_dump"):
+            return v.model_dump()
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+
+    return {k: conv(v) for k, v in out.items()}
+
+
+def demo(
+    dataset: str = typer.Option("ml-100k", help="dataset to demo"),
+    user: str = typer.Option("1", help="user id"),
+    data_dir: str | None = DATA_DIR,
+    home: str | None = HOME,
+) -> None:
+    """Index if needed, recommend with rationales, record a feedback, show the memory it changed."""
+
+    def go() -> None:
+        from memory_store.paths import store_dir
+
+        if not (store_dir(dataset, home) / "index.json").exists():
+            root = resolve_data_dir(data_dir)
+            if dataset == "ml-100k" and not (root / dataset).is_dir():
+                from memory_store.download import download_dataset
+
+                console.print(f"{dataset} is not in {root}: downloading it")
+                download_dataset(dataset, root)
+        index_dataset(dataset, data_dir, home)
+        ctx = context(dataset, home, "offline")
+        console.rule(f"Recommendations for user {user} ({dataset}, offline roles)")
+        out = asyncio.run(_recommend(ctx, {"user_id": user}))
+        print_ranking(out, ctx)
+        top = out["ranking"][0].item_id
+        asyncio.run(_feedback_and_show(ctx, user, top))
+
+    run_cli(go)
+
+
+async def _feedback_and_show(ctx: MemRecContext, user: str, item: str) -> None:
+    from graph.context import workspace_for
+    from memory_store.worker import PropagationWorker
+    from nodes.record import record_interaction
+
+    ws = workspace_for(ctx)
+    console.rule(f"Feedback: user {user} liked {ws.title(ws.item_code(item))}")
+    before = ws.memory_text("user", user)
+    event = record_interaction(ws, user, item, "positive")
+    console.print(f"recorded interaction {event.interaction_id} (durable, job queued)")
+    done = await PropagationWorker(ws, ctx).drain()
+    after = ws.memory_text("user", user)
+    console.print(f"background propagation ran {done} job(s)")
+    for row in ws.events.writes_caused_by(event.interaction_id):
+        console.print(f"  wrote {row.kind}:{row.entity_id} -> version {row.version}")
+    console.print(f"[bold]user memory before:[/] {before}")
+    console.print(f"[bold]user memory after:[/]  {after}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the core commands to the app."""
+    app.add_typer(data_app, name="data")
+    app.add_typer(rules_app, name="rules")
+    app.command("index")(index)
+    app.command("recommend")(recommend)
+    app.command("demo")(demo)

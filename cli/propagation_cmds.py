@@ -1,0 +1,332 @@
+"""`memrec feedback`, `memrec jobs`, `memrec memory show|history|rollback`, `memrec worker`.
+
+The write path from the command line: record an interaction durably, run (or queue) its
+propagation, look at the job queue, read and restore memory versions, and run a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from graph.context import MemRecContext
+from memory_store.datasets import DatasetError
+from memory_store.events import JOB_STATUSES
+from memory_store.memories import MemoryKind, MemoryRecord
+from memory_store.workspace import NotIndexed, UnknownEntity, Workspace, open_workspace
+from memory_store.writes import UnknownMemory, UnknownVersion, apply_write, rollback
+
+logger = logging.getLogger(__name__)
+console = Console(width=140)
+T = TypeVar("T")
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    UnknownEntity,
+    UnknownMemory,
+    UnknownVersion,
+    NotIndexed,
+    DatasetError,
+    LookupError,
+    ValueError,
+)
+
+DatasetOpt = typer.Option("ml-100k", "--dataset", "-d", help="indexed dataset name or folder")
+HomeOpt = typer.Option(None, "--home", help="store location (default ./.memrec or MEMREC_HOME)")
+UserOpt = typer.Option(None, "--user", help="a user id")
+ItemOpt = typer.Option(None, "--item", help="an item id")
+LMMemOpt = typer.Option(None, "--lmmem", help="LMMem model spec (default: the preset's)")
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn a bad input into a one-line message and exit code 2, never a traceback."""
+    try:
+        yield
+    except USER_ERRORS as err:
+        console.print(f"[red]error:[/red] {err}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _open(dataset: str, home: str | None) -> Workspace:
+    return open_workspace(dataset, home=home)
+
+
+def _context(dataset: str, home: str | None, lmmem: str | None) -> MemRecContext:
+    return MemRecContext(dataset=dataset, home=home, lmmem=lmmem)
+
+
+def _target(user: str | None, item: str | None) -> tuple[MemoryKind, str]:
+    if (user is None) == (item is None):
+        raise ValueError("give exactly one of --user ID or --item ID")
+    return ("user", user) if user is not None else ("item", str(item))
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _short(text: str | None, n: int = 160) -> str:
+    if text is None:
+        return "-"
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+# --------------------------------------------------------------------------------- feedback
+
+
+def feedback(
+    user: str = typer.Option(..., "--user", help="the user who interacted"),
+    item: str = typer.Option(..., "--item", help="the item"),
+    kind: str = typer.Option("positive", "--kind", help="positive, negative, click, rating:<n>"),
+    wait: bool = typer.Option(False, "--wait", help="keep draining until this job is settled"),
+    propagate: bool = typer.Option(
+        True, "--propagate/--no-propagate", help="run the propagation here (else a worker does)"
+    ),
+    timeout_s: float = typer.Option(60.0, "--timeout", help="with --wait: give up after this"),
+    dataset: str = DatasetOpt,
+    home: str | None = HomeOpt,
+    lmmem: str | None = LMMemOpt,
+) -> None:
+    """Record an interaction durably, then propagate it in-process and show the memory diff."""
+    from nodes.record import record_interaction
+
+    with _user_errors():
+        ws = _open(dataset, home)
+        before = {k: ws.memories.get(k, e) for k, e in (("user", user), ("item", item))}
+        event = record_interaction(ws, user, item, kind)
+        console.print(f"recorded interaction [bold]{event.interaction_id}[/bold]")
+        if not propagate:
+            console.print("propagation queued (run `memrec worker` to apply it)")
+            return
+        ctx = _context(dataset, home, lmmem)
+        job = asyncio.run(_drain_for(ws, ctx, event.interaction_id, wait, timeout_s))
+        console.print(f"job {event.interaction_id}: {job}")
+        for kind_, entity in (("user", user), ("item", item)):
+            _show_diff(ws, kind_, entity, before[kind_])
+
+
+async def _drain_for(
+    ws: Workspace, ctx: MemRecContext, interaction_id: str, wait: bool, timeout_s: float
+) -> str:
+    """Drain due jobs (this one included); with ``wait`` keep going through its backoffs."""
+    from memory_store.worker import PropagationWorker
+
+    worker = PropagationWorker(ws, ctx, base_backoff_s=0.5)
+    await worker.reclaim()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        await worker.drain()
+        job = ws.events.get_job(interaction_id)
+        status = job.status if job else "missing"
+        if not wait or status in ("done", "failed") or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.2)
+
+
+def _show_diff(ws: Workspace, kind: str, entity: str, before: Any) -> None:
+    after = ws.memories.get(kind, entity)  # type: ignore[arg-type]
+    if after is None:
+        return
+    if before is not None and before.version == after.version:
+        console.print(f"{kind}:{entity} unchanged (version {after.version})")
+        return
+    table = Table(title=f"{kind}:{entity}", show_lines=True)
+    table.add_column("version")
+    table.add_column("text")
+    table.add_row(str(before.version) if before else "-", before.text if before else "-")
+    table.add_row(str(after.version), after.text)
+    console.print(table)
+
+
+# --------------------------------------------------------------------------------- jobs
+
+
+def jobs(
+    status: str | None = typer.Option(
+        None, "--status", help=f"only jobs in this status: {', '.join(JOB_STATUSES)}"
+    ),
+    retry: bool = typer.Option(False, "--retry", help="put parked (failed) jobs back in the queue"),
+    limit: int = typer.Option(50, "--limit", help="rows to show"),
+    dataset: str = DatasetOpt,
+    home: str | None = HomeOpt,
+) -> None:
+    """Show the propagation job queue (counts per status, then the jobs)."""
+    with _user_errors():
+        if status is not None and status not in JOB_STATUSES:
+            raise ValueError(f"unknown --status {status!r}; accepted: {', '.join(JOB_STATUSES)}")
+        ws = _open(dataset, home)
+        if retry:
+            n = ws.events.retry_failed()
+            console.print(f"{n} failed job(s) back in the queue")
+        counts = ws.events.counts()
+        console.print("  ".join(f"{s}: {counts[s]}" for s in JOB_STATUSES))
+        table = Table(title="propagation jobs")
+        for col in ("interaction", "user", "item", "status", "attempts", "updated", "last error"):
+            table.add_column(col)
+        for job in ws.events.jobs(status, limit=limit):  # type: ignore[arg-type]
+            event = ws.events.get_interaction(job.interaction_id)
+            table.add_row(
+                job.interaction_id,
+                event.user_id if event else "-",
+                event.item_id if event else "-",
+                job.status,
+                str(job.attempts),
+                _when(job.updated_at),
+                _short(job.last_error, 60),
+            )
+        console.print(table)
+
+
+# --------------------------------------------------------------------------------- memory
+
+memory_app = typer.Typer(help="Read a memory, its audited history, or restore a version.")
+
+
+@memory_app.command("show")
+def memory_show(
+    user: str | None = UserOpt,
+    item: str | None = ItemOpt,
+    dataset: str = DatasetOpt,
+    home: str | None = HomeOpt,
+) -> None:
+    """Show a memory's current text, version, time and what wrote it."""
+    with _user_errors():
+        kind, entity = _target(user, item)
+        ws = _open(dataset, home)
+        _check_known(ws, kind, entity)
+        rec = ws.memories.get(kind, entity)
+        if rec is None:
+            raise UnknownMemory(kind, entity)
+        console.print(
+            f"[bold]{kind}:{entity}[/bold] version {rec.version}, {_when(rec.updated_at)}, "
+            f"written by {rec.source}"
+        )
+        console.print(rec.text, highlight=False)
+
+
+@memory_app.command("history")
+def memory_history(
+    user: str | None = UserOpt,
+    item: str | None = ItemOpt,
+    dataset: str = DatasetOpt,
+    home: str | None = HomeOpt,
+) -> None:
+    """Every audited write of a memory: version, cause, time, previous -> new text."""
+    with _user_errors():
+        kind, entity = _target(user, item)
+        ws = _open(dataset, home)
+        _check_known(ws, kind, entity)
+        rows = ws.events.history(kind, entity)
+        table = Table(title=f"history of {kind}:{entity}", show_lines=True)
+        for col in ("version", "cause", "time", "previous", "new"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(
+                str(row.version),
+                row.cause,
+                _when(row.at),
+                _short(row.previous_text),
+                _short(row.new_text),
+            )
+        console.print(table)
+        if not rows:
+            console.print("no audited writes yet (only the indexed version)")
+
+
+@memory_app.command("rollback")
+def memory_rollback(
+    version: int = typer.Option(..., "--version", help="the version whose text to restore"),
+    user: str | None = UserOpt,
+    item: str | None = ItemOpt,
+    dataset: str = DatasetOpt,
+    home: str | None = HomeOpt,
+) -> None:
+    """Restore a past version's text as a new version (history is never rewritten)."""
+    from memory_store.facet_cache import facet_cache_for
+
+    with _user_errors():
+        kind, entity = _target(user, item)
+        ws = _open(dataset, home)
+        _check_known(ws, kind, entity)
+        rec = _restore(ws, kind, entity, version)
+        ws.on_memory_write(kind, entity, rec.text)
+        facet_cache_for(ws).invalidate(kind, entity)
+        console.print(f"{kind}:{entity} restored version {version} as version {rec.version}")
+
+
+def _restore(ws: Workspace, kind: MemoryKind, entity: str, version: int) -> MemoryRecord:
+    """``writes.rollback``, also for the indexed version (known only as the next write's previous).
+
+    ``rollback`` reads a version's text from the audit row that created it; the indexed version 1
+    has no such row, but the row of version 2 kept it as its previous text.
+    """
+    try:
+        return rollback(ws.memories, ws.events, kind, entity, version)
+    except UnknownVersion:
+        nxt = [r for r in ws.events.history(kind, entity) if r.version == version + 1]
+        if not nxt or nxt[0].previous_text is None:
+            raise
+        cause = f"rollback:{version}"
+        if ws.events.applied(cause, kind, entity):  # a second rollback to it must write again
+            cause = f"{cause}@{time.time():.3f}"
+        rec = apply_write(ws.memories, ws.events, kind, entity, nxt[0].previous_text, cause=cause)
+        assert rec is not None  # a fresh cause always writes
+        return rec
+
+
+def _check_known(ws: Workspace, kind: str, entity: str) -> None:
+    (ws.user_code if kind == "user" else ws.item_code)(entity)
+
+
+# --------------------------------------------------------------------------------- worker
+
+
+def worker(
+    dataset: str = DatasetOpt,
+    home: str | None = HomeOpt,
+    lmmem: str | None = LMMemOpt,
+    poll_s: float = typer.Option(0.5, "--poll", help="seconds between polls when idle"),
+) -> None:
+    """Drain the propagation queue forever (Ctrl-C to stop; a killed worker loses nothing)."""
+    from memory_store.worker import PropagationWorker
+
+    with _user_errors():
+        ws = _open(dataset, home)
+        runner = PropagationWorker(ws, _context(dataset, home, lmmem), poll_s=poll_s)
+        console.print(f"worker {runner.owner} draining {ws.name}; Ctrl-C to stop")
+        try:
+            asyncio.run(_forever(runner))
+        except KeyboardInterrupt:
+            pass
+        console.print(f"stopped: {runner.stats.model_dump()}")
+
+
+async def _forever(runner: Any) -> None:
+    runner.start()
+    last = -1
+    while True:
+        await asyncio.sleep(runner.poll_s)
+        if runner.stats.done != last:
+            last = runner.stats.done
+            console.print(f"done {runner.stats.done}, parked {runner.stats.parked}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the write-path commands to the `memrec` app."""
+    commands: list[tuple[str, Callable[..., None]]] = [
+        ("feedback", feedback),
+        ("jobs", jobs),
+        ("worker", worker),
+    ]
+    for name, fn in commands:
+        app.command(name)(fn)
+    app.add_typer(memory_app, name="memory")

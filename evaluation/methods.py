@@ -1,0 +1,94 @@
+"""The benchmark methods: agentic ones as switches of one run context, classical ones by name.
+
+Every agentic method runs through the same recommend graph; a method is nothing but the
+``MemRecContext`` fields it sets (BENCHMARK.md, "Methods"). Classical methods name a baseline of
+``evaluation/baselines.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evaluation.baselines import BASELINES
+from graph.context import MemRecContext
+
+
+class UnknownMethod(ValueError):
+    """A method name the benchmark does not know; the message lists the accepted names."""
+
+
+class MethodSpec(BaseModel):
+    """One benchmark method: its family and, for agentic methods, the context switches it sets."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="the name used on the command line and in reports")
+    family: Literal["agentic", "classical"] = Field(description="recommend graph or baseline")
+    switches: dict[str, Any] = Field(
+        default_factory=dict, description="MemRecContext fields the method sets"
+    )
+    description: str = Field("", description="one line for reports and --help")
+
+    @property
+    def agentic(self) -> bool:
+        """Whether the method runs through the recommend graph."""
+        return self.family == "agentic"
+
+
+def _agentic(name: str, description: str, **switches: Any) -> MethodSpec:
+    return MethodSpec(name=name, family="agentic", switches=switches, description=description)
+
+
+_AGENTIC = (
+    _agentic(
+        "vanilla",
+        "no memory: history titles straight to LLMRec",
+        memory="none",
+        collab_read=False,
+    ),
+    _agentic("isolated", "own user memory only (i2Agent-like)", memory="own", collab_read=False),
+    _agentic("naive-collab", "raw, uncurated neighbours straight to LLMRec", curation="raw"),
+    _agentic("memrec", "full MemRec: curate, synthesize, rank"),
+    _agentic(
+        "memrec-no-read",
+        "ablation: no collaborative read",
+        collab_read=False,
+        memory="full",
+    ),
+    _agentic(
+        "memrec-no-write",
+        "ablation: warm-up interactions neither recorded nor propagated",
+        collab_write=False,
+    ),
+    _agentic(
+        "memrec-generic-rules", "ablation: generic instead of generated rules", rules="generic"
+    ),
+)
+_CLASSICAL = tuple(
+    MethodSpec(name=name, family="classical", description=f"classical baseline {name}")
+    for name in BASELINES
+)
+
+METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (*_CLASSICAL, *_AGENTIC)}
+AGENTIC_METHODS: tuple[str, ...] = tuple(spec.name for spec in _AGENTIC)
+CLASSICAL_METHODS: tuple[str, ...] = tuple(spec.name for spec in _CLASSICAL)
+
+
+def get_method(name: str) -> MethodSpec:
+    """The method called ``name``; ``UnknownMethod`` listing every accepted name otherwise."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise UnknownMethod(
+            f"unknown method {name!r}; accepted: {', '.join(METHODS)} (or 'all' on the CLI)"
+        ) from None
+
+
+def method_context(spec: MethodSpec, base: MemRecContext) -> MemRecContext:
+    """``base`` with the method's switches applied (classical methods have none)."""
+    if not spec.agentic:
+        raise UnknownMethod(f"{spec.name} is a classical baseline; it has no run context")
+    return replace(base, **spec.switches)

@@ -1,0 +1,42 @@
+"""The recommend graph: curate -> synthesize -> rank, then the post-response branch `record`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langgraph.graph import END, START, StateGraph
+
+from graph.context import MemRecContext
+from graph.state import RecommendInput, RecommendOutput, RecommendState
+from nodes.curate import curate
+from nodes.rank import rank
+from nodes.record import record
+from nodes.synthesize import synthesize
+
+
+def after_rank(state: RecommendState) -> Literal["record", "__end__"]:
+    """Post-response branch: feedback in the input is recorded, then propagated in background."""
+    return "record" if state.get("feedback") else END
+
+
+def build_recommend_graph() -> StateGraph:
+    """Wire the online path (two model calls at most: synthesize and rank)."""
+    builder = StateGraph(
+        RecommendState,
+        context_schema=MemRecContext,
+        input_schema=RecommendInput,
+        output_schema=RecommendOutput,
+    )
+    builder.add_node("curate", curate)
+    builder.add_node("synthesize", synthesize)
+    builder.add_node("rank", rank)
+    builder.add_node("record", record)
+    builder.add_edge(START, "curate")
+    builder.add_edge("curate", "synthesize")
+    builder.add_edge("synthesize", "rank")
+    builder.add_conditional_edges("rank", after_rank)
+    builder.add_edge("record", END)
+    return builder
+
+
+graph = build_recommend_graph().compile(name="recommend")

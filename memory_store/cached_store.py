@@ -1,0 +1,111 @@
+"""A read-through, write-through cache in front of a memory store.
+
+Reads on the online path (the user's memory, the curated neighbours' memories, their versions for
+the facet cache) are served from process memory; every write goes to the store first and the cache
+keeps what the store returned. A compare-and-set conflict drops the cached record, so a writer that
+lost a race re-reads the store. With several processes writing to one Chroma server, ``ttl_s``
+bounds how stale a read may be.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+
+from memory_store.memories import MemoryKind, MemoryRecord, MemoryStore, VersionConflict
+
+
+class CachedMemoryStore:
+    """Wraps any MemoryStore; same interface."""
+
+    def __init__(self, inner: MemoryStore, ttl_s: float | None = None) -> None:
+        self.inner = inner
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._records: dict[tuple[str, str], tuple[float, MemoryRecord | None]] = {}
+
+    def _fresh(self, key: tuple[str, str]) -> tuple[bool, MemoryRecord | None]:
+        hit = self._records.get(key)
+        if hit is None or (self.ttl_s is not None and time.monotonic() - hit[0] > self.ttl_s):
+            return False, None
+        return True, hit[1]
+
+    def _keep(self, kind: str, entity_id: str, record: MemoryRecord | None) -> None:
+        with self._lock:
+            self._records[(kind, entity_id)] = (time.monotonic(), record)
+
+    def get(self, kind: MemoryKind, entity_id: str) -> MemoryRecord | None:
+        """Cached read."""
+        found, record = self._fresh((kind, entity_id))
+        if found:
+            return record
+        record = self.inner.get(kind, entity_id)
+        self._keep(kind, entity_id, record)
+        return record
+
+    def get_many(self, kind: MemoryKind, entity_ids: Sequence[str]) -> dict[str, MemoryRecord]:
+        """Cached batch read: one store call for the ids not cached yet."""
+        out: dict[str, MemoryRecord] = {}
+        missing = []
+        for entity_id in entity_ids:
+            found, record = self._fresh((kind, entity_id))
+            if not found:
+                missing.append(entity_id)
+            elif record is not None:
+                out[entity_id] = record
+        if missing:
+            fetched = self.inner.get_many(kind, missing)
+            for entity_id in missing:
+                record = fetched.get(entity_id)
+                self._keep(kind, entity_id, record)
+                if record is not None:
+                    out[entity_id] = record
+        return out
+
+    def put(
+        self, kind: MemoryKind, entity_id: str, text: str, *, expected_version: int, source: str
+    ) -> MemoryRecord:
+        """Write-through compare-and-set; a conflict evicts the cached record."""
+        try:
+            record = self.inner.put(
+                kind, entity_id, text, expected_version=expected_version, source=source
+            )
+        except VersionConflict:
+            with self._lock:
+                self._records.pop((kind, entity_id), None)
+            raise
+        self._keep(kind, entity_id, record)
+        return record
+
+    def bulk_init(self, kind: MemoryKind, items: Iterable[tuple[str, str]], source: str) -> int:
+        """Pass through, then forget cached absences."""
+        pairs = list(items)
+        created = self.inner.bulk_init(kind, pairs, source)
+        with self._lock:
+            for entity_id, _ in pairs:
+                self._records.pop((kind, entity_id), None)
+        return created
+
+    def delete(self, kind: MemoryKind, entity_id: str) -> None:
+        """Delete in the store and the cache."""
+        self.inner.delete(kind, entity_id)
+        self._keep(kind, entity_id, None)
+
+    def ids(self, kind: MemoryKind) -> list[str]:
+        """Pass through."""
+        return self.inner.ids(kind)
+
+    def count(self, kind: MemoryKind) -> int:
+        """Pass through."""
+        return self.inner.count(kind)
+
+    def search(
+        self, kind: MemoryKind, query: str, k: int, exclude: Sequence[str] = ()
+    ) -> list[tuple[MemoryRecord, float]]:
+        """Pass through (semantic search needs the store's index)."""
+        return self.inner.search(kind, query, k, exclude)
+
+    def embeddings(self, kind: MemoryKind, entity_ids: Sequence[str]) -> dict[str, list[float]]:
+        """Pass through."""
+        return self.inner.embeddings(kind, entity_ids)

@@ -1,0 +1,97 @@
+"""A per-workspace cache of synthesized facets, keyed by the versions of what they were made from.
+
+The key holds the user id, the user memory version, the (ref, version) of every packed neighbour,
+the rule set, tau, n_facets, the LMMem spec and the request, so any write to one of those memories
+changes the key and a stale entry can never be served. Propagation also drops the entries that
+used a memory it wrote (``invalidate``), so dead entries do not pile up.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Hashable
+
+from nodes.roles import Facet
+
+MAX_ENTRIES = 4096
+
+FacetKey = tuple[Hashable, ...]
+
+
+class FacetCache:
+    """LRU map from a facet key to facets, with a reverse index from memory ref to keys."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        if max_entries < 1:
+            raise ValueError(f"FacetCache: max_entries must be >= 1, got {max_entries}")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[FacetKey, list[Facet]] = OrderedDict()
+        self._by_ref: dict[str, set[FacetKey]] = {}
+        self._refs: dict[FacetKey, tuple[str, ...]] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: FacetKey) -> list[Facet] | None:
+        """Cached facets (copies) for ``key``, or None."""
+        with self._lock:
+            facets = self._entries.get(key)
+            if facets is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return [f.model_copy(deep=True) for f in facets]
+
+    def put(self, key: FacetKey, facets: list[Facet], refs: tuple[str, ...]) -> None:
+        """Store facets made from the memories ``refs`` ('user:<id>' / 'item:<id>')."""
+        with self._lock:
+            self._drop(key)
+            self._entries[key] = [f.model_copy(deep=True) for f in facets]
+            self._refs[key] = refs
+            for ref in refs:
+                self._by_ref.setdefault(ref, set()).add(key)
+            while len(self._entries) > self.max_entries:
+                self._drop(next(iter(self._entries)))
+
+    def invalidate(self, kind: str, entity_id: str) -> int:
+        """Drop every entry built from that memory; returns how many went."""
+        with self._lock:
+            keys = list(self._by_ref.get(f"{kind}:{entity_id}", ()))
+            for key in keys:
+                self._drop(key)
+            return len(keys)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._entries.clear()
+            self._by_ref.clear()
+            self._refs.clear()
+
+    def _drop(self, key: FacetKey) -> None:
+        self._entries.pop(key, None)
+        for ref in self._refs.pop(key, ()):
+            keys = self._by_ref.get(ref)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_ref[ref]
+
+
+_CACHES: weakref.WeakKeyDictionary[object, FacetCache] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def facet_cache_for(ws: object) -> FacetCache:
+    """The facet cache of a workspace (created on first use, gone with the workspace)."""
+    with _LOCK:
+        cache = _CACHES.get(ws)
+        if cache is None:
+            cache = _CACHES[ws] = FacetCache()
+        return cache

@@ -1,0 +1,315 @@
+"""The interaction graph on scipy sparse matrices, built from the train split only.
+
+Holds who interacted with what (user x item CSR with timestamps), item-item co-interaction
+counts, degrees, last-activity times and item attribute vectors. New interactions are appended
+to small deltas (O(degree of the user) work) and merged into the base matrices only when the delta
+grows past a fraction of the graph, so an append never rebuilds the graph.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+log = logging.getLogger(__name__)
+
+_SECONDS_PER_DAY = 86400.0
+SIMILAR_K = 50  # neighbours kept per item in the precomputed similarity
+SIMILAR_SHRINK = 10.0
+
+
+def _binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    data = np.ones(len(rows), dtype=np.float32)
+    m = sp.csr_matrix((data, (rows, cols)), shape=shape, dtype=np.float32)
+    m.data[:] = 1.0  # duplicate pairs collapse to one edge
+    return m
+
+
+class InteractionGraph:
+    """User-item interactions with the collaborative features curation needs."""
+
+    def __init__(
+        self,
+        ui: sp.csr_matrix,
+        ts: sp.csr_matrix,
+        attributes: sp.csr_matrix,
+        attribute_names: list[str],
+        has_clock: bool,
+    ) -> None:
+        self.n_users, self.n_items = ui.shape
+        self.has_clock = has_clock
+        self.attribute_names = attribute_names
+        self.attributes = attributes  # item x attribute, rows L2-normalised
+        self._ui = ui.tocsr()
+        self._ts = ts.tocsr()
+        self._iu = self._ui.T.tocsr()
+        self._co = (self._iu @ self._ui).tocsr()  # item x item co-interaction counts
+        self.user_degree = np.asarray(self._ui.sum(axis=1)).ravel().astype(np.float64)
+        self.item_degree = np.asarray(self._iu.sum(axis=1)).ravel().astype(np.float64)
+        self.user_last_ts = np.asarray(self._ts.max(axis=1).todense()).ravel().astype(np.float64)
+        self.item_last_ts = np.asarray(self._ts.T.tocsr().max(axis=1).todense()).ravel()
+        self._delta_ui: dict[int, dict[int, float]] = defaultdict(dict)
+        self._delta_iu: dict[int, list[int]] = defaultdict(list)
+        self._delta_co: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        self._n_delta = 0
+        self._similar: sp.csr_matrix | None = None
+        self._profiles: sp.csr_matrix | None = None
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def build(
+        cls,
+        interactions: pd.DataFrame,
+        n_users: int,
+        n_items: int,
+        item_attributes: Sequence[Sequence[str]],
+        has_clock: bool = True,
+    ) -> InteractionGraph:
+        """Build from an interactions frame (columns user, item, ts) — pass the train split."""
+        users = interactions["user"].to_numpy(np.int64)
+        items = interactions["item"].to_numpy(np.int64)
+        ui = _binary_csr(users, items, (n_users, n_items))
+        ts = sp.csr_matrix(
+            (interactions["ts"].to_numpy(np.float64) + 1.0, (users, items)),
+            shape=(n_users, n_items),
+        )  # +1 so a timestamp of 0 (sequence position) is still a stored entry
+        ts.sum_duplicates()
+        attrs, names = attribute_matrix(item_attributes, n_items)
+        return cls(ui, ts, attrs, names, has_clock)
+
+    # ----------------------------------------------------------------- appends
+    def append(self, user: int, item: int, ts: float) -> bool:
+        """Add one interaction; returns False if the user already had the item."""
+        if not (0 <= user < self.n_users and 0 <= item < self.n_items):
+            raise IndexError(f"user {user} / item {item} outside the graph")
+        if item in self._delta_ui.get(user, {}) or self._ui[user, item] != 0:
+            return False
+        history = self.user_items(user)
+        self._delta_ui[user][item] = float(ts) + 1.0
+        self._delta_iu[item].append(user)
+        co = self._delta_co
+        co[item][item] += 1.0
+        for j in history:
+            co[item][int(j)] += 1.0
+            co[int(j)][item] += 1.0
+        self.user_degree[user] += 1
+        self.item_degree[item] += 1
+        self.user_last_ts[user] = max(self.user_last_ts[user], float(ts) + 1.0)
+        self.item_last_ts[item] = max(self.item_last_ts[item], float(ts) + 1.0)
+        self._n_delta += 1
+        if self._n_delta > max(2000, self._ui.nnz // 20):
+            self.compact()
+        return True
+
+    def compact(self) -> None:
+        """Merge the deltas into the base matrices (amortised, only after many appends)."""
+        if not self._n_delta:
+            return
+        rows, cols, tss = [], [], []
+        for u, items in self._delta_ui.items():
+            for i, t in items.items():
+                rows.append(u)
+                cols.append(i)
+                tss.append(t)
+        shape = (self.n_users, self.n_items)
+        self._ui = (self._ui + _binary_csr(np.array(rows), np.array(cols), shape)).tocsr()
+        self._ts = (self._ts + sp.csr_matrix((tss, (rows, cols)), shape=shape)).tocsr()
+        self._iu = self._ui.T.tocsr()
+        co_r, co_c, co_v = [], [], []
+        for i, row in self._delta_co.items():
+            for j, v in row.items():
+                co_r.append(i)
+                co_c.append(j)
+                co_v.append(v)
+        delta = sp.csr_matrix((co_v, (co_r, co_c)), shape=(self.n_items, self.n_items))
+        self._co = (self._co + delta).tocsr()
+        self._profiles = None
+        self._delta_ui.clear()
+        self._delta_iu.clear()
+        self._delta_co.clear()
+        self._n_delta = 0
+
+    # ----------------------------------------------------------------- lookups
+    def user_items(self, user: int) -> np.ndarray:
+        """Items the user interacted with (codes)."""
+        base = self._ui.indices[self._ui.indptr[user] : self._ui.indptr[user + 1]]
+        extra = self._delta_ui.get(user)
+        return np.concatenate([base, np.fromiter(extra, np.int64)]) if extra else base.copy()
+
+    def user_item_times(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """The user's items and their timestamps, oldest first."""
+        lo, hi = self._ts.indptr[user], self._ts.indptr[user + 1]
+        items = self._ts.indices[lo:hi].astype(np.int64)
+        times = self._ts.data[lo:hi] - 1.0
+        extra = self._delta_ui.get(user)
+        if extra:
+            items = np.concatenate([items, np.fromiter(extra.keys(), np.int64)])
+            times = np.concatenate([times, np.fromiter(extra.values(), np.float64) - 1.0])
+        order = np.argsort(times, kind="stable")
+        return items[order], times[order]
+
+    def item_users(self, item: int) -> np.ndarray:
+        """Users who interacted with the item (codes)."""
+        base = self._iu.indices[self._iu.indptr[item] : self._iu.indptr[item + 1]]
+        extra = self._delta_iu.get(item)
+        return np.concatenate([base, np.asarray(extra, np.int64)]) if extra else base.copy()
+
+    def has(self, user: int, item: int) -> bool:
+        """Whether the user interacted with the item."""
+        return item in self._delta_ui.get(user, {}) or self._ui[user, item] != 0
+
+    def co_counts(self, items: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """Weighted sum of co-interaction rows: for every item j, sum_i w_i * C[i, j]."""
+        w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64)
+        out = np.asarray(self._co[items].T @ w).ravel()
+        if self._delta_co:
+            for i, wi in zip(items.tolist(), w.tolist(), strict=True):
+                row = self._delta_co.get(i)
+                if row:
+                    cols = np.fromiter(row.keys(), np.int64)
+                    out[cols] += wi * np.fromiter(row.values(), np.float64)
+        return out
+
+    def item_cosine(self, items: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """For every item j, sum_i w_i * cos(i, j) with cos = C[i,j] / sqrt(d_i d_j)."""
+        deg = np.maximum(self.item_degree, 1.0)
+        w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64)
+        return self.co_counts(items, w / np.sqrt(deg[items])) / np.sqrt(deg)
+
+    @property
+    def similar(self) -> sp.csr_matrix:
+        """Pruned item-item cosine (top SIMILAR_K per item, shrunk), precomputed at index time.
+
+        Appended interactions reach it only when the index is rebuilt; the exact co-interaction
+        counts (``co_counts``) always include them.
+        """
+        if self._similar is None:
+            from evaluation.baselines import item_cosine
+
+            self._similar = item_cosine(self._ui, SIMILAR_K, SIMILAR_SHRINK)
+        return self._similar
+
+    def similar_scores(self, items: np.ndarray, weights: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """For each target item, sum_i w_i * similar[i, target] (ItemKNN over a weighted history)."""
+        sub = self.similar[items][:, targets]
+        return np.asarray(sub.T @ np.asarray(weights, np.float64)).ravel()
+
+    def shared_counts(self, items: np.ndarray) -> np.ndarray:
+        """For every user, how many of ``items`` they interacted with."""
+        out = np.asarray(self._iu[items].sum(axis=0)).ravel().astype(np.float64)
+        if self._delta_iu:
+            for i in items.tolist():
+                extra = self._delta_iu.get(i)
+                if extra:
+                    np.add.at(out, np.asarray(extra, np.int64), 1.0)
+        return out
+
+    def votes(self, users: np.ndarray, weights: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """For each of ``items``, the summed weight of ``users`` who interacted with it."""
+        if len(users) == 0:
+            return np.zeros(len(items))
+        sub = self._ui[users][:, items].toarray()
+        for row, u in enumerate(users.tolist()):
+            extra = self._delta_ui.get(u)
+            if extra:
+                sub[row] = np.maximum(sub[row], [1.0 if int(i) in extra else 0.0 for i in items])
+        return np.asarray(weights, np.float64) @ sub
+
+    def attribute_profile(self, items: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """L2-normalised attribute vector of a set of items (dense, one entry per attribute)."""
+        if len(items) == 0 or self.attributes.shape[1] == 0:
+            return np.zeros(self.attributes.shape[1])
+        w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64)
+        vec = np.asarray(self.attributes[items].T @ w).ravel()
+        norm = np.linalg.norm(vec)
+        return vec / norm if norm > 0 else vec
+
+    def user_profiles(self, users: np.ndarray) -> np.ndarray:
+        """L2-normalised attribute profiles of several users at once (dense rows)."""
+        if self.attributes.shape[1] == 0 or len(users) == 0:
+            return np.zeros((len(users), self.attributes.shape[1]))
+        if self._profiles is None:  # user x attribute sums of the base graph, computed once
+            self._profiles = (self._ui @ self.attributes).tocsr()
+        prof = self._profiles[users].toarray()
+        for row, u in enumerate(users.tolist()):
+            extra = self._delta_ui.get(u)
+            if extra:
+                prof[row] += np.asarray(
+                    self.attributes[np.fromiter(extra, np.int64)].sum(axis=0)
+                ).ravel()
+        norms = np.linalg.norm(prof, axis=1)
+        norms[norms == 0] = 1.0
+        return prof / norms[:, None]
+
+    def days_between(self, later: float, earlier: float) -> float:
+        """Days from ``earlier`` to ``later`` (0 for datasets without a clock)."""
+        if not self.has_clock:
+            return 0.0
+        return max(0.0, (later - earlier) / _SECONDS_PER_DAY)
+
+    @property
+    def n_interactions(self) -> int:
+        """Interactions in the graph, including appended ones."""
+        return int(self._ui.nnz + self._n_delta)
+
+    def train_matrix(self) -> sp.csr_matrix:
+        """The user x item binary matrix with the deltas merged (for baselines)."""
+        self.compact()
+        return self._ui.copy()
+
+    def co_matrix(self) -> sp.csr_matrix:
+        """Item x item co-interaction counts with the deltas merged."""
+        self.compact()
+        return self._co
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, directory: Path) -> None:
+        """Write the graph as .npz files (deltas merged first)."""
+        self.compact()
+        directory.mkdir(parents=True, exist_ok=True)
+        sp.save_npz(directory / "ui_ts.npz", self._ts)
+        sp.save_npz(directory / "attributes.npz", self.attributes)
+        sp.save_npz(directory / "similar.npz", self.similar)
+        (directory / "attributes.txt").write_text("\n".join(self.attribute_names), "utf-8")
+        (directory / "meta.txt").write_text(f"has_clock={int(self.has_clock)}\n", "utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> InteractionGraph:
+        """Read a graph written by ``save``."""
+        ts = sp.load_npz(directory / "ui_ts.npz").tocsr()
+        ui = ts.copy()
+        ui.data[:] = 1.0
+        attrs = sp.load_npz(directory / "attributes.npz").tocsr()
+        names_text = (directory / "attributes.txt").read_text("utf-8")
+        names = names_text.split("\n") if names_text else []
+        has_clock = "has_clock=1" in (directory / "meta.txt").read_text("utf-8")
+        graph = cls(ui.astype(np.float32), ts, attrs, names, has_clock)
+        if (directory / "similar.npz").exists():
+            graph._similar = sp.load_npz(directory / "similar.npz").tocsr()
+        return graph
+
+
+def attribute_matrix(
+    item_attributes: Sequence[Sequence[str]], n_items: int
+) -> tuple[sp.csr_matrix, list[str]]:
+    """Item x attribute matrix with L2-normalised rows, and the attribute names."""
+    vocab: dict[str, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    for i, attrs in enumerate(item_attributes):
+        for a in dict.fromkeys(attrs):
+            rows.append(i)
+            cols.append(vocab.setdefault(a, len(vocab)))
+    m = sp.csr_matrix(
+        (np.ones(len(rows), np.float64), (rows, cols)), shape=(n_items, len(vocab))
+    )
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    m = sp.diags(1.0 / norms) @ m
+    return m.tocsr(), list(vocab)

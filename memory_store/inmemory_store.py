@@ -1,0 +1,262 @@
+"""In-memory MemoryStore: dicts behind a lock, cosine search over the same embeddings as Chroma.
+
+The reference implementation of the ``MemoryStore`` Protocol: unit tests use it, and evaluation
+runs clone a seeded store with :meth:`InMemoryMemoryStore.copy` so no run sees another's writes.
+"""
+
+from __future__ import annotations
+
+import copy as copy_module
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import get_args
+
+import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction
+
+from memory_store.embeddings import HashingEmbedding, embed_documents, embed_query
+from memory_store.memories import MemoryKind, MemoryRecord, MemoryStore, VersionConflict
+
+KINDS: tuple[str, ...] = get_args(MemoryKind)
+_BATCH = 4096
+
+
+def check_kind(kind: str) -> MemoryKind:
+    """Return ``kind`` if it is a memory kind, else raise ValueError naming the accepted ones."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown memory kind {kind!r}; accepted: {', '.join(KINDS)}")
+    return kind  # type: ignore[return-value]
+
+
+class _Shelf:
+    """The records and vectors of one kind, plus a lazily rebuilt matrix for search."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, MemoryRecord] = {}
+        self.vectors: dict[str, np.ndarray] = {}
+        self._matrix: tuple[list[str], np.ndarray] | None = None
+
+    def set(self, record: MemoryRecord, vector: np.ndarray) -> None:
+        self.records[record.entity_id] = record
+        self.vectors[record.entity_id] = vector
+        self._matrix = None
+
+    def remove(self, entity_id: str) -> None:
+        self.records.pop(entity_id, None)
+        self.vectors.pop(entity_id, None)
+        self._matrix = None
+
+    def matrix(self) -> tuple[list[str], np.ndarray]:
+        """Ids and their unit-normalised vectors stacked (rebuilt after any write)."""
+        if self._matrix is None:
+            ids = list(self.vectors)
+            if ids:
+                stacked = np.stack([self.vectors[i] for i in ids]).astype(np.float32)
+                norms = np.linalg.norm(stacked, axis=1, keepdims=True)
+                stacked /= np.where(norms == 0.0, 1.0, norms)
+            else:
+                stacked = np.zeros((0, 0), dtype=np.float32)
+            self._matrix = (ids, stacked)
+        return self._matrix
+
+
+class InMemoryMemoryStore:
+    """Thread-safe dict-backed MemoryStore with compare-and-set writes and cosine search."""
+
+    def __init__(self, embedding: EmbeddingFunction[Documents] | None = None) -> None:
+        self.embedding_function: EmbeddingFunction[Documents] = embedding or HashingEmbedding()
+        self._lock = threading.Lock()
+        self._shelves: dict[str, _Shelf] = {kind: _Shelf() for kind in KINDS}
+
+    # -- construction -----------------------------------------------------------------------------
+
+    def copy(self) -> InMemoryMemoryStore:
+        """An independent deep copy (records and vectors); the embedding function is shared."""
+        clone = InMemoryMemoryStore(self.embedding_function)
+        with self._lock:
+            clone._shelves = copy_module.deepcopy(self._shelves)
+        return clone
+
+    @classmethod
+    def from_store(
+        cls, other: MemoryStore, embedding: EmbeddingFunction[Documents] | None = None
+    ) -> InMemoryMemoryStore:
+        """Copy every record of ``other`` (versions, times and sources kept), re-embedding texts.
+
+        Without ``embedding``, the other store's ``embedding_function`` is reused when it has one,
+        so search behaves the same in the copy.
+        """
+        store = cls(embedding or getattr(other, "embedding_function", None))
+        for kind in KINDS:
+            ids = other.ids(kind)  # type: ignore[arg-type]
+            for start in range(0, len(ids), _BATCH):
+                records = other.get_many(kind, ids[start : start + _BATCH])  # type: ignore[arg-type]
+                store._restore(list(records.values()))
+        return store
+
+    def _restore(self, records: list[MemoryRecord]) -> None:
+        """Insert records as they are (no version bump)."""
+        if not records:
+            return
+        vectors = embed_documents(self.embedding_function, [r.text for r in records])
+        with self._lock:
+            for record, vector in zip(records, vectors, strict=True):
+                self._shelves[record.kind].set(record.model_copy(), vector)
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def get(self, kind: MemoryKind, entity_id: str) -> MemoryRecord | None:
+        """The current record, or None."""
+        shelf = self._shelves[check_kind(kind)]
+        with self._lock:
+            record = shelf.records.get(entity_id)
+            return record.model_copy() if record else None
+
+    def get_many(self, kind: MemoryKind, entity_ids: Sequence[str]) -> dict[str, MemoryRecord]:
+        """Current records for the ids that exist (missing ids are absent from the result)."""
+        shelf = self._shelves[check_kind(kind)]
+        with self._lock:
+            return {
+                i: shelf.records[i].model_copy()
+                for i in dict.fromkeys(entity_ids)
+                if i in shelf.records
+            }
+
+    def ids(self, kind: MemoryKind) -> list[str]:
+        """Every entity id of that kind, in insertion order."""
+        shelf = self._shelves[check_kind(kind)]
+        with self._lock:
+            return list(shelf.records)
+
+    def count(self, kind: MemoryKind) -> int:
+        """How many memories of that kind exist."""
+        shelf = self._shelves[check_kind(kind)]
+        with self._lock:
+            return len(shelf.records)
+
+    def embeddings(self, kind: MemoryKind, entity_ids: Sequence[str]) -> dict[str, list[float]]:
+        """The stored embedding vectors for the ids that exist."""
+        shelf = self._shelves[check_kind(kind)]
+        with self._lock:
+            return {
+                i: shelf.vectors[i].tolist()
+                for i in dict.fromkeys(entity_ids)
+                if i in shelf.vectors
+            }
+
+    def search(
+        self, kind: MemoryKind, query: str, k: int, exclude: Sequence[str] = ()
+    ) -> list[tuple[MemoryRecord, float]]:
+        """The k memories with the highest cosine similarity to ``query`` (ties by id)."""
+        shelf = self._shelves[check_kind(kind)]
+        if k <= 0:
+            return []
+        vector = embed_query(self.embedding_function, query)
+        norm = float(np.linalg.norm(vector))
+        with self._lock:
+            ids, matrix = shelf.matrix()
+            if not ids:
+                return []
+            scores = matrix @ (vector / norm if norm else vector)
+            excluded = set(exclude)
+            order = sorted(
+                (i for i in range(len(ids)) if ids[i] not in excluded),
+                key=lambda i: (-scores[i], ids[i]),
+            )[:k]
+            return [(shelf.records[ids[i]].model_copy(), float(scores[i])) for i in order]
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def put(
+        self,
+        kind: MemoryKind,
+        entity_id: str,
+        text: str,
+        *,
+        expected_version: int,
+        source: str,
+    ) -> MemoryRecord:
+        """Compare-and-set write; ``expected_version=0`` means the record must not exist yet."""
+        shelf = self._shelves[check_kind(kind)]
+        vector = embed_documents(self.embedding_function, [text])[0]
+        with self._lock:
+            current = shelf.records.get(entity_id)
+            actual = current.version if current else 0
+            if actual != expected_version:
+                raise VersionConflict(kind, entity_id, expected_version, actual)
+            record = MemoryRecord(
+                kind=kind,
+                entity_id=entity_id,
+                text=text,
+                version=actual + 1,
+                updated_at=time.time(),
+                source=source,
+            )
+            shelf.set(record, vector)
+            return record.model_copy()
+
+    def bulk_init(
+        self,
+        kind: MemoryKind,
+        items: Iterable[tuple[str, str]],
+        source: str,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Create version-1 records for ids not present yet; returns how many were created.
+
+        ``progress`` is called after each batch with the number of input items it handled.
+        A repeated id within ``items`` keeps its first text.
+        """
+        shelf = self._shelves[check_kind(kind)]
+        created = 0
+        batch: list[tuple[str, str]] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) == _BATCH:
+                created += self._init_batch(shelf, kind, batch, source, progress)
+                batch = []
+        if batch:
+            created += self._init_batch(shelf, kind, batch, source, progress)
+        return created
+
+    def _init_batch(
+        self,
+        shelf: _Shelf,
+        kind: MemoryKind,
+        batch: list[tuple[str, str]],
+        source: str,
+        progress: Callable[[int], None] | None,
+    ) -> int:
+        fresh: dict[str, str] = {}
+        with self._lock:
+            for entity_id, text in batch:
+                if entity_id not in fresh and entity_id not in shelf.records:
+                    fresh[entity_id] = text
+        vectors = embed_documents(self.embedding_function, list(fresh.values()))
+        now = time.time()
+        created = 0
+        with self._lock:
+            for (entity_id, text), vector in zip(fresh.items(), vectors, strict=True):
+                if entity_id in shelf.records:  # created by a concurrent put meanwhile
+                    continue
+                record = MemoryRecord(
+                    kind=kind,
+                    entity_id=entity_id,
+                    text=text,
+                    version=1,
+                    updated_at=now,
+                    source=source,
+                )
+                shelf.set(record, vector)
+                created += 1
+        if progress is not None:
+            progress(len(batch))
+        return created
+
+    def delete(self, kind: MemoryKind, entity_id: str) -> None:
+        """Remove a memory (no error if absent)."""
+        shelf = self._shelves[check_kind(kind)]
+        with self._lock:
+            shelf.remove(entity_id)

@@ -1,0 +1,267 @@
+"""The propagation worker: drains the durable job queue of a workspace with asyncio.
+
+A job is claimed under a lease, propagated (``nodes.propagation.propagate_event``) and completed;
+an error sends it back with a jittered exponential backoff, and after ``max_attempts`` it is parked
+as failed (``memrec jobs --status failed``), its interaction kept. A permanent error (unknown ids,
+an interaction that vanished) parks it at once. On start the worker returns jobs whose lease lapsed
+(their process was killed) to the queue, so nothing is lost; propagation being idempotent per
+interaction, re-running a half-done job finishes it without applying anything twice.
+
+``shared_worker(ws, ctx)`` is the one in-process worker per workspace that the post-response branch
+wakes in library / CLI mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+import weakref
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from memory_store.events import EventLog
+from memory_store.workspace import UnknownEntity, Workspace
+from memory_store.writes import UnknownMemory
+
+if TYPE_CHECKING:
+    from graph.context import MemRecContext
+    from nodes.apply_patches import PropagationReport
+    from nodes.roles import InteractionEvent
+
+logger = logging.getLogger(__name__)
+
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (UnknownEntity, UnknownMemory, LookupError)
+
+
+class WorkerStats(BaseModel):
+    """What a worker has done since it was created."""
+
+    claimed: int = Field(0, description="jobs claimed")
+    done: int = Field(0, description="jobs completed")
+    retried: int = Field(0, description="failed attempts sent back with a backoff")
+    parked: int = Field(0, description="jobs parked as failed")
+    reclaimed: int = Field(0, description="jobs of dead workers returned to the queue")
+    model_calls: int = Field(0, description="LMMem calls made")
+    last_error: str | None = Field(None, description="the last error seen")
+
+
+def default_owner() -> str:
+    """A worker identity unique across processes: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class PropagationWorker:
+    """Claims and runs propagation jobs of one workspace; ``drain`` once or ``start`` a loop."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        ctx: MemRecContext,
+        owner: str | None = None,
+        *,
+        lease_s: float = 60.0,
+        max_attempts: int = 5,
+        base_backoff_s: float = 1.0,
+        max_backoff_s: float = 300.0,
+        poll_s: float = 0.5,
+    ) -> None:
+        if lease_s <= 0 or poll_s <= 0 or max_attempts < 1:
+            raise ValueError(
+                f"PropagationWorker: lease_s and poll_s must be > 0 and max_attempts >= 1; got "
+                f"lease_s={lease_s}, poll_s={poll_s}, max_attempts={max_attempts}"
+            )
+        self.ws = ws
+        self.ctx = ctx
+        self.owner = owner or default_owner()
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self.base_backoff_s = base_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.poll_s = poll_s
+        self.stats = WorkerStats()
+        self.reports: list[PropagationReport] = []  # the latest ones, for callers and tests
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+
+    # ----------------------------------------------------------------------------- one job
+
+    async def run_one(self) -> bool:
+        """Claim one due job and run it; False when no job is due."""
+        event = await asyncio.to_thread(self.ws.events.claim_job, self.owner, self.lease_s)
+        if event is None:
+            return False
+        self.stats.claimed += 1
+        await self._run(event)
+        return True
+
+    async def _run(self, event: InteractionEvent) -> None:
+        from nodes.propagation import propagate_event
+
+        iid = event.interaction_id
+        try:
+            report = await propagate_event(self.ws, self.ctx, event)
+        except PERMANENT_ERRORS as err:
+            await self._fail(iid, f"{type(err).__name__}: {err}", permanent=True)
+            return
+        except Exception as err:  # noqa: BLE001 - a worker outlives any one job; the error is kept
+            logger.warning("propagation of %s failed: %s", iid, err, exc_info=True)
+            await self._fail(iid, f"{type(err).__name__}: {err}", permanent=False)
+            return
+        self.stats.model_calls += report.usage.calls
+        self.reports = [*self.reports[-99:], report]
+        if await asyncio.to_thread(self.ws.events.complete_job, iid, self.owner):
+            self.stats.done += 1
+
+    async def _fail(self, iid: str, error: str, *, permanent: bool) -> None:
+        self.stats.last_error = error
+        job = await asyncio.to_thread(
+            self.ws.events.fail_job,
+            iid,
+            self.owner,
+            error,
+            max_attempts=1 if permanent else self.max_attempts,
+            base_backoff_s=self.base_backoff_s,
+            max_backoff_s=self.max_backoff_s,
+        )
+        if job is not None and job.status == "failed":
+            self.stats.parked += 1
+        elif job is not None:
+            self.stats.retried += 1
+
+    # ----------------------------------------------------------------------------- draining
+
+    async def reclaim(self) -> int:
+        """Return jobs whose lease lapsed (dead workers) to the queue; returns how many."""
+        n = await asyncio.to_thread(
+            self.ws.events.reclaim_expired, max_attempts=self.max_attempts
+        )
+        if n:
+            logger.info("worker %s: %d job(s) of dead workers back in the queue", self.owner, n)
+        self.stats.reclaimed += n
+        return n
+
+    async def drain(self, max_jobs: int | None = None) -> int:
+        """Run due jobs until none is due (or ``max_jobs`` ran); returns how many ran."""
+        ran = 0
+        while max_jobs is None or ran < max_jobs:
+            if not await self.run_one():
+                break
+            ran += 1
+        return ran
+
+    # ----------------------------------------------------------------------------- background
+
+    @property
+    def running(self) -> bool:
+        """Whether the background loop is alive (in a loop that still runs)."""
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start the background loop in the running event loop (no-op when already running)."""
+        loop = asyncio.get_running_loop()
+        if self.running and self._task is not None and self._task.get_loop() is loop:
+            self.wake()
+            return
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._task = loop.create_task(self._loop(), name=f"propagation-worker:{self.owner}")
+
+    def wake(self) -> None:
+        """Tell the loop new jobs are there (it also polls every ``poll_s``)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Let the job in flight finish, then end the loop (cancel it after ``timeout_s``)."""
+        task = self._task
+        if task is None:
+            return
+        self._stopping = True
+        self.wake()
+        if task.get_loop() is asyncio.get_running_loop():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout_s)
+            except TimeoutError:
+                task.cancel()
+        self._task = None
+
+    async def wait_idle(self, timeout_s: float = 30.0, interval_s: float = 0.02) -> bool:
+        """Wait until no job is pending-and-due or running; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not await asyncio.to_thread(busy_jobs, self.ws.events):
+                return True
+            await asyncio.sleep(interval_s)
+        return False
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        await self.reclaim()
+        last_reclaim = time.monotonic()
+        while not self._stopping:
+            await self.drain()
+            if time.monotonic() - last_reclaim > self.lease_s:
+                await self.reclaim()
+                last_reclaim = time.monotonic()
+            if self._stopping:
+                break
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+
+def busy_jobs(events: EventLog) -> int:
+    """Jobs still to do now: running, or pending and already due."""
+    now = time.time()
+    due = sum(1 for job in events.jobs("pending", limit=1_000_000) if job.next_attempt_at <= now)
+    return due + events.counts()["running"]
+
+
+def settle_job(events: EventLog, interaction_id: str) -> bool:
+    """Mark a pending / parked job done after the propagate graph ran it outside a worker.
+
+    Uses the log's own transaction helper: EventLog has no public "claim this job" call yet. A job
+    a worker holds (running) is left to that worker; replays are harmless either way.
+    """
+    with events._tx() as conn:  # noqa: SLF001 - see the docstring
+        changed = conn.execute(
+            "UPDATE jobs SET status='done', lease_owner=NULL, lease_expires_at=NULL,"
+            " updated_at=? WHERE interaction_id=? AND status IN ('pending', 'failed')",
+            (time.time(), interaction_id),
+        ).rowcount
+    return bool(changed)
+
+
+_SHARED: weakref.WeakKeyDictionary[Workspace, PropagationWorker] = weakref.WeakKeyDictionary()
+
+
+def shared_worker(ws: Workspace, ctx: MemRecContext) -> PropagationWorker:
+    """The in-process worker of a workspace (created once; runs with the latest context)."""
+    worker = _SHARED.get(ws)
+    if worker is None:
+        worker = _SHARED[ws] = PropagationWorker(ws, ctx)
+    else:
+        worker.ctx = ctx
+    return worker
+
+
+def wake_shared_worker(ws: Workspace, ctx: MemRecContext) -> PropagationWorker:
+    """Start (or wake) the shared worker in the running loop; never waits for propagation."""
+    worker = shared_worker(ws, ctx)
+    worker.start()
+    worker.wake()
+    return worker
+
+
+async def stop_shared_workers(timeout_s: float = 30.0) -> None:
+    """Stop every shared worker running in this loop (tests, process shutdown)."""
+    for worker in list(_SHARED.values()):
+        await worker.stop(timeout_s)

@@ -1,0 +1,270 @@
+"""A workspace: everything the graphs read and write for one indexed dataset.
+
+``<home>/stores/<dataset>/`` holds the catalog snapshot (dataset + split), the train graph, the rule
+sets, the candidate files, the memory vectors, the Chroma store and the SQLite event log. Interactions
+recorded after indexing live in the event log and are replayed onto the graph when it is opened,
+so the graph, the memories and the log always agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from evaluation.protocol import Split
+from memory_store.cached_store import CachedMemoryStore
+from memory_store.datasets import Dataset
+from memory_store.embeddings import HashingEmbedding
+from memory_store.events import EventLog
+from memory_store.graph import InteractionGraph
+from memory_store.memories import MemoryKind, MemoryStore
+from memory_store.paths import store_dir as default_store_dir
+from memory_store.rules import RuleSet, generic_rules
+
+log = logging.getLogger(__name__)
+
+INDEX_MARKER = "index.json"
+
+
+class NotIndexed(RuntimeError):
+    """The dataset has no index yet."""
+
+
+class UnknownEntity(LookupError):
+    """A user or item id that the dataset does not have."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass
+class MemoryVectors:
+    """Embeddings of every user and item memory, kept in numpy for cheap curation features."""
+
+    users: np.ndarray
+    items: np.ndarray
+    embedding: HashingEmbedding = field(default_factory=HashingEmbedding)
+
+    def refresh(self, kind: MemoryKind, code: int, text: str) -> None:
+        """Re-embed one memory after a write."""
+        target = self.users if kind == "user" else self.items
+        target[code] = self.embedding.embed_texts([text])[0]
+
+    def save(self, directory: Path) -> None:
+        """Write both arrays."""
+        np.save(directory / "vectors_users.npy", self.users)
+        np.save(directory / "vectors_items.npy", self.items)
+
+    @classmethod
+    def load(cls, directory: Path) -> MemoryVectors:
+        """Read arrays written by ``save``."""
+        return cls(
+            np.load(directory / "vectors_users.npy"), np.load(directory / "vectors_items.npy")
+        )
+
+
+class Workspace:
+    """One dataset's catalog, graph, memories, rules and event log, opened together."""
+
+    def __init__(
+        self,
+        directory: Path,
+        dataset: Dataset,
+        split: Split,
+        graph: InteractionGraph,
+        memories: MemoryStore,
+        events: EventLog,
+        vectors: MemoryVectors,
+    ) -> None:
+        self.directory = directory
+        self.dataset = dataset
+        self.split = split
+        self.graph = graph
+        self.memories = memories
+        self.events = events
+        self.vectors = vectors
+        self.lock = threading.RLock()
+        self._rules: dict[str, RuleSet] = {}
+        self.opted_out: set[int] = set()
+        self._candidates: dict[tuple[str, int, int], dict[int, list[int]]] = {}
+
+    @property
+    def name(self) -> str:
+        """The dataset name."""
+        return self.dataset.name
+
+    # ------------------------------------------------------------------ ids
+    def user_code(self, user_id: str) -> int:
+        """Code of a user id; UnknownEntity with a hint if the dataset has no such user."""
+        try:
+            return self.dataset.user_index[str(user_id)]
+        except KeyError:
+            sample = ", ".join(self.dataset.user_ids[:3])
+            raise UnknownEntity(
+                f"unknown user id {user_id!r} in {self.name} (ids look like {sample}, ...)"
+            ) from None
+
+    def item_code(self, item_id: str) -> int:
+        """Code of an item id; UnknownEntity with a hint if the dataset has no such item."""
+        try:
+            return self.dataset.item_index[str(item_id)]
+        except KeyError:
+            sample = ", ".join(self.dataset.item_ids[:3])
+            raise UnknownEntity(
+                f"unknown item id {item_id!r} in {self.name} (ids look like {sample}, ...)"
+            ) from None
+
+    def has_user(self, user_id: str) -> bool:
+        """Whether the dataset knows this user."""
+        return str(user_id) in self.dataset.user_index
+
+    def title(self, code: int) -> str:
+        """Display title of an item code."""
+        return self.dataset.item_titles[code]
+
+    def memory_text(self, kind: MemoryKind, entity_id: str) -> str:
+        """Current memory text ('' when there is none)."""
+        rec = self.memories.get(kind, entity_id)
+        return rec.text if rec else ""
+
+    # ------------------------------------------------------------------ rules
+    def rules(self, which: Literal["generated", "generic"] = "generated") -> RuleSet:
+        """The saved rule set (generic rules when no generated set was saved)."""
+        if which not in self._rules:
+            path = self.directory / "rules" / f"{which}.json"
+            self._rules[which] = RuleSet.load(path) if path.exists() else generic_rules()
+        return self._rules[which]
+
+    def save_rules(self, rules: RuleSet, which: Literal["generated", "generic"]) -> Path:
+        """Persist a rule set and use it from now on."""
+        path = self.directory / "rules" / f"{which}.json"
+        rules.save(path)
+        self._rules[which] = rules
+        return path
+
+    # ------------------------------------------------------------------ writes
+    def on_memory_write(self, kind: MemoryKind, entity_id: str, text: str) -> None:
+        """Keep the vector cache in step with a memory write."""
+        code = self.user_code(entity_id) if kind == "user" else self.item_code(entity_id)
+        self.vectors.refresh(kind, code, text)
+
+    def benchmark_candidates(self, which: str = "test", n: int = 10, seed: int = 0) -> dict[int, list[int]]:
+        """The benchmark candidate lists (user code -> item codes), read once and cached."""
+        from evaluation.protocol import candidates_path, read_candidates
+
+        key = (which, n, seed)
+        if key not in self._candidates:
+            path = candidates_path(self.directory, which, n, seed)  # type: ignore[arg-type]
+            self._candidates[key] = read_candidates(path, self.dataset).users
+        return self._candidates[key]
+
+    def clone(self, directory: Path) -> Workspace:
+        """An isolated copy (in-memory memories, fresh event log under ``directory``).
+
+        Evaluation runs warm up and rank in a clone, so the served store is never touched.
+        """
+        from memory_store.inmemory_store import InMemoryMemoryStore
+
+        directory.mkdir(parents=True, exist_ok=True)
+        events_path = directory / "events.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{events_path}{suffix}").unlink(missing_ok=True)
+        ws = Workspace(
+            self.directory,
+            self.dataset,
+            self.split,
+            InteractionGraph.load(self.directory / "graph"),
+            InMemoryMemoryStore.from_store(self.memories),
+            EventLog(events_path),
+            MemoryVectors(self.vectors.users.copy(), self.vectors.items.copy()),
+        )
+        ws._rules = dict(self._rules)
+        ws._candidates = self._candidates
+        return ws
+
+    def replay_events(self) -> int:
+        """Append interactions recorded after indexing onto the graph; returns how many."""
+        added = 0
+        for ev in self.events.interactions():
+            u = self.dataset.user_index.get(ev.user_id)
+            i = self.dataset.item_index.get(ev.item_id)
+            if u is not None and i is not None and self.graph.append(u, i, ev.ts):
+                added += 1
+        return added
+
+
+def load_catalog(directory: Path) -> tuple[Dataset, Split]:
+    """The dataset and split snapshot written at index time."""
+    with open(directory / "catalog.pkl", "rb") as fh:
+        dataset, split = pickle.load(fh)
+    return dataset, split
+
+
+def save_catalog(directory: Path, dataset: Dataset, split: Split) -> None:
+    """Snapshot the dataset and split so later opens skip parsing the raw files."""
+    tmp = directory / "catalog.pkl.tmp"
+    with open(tmp, "wb") as fh:
+        pickle.dump((dataset, split), fh, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(directory / "catalog.pkl")
+
+
+def open_workspace(
+    dataset: str,
+    *,
+    home: str | Path | None = None,
+    chroma_url: str | None = None,
+    memories: MemoryStore | None = None,
+) -> Workspace:
+    """Open an indexed dataset (``memrec index`` builds it)."""
+    from memory_store.chroma_store import ChromaMemoryStore
+
+    directory = default_store_dir(dataset, home)
+    if not (directory / INDEX_MARKER).exists():
+        raise NotIndexed(
+            f"dataset {dataset!r} is not indexed under {directory}; "
+            f"run `memrec index --dataset {dataset}` first"
+        )
+    ds, split = load_catalog(directory)
+    graph = InteractionGraph.load(directory / "graph")
+    if memories is None:
+        chroma = ChromaMemoryStore(path=directory / "chroma", url=chroma_url)
+        # One writer per embedded store; against a shared server, reads may lag 5 s at most.
+        memories = CachedMemoryStore(chroma, ttl_s=5.0 if chroma_url else None)
+    ws = Workspace(
+        directory,
+        ds,
+        split,
+        graph,
+        memories,
+        EventLog(directory / "events.sqlite"),
+        MemoryVectors.load(directory),
+    )
+    ws.replay_events()
+    return ws
+
+
+_OPEN: dict[tuple[str, str, str], Workspace] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def get_workspace(
+    dataset: str, *, home: str | Path | None = None, chroma_url: str | None = None
+) -> Workspace:
+    """A process-wide shared workspace per (dataset, home, chroma url)."""
+    key = (dataset, str(home or ""), chroma_url or "")
+    with _OPEN_LOCK:
+        if key not in _OPEN:
+            _OPEN[key] = open_workspace(dataset, home=home, chroma_url=chroma_url)
+        return _OPEN[key]
+
+
+def register_workspace(ws: Workspace, dataset: str, home: str | Path | None = None) -> None:
+    """Make ``get_workspace`` return ``ws`` (tests and evaluation runs use in-memory stores)."""
+    with _OPEN_LOCK:
+        _OPEN[(dataset, str(home or ""), "")] = ws

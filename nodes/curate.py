@@ -1,0 +1,142 @@
+"""The `curate` node: validate the request, then pick the top-k neighbours by the rule set."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from langgraph.runtime import Runtime
+
+from graph.context import MemRecContext, workspace_for
+from graph.state import CuratedNeighbour, RecommendState
+from memory_store.features import item_neighbour_features, user_neighbour_features
+from memory_store.rules import RuleSet
+from memory_store.workspace import Workspace
+from nodes.roles import CallUsage
+
+MAX_CANDIDATES = 200
+MAX_REQUEST_CHARS = 4000
+
+
+class InvalidRequest(ValueError):
+    """A recommend input that cannot be served; the message says what is accepted."""
+
+
+def validate_candidates(ws: Workspace, user_id: str, candidates: list[str] | None) -> list[str]:
+    """Check candidate ids (known, unique, 1..MAX_CANDIDATES) or load the benchmark list."""
+    if candidates is None:
+        if not ws.has_user(user_id):
+            raise InvalidRequest(
+                f"user {user_id!r} is new: pass candidates (item ids) to rank for a new user"
+            )
+        lists = ws.benchmark_candidates("test", 10, 0)
+        codes = lists.get(ws.user_code(user_id))
+        if not codes:
+            raise InvalidRequest(
+                f"user {user_id!r} has no benchmark candidate list (fewer than 3 interactions): "
+                "pass candidates explicitly"
+            )
+        return [ws.dataset.item_ids[i] for i in codes]
+    if not candidates:
+        raise InvalidRequest("candidates is empty: give 1 to 200 item ids, or omit it")
+    if len(candidates) > MAX_CANDIDATES:
+        raise InvalidRequest(f"{len(candidates)} candidates: at most {MAX_CANDIDATES} are accepted")
+    ids = [str(c) for c in candidates]
+    dupes = sorted({c for c in ids if ids.count(c) > 1})
+    if dupes:
+        raise InvalidRequest(f"duplicate candidate ids {dupes[:5]}: each item once")
+    unknown = [c for c in ids if c not in ws.dataset.item_index]
+    if unknown:
+        raise InvalidRequest(
+            f"unknown candidate ids {unknown[:5]} for dataset {ws.name} "
+            f"(ids look like {', '.join(ws.dataset.item_ids[:3])})"
+        )
+    return ids
+
+
+def curate_neighbours(
+    ws: Workspace, user: int, rules: RuleSet, ctx: MemRecContext
+) -> list[CuratedNeighbour]:
+    """Top-k neighbours (at least min_users users and min_items items) scored by the rule set."""
+    users = user_neighbour_features(
+        ws.graph, user, user_vectors=ws.vectors.users, excluded=ws.opted_out
+    )
+    items = item_neighbour_features(
+        ws.graph, user, user_vector=ws.vectors.users[user], item_vectors=ws.vectors.items
+    )
+    pools = []
+    for nf in (users, items):
+        if not len(nf.codes):
+            continue
+        ids = ws.dataset.user_ids if nf.kind == "user" else ws.dataset.item_ids
+        if ctx.curation == "raw":  # naive-collab: an uncurated, seeded sample of the pool
+            rng = np.random.default_rng(user)
+            scores = np.ones(len(nf.codes))
+            order = rng.permutation(len(nf.codes))
+            fired: list[list[str]] = [[] for _ in nf.codes]
+        else:
+            scores, fired = rules.score_many(nf.kind, nf.features)
+            order = np.lexsort((nf.codes, -scores))
+        pools.append(
+            [
+                CuratedNeighbour(
+                    ref=f"{nf.kind}:{ids[nf.codes[j]]}",
+                    kind=nf.kind,  # type: ignore[arg-type]
+                    score=round(float(scores[j]), 4),
+                    rules=fired[j],
+                    features={f: round(float(v[j]), 4) for f, v in nf.features.items()},
+                )
+                for j in order[: ctx.k]
+            ]
+        )
+    return _mix(pools, ctx)
+
+
+def _mix(pools: list[list[CuratedNeighbour]], ctx: MemRecContext) -> list[CuratedNeighbour]:
+    """Guarantee the minimums per kind, then fill to k by score."""
+    chosen: list[CuratedNeighbour] = []
+    rest: list[CuratedNeighbour] = []
+    for pool in pools:
+        minimum = ctx.min_users if pool and pool[0].kind == "user" else ctx.min_items
+        chosen.extend(pool[:minimum])
+        rest.extend(pool[minimum:])
+    rest.sort(key=lambda n: -n.score)
+    chosen.extend(rest[: max(0, ctx.k - len(chosen))])
+    if ctx.curation == "raw":
+        return chosen[: ctx.k]
+    return sorted(chosen, key=lambda n: -n.score)[: ctx.k]
+
+
+async def curate(state: RecommendState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
+    """LangGraph adapter: validate input, load the user's memory, curate neighbours."""
+    start = time.perf_counter()
+    ctx = runtime.context or MemRecContext()
+    ws = workspace_for(ctx)
+    user_id = str(state.get("user_id") or "").strip()
+    if not user_id:
+        raise InvalidRequest("user_id is required")
+    request = state.get("request")
+    notes: list[str] = []
+    if request and len(request) > MAX_REQUEST_CHARS:
+        request = request[:MAX_REQUEST_CHARS]
+        notes.append(f"request truncated to {MAX_REQUEST_CHARS} characters")
+    candidates = validate_candidates(ws, user_id, state.get("candidates"))
+    known = ws.has_user(user_id)
+    neighbours: list[CuratedNeighbour] = []
+    if not known:
+        notes.append(f"user {user_id!r} is new: ranked from the request and popularity")
+    elif ctx.collab_read and ctx.memory == "full":
+        neighbours = curate_neighbours(ws, ws.user_code(user_id), ws.rules(ctx.rules), ctx)
+    memory = ws.memory_text("user", user_id) if known and ctx.memory != "none" else ""
+    usage = CallUsage(latency_ms=(time.perf_counter() - start) * 1000.0)
+    return {
+        "user_id": user_id,
+        "candidates": candidates,
+        "request": request,
+        "neighbours": neighbours,
+        "user_memory": memory,
+        "cold_start": not known,
+        "notes": notes,
+        "usage": {"curate": usage},
+    }

@@ -1,0 +1,124 @@
+"""The `load_context` node of the propagate graph: the event, its memories and <= fanout_cap nbrs.
+
+Neighbours are chosen by the same rule set as curation (``curate_neighbours``), best first, then
+cut to ``fanout_cap``; the interacted item itself (updated on its own) and opted-out users are
+never among them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field
+
+from graph.context import MemRecContext, workspace_for
+from memory_store.memories import MemoryKind
+from memory_store.workspace import UnknownEntity, Workspace
+from nodes.curate import curate_neighbours
+from nodes.roles import InteractionEvent, NeighbourSnippet, PropagationInput
+
+
+class LoadedContext(BaseModel):
+    """Everything the one propagation call and the writes after it need."""
+
+    event: InteractionEvent = Field(description="the interaction being propagated")
+    inp: PropagationInput = Field(description="what LMMem.propagate receives")
+    versions: dict[str, int] = Field(
+        default_factory=dict, description="'<kind>:<id>' -> memory version when loaded"
+    )
+    skip_reason: str | None = Field(None, description="why nothing will be propagated, if so")
+
+
+def resolve_event(ws: Workspace, interaction_id: str | None, event: Any = None) -> InteractionEvent:
+    """The event given in full, or read from the log by id (LookupError when it is not there)."""
+    if event is not None:
+        return InteractionEvent.model_validate(event)
+    if not interaction_id:
+        raise ValueError("propagate needs an interaction_id (recorded in the event log) or event")
+    found = ws.events.get_interaction(interaction_id)
+    if found is None:
+        raise LookupError(
+            f"interaction {interaction_id!r} is not in the event log of {ws.name}; record it "
+            "first (record_interaction / memrec feedback)"
+        )
+    return found
+
+
+def choose_neighbours(
+    ws: Workspace, ctx: MemRecContext, event: InteractionEvent
+) -> list[tuple[str, float]]:
+    """The best ``fanout_cap`` (ref, score) neighbours of the acting user, by the rule set."""
+    user = ws.user_code(event.user_id)
+    with ws.lock:
+        curated = curate_neighbours(ws, user, ws.rules(ctx.rules), ctx)
+    excluded_refs = {f"item:{event.item_id}", f"user:{event.user_id}"}
+    excluded_refs |= {f"user:{ws.dataset.user_ids[code]}" for code in ws.opted_out}
+    kept = [n for n in curated if n.ref not in excluded_refs]
+    kept.sort(key=lambda n: (-n.score, n.ref))
+    return [(n.ref, n.score) for n in kept[: max(0, ctx.fanout_cap)]]
+
+
+def load_propagation_context(
+    ws: Workspace, ctx: MemRecContext, event: InteractionEvent
+) -> LoadedContext:
+    """Validate the ids (UnknownEntity, nothing written) and read every memory involved."""
+    ws.user_code(event.user_id)
+    item_code = ws.item_code(event.item_id)
+    user_rec = ws.memories.get("user", event.user_id)
+    item_rec = ws.memories.get("item", event.item_id)
+    if user_rec is None or item_rec is None:
+        missing = "user" if user_rec is None else "item"
+        raise UnknownEntity(
+            f"{missing} {event.user_id if user_rec is None else event.item_id!r} has no memory in "
+            f"{ws.name}; re-run `memrec index` so every user and item has one"
+        )
+    versions = {f"user:{event.user_id}": user_rec.version, f"item:{event.item_id}": item_rec.version}
+    skip = None if ctx.collab_write else "collaborative write is off (collab_write=False)"
+    neighbours = [] if skip else _snippets(ws, choose_neighbours(ws, ctx, event), versions)
+    inp = PropagationInput(
+        event=event,
+        item_title=ws.title(item_code),
+        user_memory=user_rec.text,
+        item_memory=item_rec.text,
+        neighbours=neighbours,
+    )
+    return LoadedContext(event=event, inp=inp, versions=versions, skip_reason=skip)
+
+
+def _snippets(
+    ws: Workspace, chosen: list[tuple[str, float]], versions: dict[str, int]
+) -> list[NeighbourSnippet]:
+    """Neighbour memories for the chosen refs (refs without a memory are left out)."""
+    by_kind: dict[str, list[str]] = {"user": [], "item": []}
+    for ref, _ in chosen:
+        kind, entity = ref.split(":", 1)
+        by_kind[kind].append(entity)
+    records = {
+        kind: ws.memories.get_many(kind, ids)  # type: ignore[arg-type]
+        for kind, ids in by_kind.items()
+        if ids
+    }
+    out = []
+    for ref, score in chosen:
+        kind, entity = ref.split(":", 1)
+        rec = records.get(kind, {}).get(entity)
+        if rec is None:
+            continue
+        versions[ref] = rec.version
+        out.append(NeighbourSnippet(ref=ref, kind=_kind(kind), text=rec.text, score=score))
+    return out
+
+
+def _kind(kind: str) -> MemoryKind:
+    return "user" if kind == "user" else "item"
+
+
+async def load_context(state: dict[str, Any], runtime: Runtime[MemRecContext]) -> dict[str, Any]:
+    """LangGraph adapter: resolve the event (by id from the log, or given) and load its context."""
+    ctx = runtime.context or MemRecContext()
+    ws = workspace_for(ctx)
+    event = resolve_event(ws, state.get("interaction_id"), state.get("event"))
+    loaded = await asyncio.to_thread(load_propagation_context, ws, ctx, event)
+    return {"interaction_id": event.interaction_id, "loaded": loaded}

@@ -1,0 +1,51 @@
+"""The `record` node (post-response branch): write feedback durably, then schedule propagation."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import MemRecContext, workspace_for
+from graph.state import Feedback, RecommendState
+from memory_store.workspace import UnknownEntity, Workspace
+from nodes.roles import InteractionEvent
+
+
+def record_interaction(
+    ws: Workspace, user_id: str, item_id: str, kind: str = "positive", ts: float | None = None
+) -> InteractionEvent:
+    """Record one interaction and its propagation job in one transaction, then append the graph.
+
+    Unknown user or item ids raise UnknownEntity and write nothing.
+    """
+    user = ws.user_code(user_id)
+    item = ws.item_code(item_id)
+    event = ws.events.record_interaction(user_id, item_id, kind=kind, ts=ts or time.time())
+    with ws.lock:
+        ws.graph.append(user, item, event.ts)
+    return event
+
+
+def record_feedback(
+    ws: Workspace, user_id: str, feedback: list[Feedback]
+) -> list[InteractionEvent]:
+    """Validate every item first (nothing written on a bad id), then record them all."""
+    for fb in feedback:
+        ws.item_code(fb.item_id)
+    if not ws.has_user(user_id):
+        raise UnknownEntity(f"unknown user id {user_id!r}: feedback needs a known user")
+    return [record_interaction(ws, user_id, fb.item_id, fb.kind) for fb in feedback]
+
+
+async def record(state: RecommendState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
+    """LangGraph adapter: returns as soon as the events are durable; propagation runs later."""
+    from nodes.scheduling import schedule_propagation
+
+    ctx = runtime.context or MemRecContext()
+    ws = workspace_for(ctx)
+    feedback = [Feedback.model_validate(f) for f in state.get("feedback") or []]
+    events = record_feedback(ws, state["user_id"], feedback)
+    await schedule_propagation(ctx, events)
+    return {"recorded": [e.interaction_id for e in events]}

@@ -1,0 +1,50 @@
+"""Build the LMMem / LLMRec pair a run context asks for (offline, an LLM, or a mix)."""
+
+from __future__ import annotations
+
+import threading
+
+from graph.context import MemRecContext
+from memory_store.workspace import Workspace
+from nodes.models import default_preset, get_preset, make_chat_model
+from nodes.offline_roles import OfflineLLMRec, OfflineLMMem
+from nodes.roles import LLMRec, LMMem
+
+_CACHE: dict[tuple[int, str, str, str, float], tuple[LMMem, LLMRec]] = {}
+_LOCK = threading.Lock()
+
+
+def role_specs(ctx: MemRecContext) -> tuple[str, str]:
+    """The (LMMem, LLMRec) model specs of a context: explicit specs override the preset."""
+    preset = get_preset(ctx.roles or default_preset())
+    return ctx.lmmem or preset.lmmem, ctx.llmrec or preset.llmrec
+
+
+def build_roles(ctx: MemRecContext, ws: Workspace) -> tuple[LMMem, LLMRec]:
+    """The roles for this context (cached: models are reused across requests)."""
+    mem_spec, rec_spec = role_specs(ctx)
+    key = (id(ws), mem_spec, rec_spec, ctx.base_url or "", ctx.timeout_s)
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = (_lmmem(mem_spec, ctx, ws), _llmrec(rec_spec, ctx, ws))
+        return _CACHE[key]
+
+
+def _lmmem(spec: str, ctx: MemRecContext, ws: Workspace) -> LMMem:
+    offline = OfflineLMMem(ws)
+    if spec == "offline":
+        return offline
+    from nodes.llm_roles import LLMLMMem
+
+    model = make_chat_model(spec, base_url=ctx.base_url, timeout=ctx.timeout_s)
+    return LLMLMMem(model, offline, timeout_s=ctx.timeout_s, name=spec)
+
+
+def _llmrec(spec: str, ctx: MemRecContext, ws: Workspace) -> LLMRec:
+    offline = OfflineLLMRec(ws)
+    if spec == "offline":
+        return offline
+    from nodes.llm_roles import LLMLLMRec
+
+    model = make_chat_model(spec, base_url=ctx.base_url, timeout=ctx.timeout_s)
+    return LLMLLMRec(model, offline, timeout_s=ctx.timeout_s, name=spec)

@@ -1,0 +1,183 @@
+"""The two roles of MemRec as typed interfaces: LMMem (memory manager) and LLMRec (ranker).
+
+Nodes only ever talk to these interfaces. Each has an offline implementation (deterministic,
+collaborative statistics, no network: ``nodes/offline_roles.py``) and an LLM-backed one
+(``nodes/llm_roles.py``), built from ``"provider:model"`` strings by ``nodes/models.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel, Field
+
+from memory_store.rules import DomainStats, RuleSet
+
+T = TypeVar("T")
+
+
+class CallUsage(BaseModel):
+    """What one role call cost: model calls, tokens, latency and how often it had to be rescued."""
+
+    calls: int = Field(0, description="chat completions sent (retries of one call not included)")
+    tokens_in: int = Field(0, description="prompt tokens")
+    tokens_out: int = Field(0, description="completion tokens")
+    latency_ms: float = Field(0.0, description="wall time of the role call")
+    retries: int = Field(0, description="transport retries (429, 5xx, timeouts)")
+    repairs: int = Field(0, description="repair prompts sent after malformed output")
+    fallbacks: int = Field(0, description="times the offline role answered instead")
+    model: str = Field("offline", description="the model that answered")
+
+    def merged(self, other: CallUsage) -> CallUsage:
+        """Sum of two usages (model of the later one)."""
+        return CallUsage(
+            calls=self.calls + other.calls,
+            tokens_in=self.tokens_in + other.tokens_in,
+            tokens_out=self.tokens_out + other.tokens_out,
+            latency_ms=self.latency_ms + other.latency_ms,
+            retries=self.retries + other.retries,
+            repairs=self.repairs + other.repairs,
+            fallbacks=self.fallbacks + other.fallbacks,
+            model=other.model,
+        )
+
+
+class RoleOutput(BaseModel, Generic[T]):
+    """A role's typed result with the usage it cost."""
+
+    value: T
+    usage: CallUsage
+
+
+class NeighbourSnippet(BaseModel):
+    """A curated neighbour's memory as handed to a role."""
+
+    ref: str = Field(description="'user:<id>' or 'item:<id>'")
+    kind: Literal["user", "item"]
+    text: str = Field(description="the neighbour's memory text (possibly trimmed)")
+    score: float = Field(description="curation score")
+
+
+class Facet(BaseModel):
+    """A named preference synthesized from collaborative neighbours."""
+
+    name: str = Field(description="short name of the preference, e.g. 'crime thrillers'")
+    description: str = Field(description="one or two sentences")
+    confidence: float = Field(ge=0.0, le=1.0, description="how strongly the evidence supports it")
+    evidence: list[str] = Field(default_factory=list, description="neighbour refs supporting it")
+
+
+class FacetSet(BaseModel):
+    """The output of synthesis."""
+
+    facets: list[Facet] = Field(default_factory=list)
+
+
+class CandidateItem(BaseModel):
+    """A candidate as shown to the ranker."""
+
+    item_id: str
+    title: str
+    text: str = ""
+
+
+class RankedItem(BaseModel):
+    """One ranked candidate with its grounded rationale."""
+
+    item_id: str
+    score: float
+    rationale: str
+    evidence: list[str] = Field(default_factory=list, description="facet names / neighbour refs")
+
+
+class Ranking(BaseModel):
+    """The ranker's output: candidates best first."""
+
+    items: list[RankedItem]
+
+
+class NeighbourPatch(BaseModel):
+    """A note propagation adds to one neighbour's memory."""
+
+    ref: str = Field(description="'user:<id>' or 'item:<id>' of the neighbour")
+    note: str = Field(description="the text to add to that neighbour's memory")
+
+
+class PropagationResult(BaseModel):
+    """The output of the one propagation call."""
+
+    user_memory: str = Field(description="self-reflection rewrite of the user's memory")
+    item_memory: str = Field(description="updated memory of the item")
+    neighbour_patches: list[NeighbourPatch] = Field(default_factory=list)
+
+
+class SynthesisInput(BaseModel):
+    """What synthesize needs."""
+
+    user_id: str
+    user_memory: str
+    neighbours: list[NeighbourSnippet]
+    max_facets: int = 7
+    request: str | None = None
+
+
+class RankingInput(BaseModel):
+    """What rank needs."""
+
+    user_id: str
+    user_memory: str
+    facets: list[Facet] = Field(default_factory=list)
+    candidates: list[CandidateItem]
+    request: str | None = None
+    history_titles: list[str] = Field(default_factory=list, description="for the vanilla method")
+    raw_neighbours: list[NeighbourSnippet] = Field(
+        default_factory=list, description="uncurated neighbours, for the naive-collab method"
+    )
+    curated: list[NeighbourSnippet] = Field(
+        default_factory=list,
+        description="curated neighbour refs and scores (text empty; prompts show facets instead)",
+    )
+
+
+class InteractionEvent(BaseModel):
+    """One recorded interaction, the unit of propagation."""
+
+    interaction_id: str
+    user_id: str
+    item_id: str
+    kind: str = Field("positive", description="positive, negative, click, rating:<n>, ...")
+    ts: float
+
+
+class PropagationInput(BaseModel):
+    """What the one propagation call needs."""
+
+    event: InteractionEvent
+    item_title: str
+    user_memory: str
+    item_memory: str
+    neighbours: list[NeighbourSnippet]
+
+
+class LMMem(Protocol):
+    """The memory manager: rules, synthesis, propagation."""
+
+    async def generate_rules(self, stats: DomainStats) -> RoleOutput[RuleSet]:
+        """Write a curation rule set from domain statistics."""
+        ...
+
+    async def synthesize(self, inp: SynthesisInput) -> RoleOutput[FacetSet]:
+        """Turn curated neighbour memories into at most ``max_facets`` facets."""
+        ...
+
+    async def propagate(self, inp: PropagationInput) -> RoleOutput[PropagationResult]:
+        """One call: user reflection, item update and neighbour patches."""
+        ...
+
+
+class LLMRec(Protocol):
+    """The ranker."""
+
+    async def rank(self, inp: RankingInput) -> RoleOutput[Ranking]:
+        """Rank every candidate, each with a rationale."""
+        ...

@@ -1,0 +1,119 @@
+"""The `synthesize` node: pack curated neighbour memories into tau tokens, then LMMem -> facets.
+
+Facets are cached per workspace (``memory_store/facet_cache.py``), keyed by the versions of the
+user and of the packed neighbours plus everything else synthesis depends on: a repeat request for
+an unchanged user skips the model call (usage ``calls=0``, ``model='cache'``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import MemRecContext, workspace_for
+from graph.state import CuratedNeighbour, RecommendState
+from memory_store.facet_cache import FacetKey, facet_cache_for
+from memory_store.workspace import Workspace
+from nodes.role_factory import build_roles, role_specs
+from nodes.roles import CallUsage, NeighbourSnippet, SynthesisInput
+from prompts.tokens import count_tokens
+
+
+def pack_neighbours(
+    ws: Workspace, neighbours: list[CuratedNeighbour], tau: int
+) -> list[NeighbourSnippet]:
+    """Best-first packing: add each neighbour's memory if it fits the budget, else skip it."""
+    return pack_neighbours_versioned(ws, neighbours, tau)[0]
+
+
+def pack_neighbours_versioned(
+    ws: Workspace, neighbours: list[CuratedNeighbour], tau: int
+) -> tuple[list[NeighbourSnippet], dict[str, int]]:
+    """``pack_neighbours`` plus the memory version of every packed neighbour (ref -> version)."""
+    ids: dict[str, list[str]] = {"user": [], "item": []}
+    for n in neighbours:
+        ids[n.kind].append(n.ref.split(":", 1)[1])
+    records = {
+        kind: ws.memories.get_many(kind, entity_ids)  # type: ignore[arg-type]
+        for kind, entity_ids in ids.items()
+        if entity_ids
+    }
+    packed: list[NeighbourSnippet] = []
+    versions: dict[str, int] = {}
+    used = 0
+    for n in sorted(neighbours, key=lambda n: -n.score):
+        rec = records.get(n.kind, {}).get(n.ref.split(":", 1)[1])
+        if rec is None:
+            continue
+        cost = count_tokens(rec.text) + 8  # the ref and the delimiters around it
+        if used + cost > tau:
+            continue
+        used += cost
+        versions[n.ref] = rec.version
+        packed.append(NeighbourSnippet(ref=n.ref, kind=n.kind, text=rec.text, score=n.score))
+    return packed, versions
+
+
+def facet_key(
+    ws: Workspace,
+    ctx: MemRecContext,
+    user_id: str,
+    packed: list[NeighbourSnippet],
+    versions: dict[str, int],
+    request: str | None,
+) -> FacetKey:
+    """What the facets depend on: versions of the memories used, rules, budgets, model, request."""
+    user = ws.memories.get("user", user_id)
+    rules = hashlib.sha1(ws.rules(ctx.rules).model_dump_json().encode()).hexdigest()[:16]
+    return (
+        user_id,
+        user.version if user is not None else 0,
+        tuple((n.ref, versions.get(n.ref, 0), round(n.score, 4)) for n in packed),
+        ctx.rules,
+        rules,
+        ctx.tau,
+        ctx.n_facets,
+        role_specs(ctx)[0],
+        ctx.base_url or "",
+        request or "",
+    )
+
+
+async def synthesize(state: RecommendState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
+    """LangGraph adapter: no neighbours (cold start, no collaborative read) means no facets."""
+    ctx = runtime.context or MemRecContext()
+    neighbours = state.get("neighbours") or []
+    if not neighbours:
+        return {"context": [], "facets": []}
+    ws = workspace_for(ctx)
+    packed, versions = pack_neighbours_versioned(ws, neighbours, ctx.tau)
+    if ctx.curation == "raw":  # naive-collab: the raw context goes straight to the ranker
+        return {"context": packed, "facets": []}
+    started = time.perf_counter()
+    cache = facet_cache_for(ws)
+    key = facet_key(ws, ctx, state["user_id"], packed, versions, state.get("request"))
+    cached = cache.get(key)
+    if cached is not None:
+        usage = CallUsage(model="cache", latency_ms=(time.perf_counter() - started) * 1000.0)
+        return {"context": packed, "facets": cached, "usage": {"synthesize": usage}}
+    lmmem, _ = build_roles(ctx, ws)
+    out = await lmmem.synthesize(
+        SynthesisInput(
+            user_id=state["user_id"],
+            user_memory=state.get("user_memory", ""),
+            neighbours=packed,
+            max_facets=ctx.n_facets,
+            request=state.get("request"),
+        )
+    )
+    facets = out.value.facets[: ctx.n_facets]
+    if not out.usage.fallbacks:  # a fallback answer is not what this model would say: no cache
+        cache.put(key, facets, (f"user:{state['user_id']}", *(n.ref for n in packed)))
+    return {
+        "context": packed,
+        "facets": facets,
+        "usage": {"synthesize": out.usage},
+    }

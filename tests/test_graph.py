@@ -1,0 +1,93 @@
+"""The interaction graph: appends behave exactly like a rebuild, persistence round-trips."""
+
+import numpy as np
+import pandas as pd
+
+from memory_store.features import item_neighbour_features, user_neighbour_features
+from memory_store.graph import InteractionGraph
+
+ATTRS = [["a"], ["a", "b"], ["b"], ["c"], ["a", "c"], []]
+
+
+def _frame(rows: list[tuple[int, int, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["user", "item", "ts"])
+
+
+BASE = [(0, 0, 1), (0, 1, 2), (1, 1, 1), (1, 2, 5), (2, 0, 3), (2, 3, 4), (3, 4, 1), (3, 1, 9)]
+EXTRA = [(0, 2, 10.0), (3, 0, 11.0), (2, 5, 12.0)]
+
+
+def _graphs() -> tuple[InteractionGraph, InteractionGraph]:
+    appended = InteractionGraph.build(_frame(BASE), 4, 6, ATTRS)
+    for u, i, t in EXTRA:
+        assert appended.append(u, i, t)
+    rebuilt = InteractionGraph.build(_frame(BASE + EXTRA), 4, 6, ATTRS)
+    return appended, rebuilt
+
+
+def test_append_matches_a_full_rebuild() -> None:
+    appended, rebuilt = _graphs()
+    items = np.arange(6)
+    for u in range(4):
+        assert sorted(appended.user_items(u)) == sorted(rebuilt.user_items(u))
+        a_items, a_ts = appended.user_item_times(u)
+        r_items, r_ts = rebuilt.user_item_times(u)
+        assert list(a_items) == list(r_items) and np.allclose(a_ts, r_ts)
+    for i in range(6):
+        assert sorted(appended.item_users(i)) == sorted(rebuilt.item_users(i))
+    assert np.allclose(appended.co_counts(items), rebuilt.co_counts(items))
+    assert np.allclose(appended.shared_counts(np.array([0, 1])), rebuilt.shared_counts(np.array([0, 1])))
+    assert np.allclose(appended.user_degree, rebuilt.user_degree)
+    assert np.allclose(appended.item_degree, rebuilt.item_degree)
+    assert np.allclose(appended.user_last_ts, rebuilt.user_last_ts)
+    assert np.allclose(
+        appended.votes(np.array([0, 3]), np.array([1.0, 0.5]), items),
+        rebuilt.votes(np.array([0, 3]), np.array([1.0, 0.5]), items),
+    )
+    assert np.allclose(appended.user_profiles(np.arange(4)), rebuilt.user_profiles(np.arange(4)))
+    assert appended.n_interactions == rebuilt.n_interactions == len(BASE) + len(EXTRA)
+
+
+def test_features_after_append_match_a_rebuild() -> None:
+    appended, rebuilt = _graphs()
+    for u in range(4):
+        a, r = user_neighbour_features(appended, u), user_neighbour_features(rebuilt, u)
+        assert list(a.codes) == list(r.codes)
+        for name in a.features:
+            assert np.allclose(a.features[name], r.features[name]), name
+        a, r = item_neighbour_features(appended, u), item_neighbour_features(rebuilt, u)
+        for name in a.features:
+            assert np.allclose(a.features[name], r.features[name]), name
+
+
+def test_append_is_incremental_and_compaction_keeps_results() -> None:
+    graph = InteractionGraph.build(_frame(BASE), 4, 6, ATTRS)
+    graph.append(0, 2, 10.0)
+    assert graph._n_delta == 1  # kept in the delta, not merged into the base matrices
+    before = graph.co_counts(np.arange(6)).copy()
+    graph.compact()
+    assert graph._n_delta == 0
+    assert np.allclose(graph.co_counts(np.arange(6)), before)
+
+
+def test_duplicate_append_is_ignored() -> None:
+    graph = InteractionGraph.build(_frame(BASE), 4, 6, ATTRS)
+    assert not graph.append(0, 0, 20.0)
+    assert graph.user_degree[0] == 2
+
+
+def test_save_load_roundtrip(tmp_path) -> None:
+    appended, _ = _graphs()
+    appended.save(tmp_path / "g")
+    loaded = InteractionGraph.load(tmp_path / "g")
+    assert np.allclose(loaded.co_counts(np.arange(6)), appended.co_counts(np.arange(6)))
+    assert loaded.attribute_names == appended.attribute_names
+    assert (loaded.similar != appended.similar).nnz == 0
+
+
+def test_shared_counts_and_cosine_by_hand() -> None:
+    graph = InteractionGraph.build(_frame(BASE), 4, 6, ATTRS)
+    # users having items 0 or 1: user0 has both, user1 has 1, user2 has 0, user3 has 1
+    assert list(graph.shared_counts(np.array([0, 1]))) == [2, 1, 1, 1]
+    # item 1 is co-chosen with item 0 by user 0 only: cos = 1 / sqrt(2 * 3)
+    assert np.isclose(graph.item_cosine(np.array([0]))[1], 1 / np.sqrt(2 * 3))

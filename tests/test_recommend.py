@@ -1,0 +1,137 @@
+"""The recommend graph on the offline roles: shape of the answer, budgets, ablations, bad input."""
+
+from dataclasses import replace
+
+import pytest
+
+from graph.recommend import build_recommend_graph, graph
+from memory_store.workspace import UnknownEntity
+from nodes.curate import InvalidRequest
+from prompts.tokens import count_tokens
+from tests.support.fixtures import ctx, ws  # noqa: F401
+
+
+async def _run(ctx, **inp):  # noqa: F811
+    return await graph.ainvoke(inp, context=ctx)
+
+
+async def test_full_answer_on_the_offline_roles(ws, ctx) -> None:  # noqa: F811
+    cands = [ws.dataset.item_ids[i] for i in ws.benchmark_candidates()[0]]
+    out = await _run(ctx, user_id="1", candidates=cands)
+    ranked = [r.item_id for r in out["ranking"]]
+    assert sorted(ranked) == sorted(cands)  # a permutation
+    assert all(r.rationale.strip() for r in out["ranking"])
+    scores = [r.score for r in out["ranking"]]
+    assert scores == sorted(scores, reverse=True)
+    # curation: k = 16 with at least 4 users and 6 items, each with its score and fired rules
+    kinds = [n.kind for n in out["neighbours"]]
+    assert len(kinds) == 16 and kinds.count("user") >= 4 and kinds.count("item") >= 6
+    assert all(n.features for n in out["neighbours"])
+    assert any(n.rules for n in out["neighbours"])
+    # synthesis: at most 7 facets, evidence drawn from the curated neighbours
+    refs = {n.ref for n in out["neighbours"]}
+    assert 0 < len(out["facets"]) <= 7
+    assert all(set(f.evidence) <= refs and f.evidence for f in out["facets"])
+    # offline roles make no model call at all
+    assert {node: u.calls for node, u in out["usage"].items()} == {
+        "curate": 0, "synthesize": 0, "rank": 0
+    }
+
+
+async def test_rationales_cite_their_evidence(ws, ctx) -> None:  # noqa: F811
+    out = await _run(ctx, user_id="1")
+    user_refs = {n.ref for n in out["neighbours"] if n.kind == "user"}
+    facet_names = {f.name for f in out["facets"]}
+    history = set(ws.graph.user_items(ws.user_code("1")).tolist())
+    assert any(ref.startswith("user:") for r in out["ranking"] for ref in r.evidence)
+    for r in out["ranking"]:
+        assert r.evidence, r.rationale
+        for ref in r.evidence:
+            assert ref in r.rationale or ws.title(ws.item_code(ref[5:])) in r.rationale
+            if ref.startswith("user:"):  # a cited neighbour really chose that item
+                assert ref in user_refs
+                assert ws.graph.has(ws.user_code(ref[5:]), ws.item_code(r.item_id))
+            elif ref.startswith("item:"):  # a cited anchor is in the user's own history
+                assert ws.item_code(ref[5:]) in history
+            else:
+                assert ref in facet_names
+
+
+async def test_neighbour_context_fits_tau(ws, ctx) -> None:  # noqa: F811
+    small = replace(ctx, tau=120)
+    out = await graph.ainvoke({"user_id": "13"}, context=small, stream_mode="values")
+    state = await build_recommend_graph().compile().ainvoke({"user_id": "13"}, context=small)
+    assert state["facets"] is not None
+    from nodes.curate import curate_neighbours
+    from nodes.synthesize import pack_neighbours
+
+    neighbours = curate_neighbours(ws, ws.user_code("13"), ws.rules(), small)
+    packed = pack_neighbours(ws, neighbours, 120)
+    assert sum(count_tokens(p.text) + 8 for p in packed) <= 120
+    # best-first with skipping: a later, shorter snippet can still fit after a long one is skipped
+    assert 0 < len(packed) < len(neighbours)
+    assert out["ranking"]
+
+
+async def test_default_candidates_are_the_benchmark_list(ws, ctx) -> None:  # noqa: F811
+    out = await _run(ctx, user_id="1")
+    expected = {ws.dataset.item_ids[i] for i in ws.benchmark_candidates()[ws.user_code("1")]}
+    assert {r.item_id for r in out["ranking"]} == expected
+
+
+async def test_unknown_user_is_a_documented_cold_start(ws, ctx) -> None:  # noqa: F811
+    cands = ["50", "181", "1", "2"]
+    out = await _run(ctx, user_id="no-such-user", candidates=cands, request="an animation for children")
+    assert sorted(r.item_id for r in out["ranking"]) == sorted(cands)
+    assert any("new" in n for n in out["notes"])
+    assert out["neighbours"] == [] and out["facets"] == []
+    assert out["ranking"][0].item_id == "1"  # Toy Story: the request decides for a new user
+    assert "request" in out["ranking"][0].rationale
+
+
+@pytest.mark.parametrize(
+    ("candidates", "message"),
+    [
+        ([], "empty"),
+        (["1", "1", "2"], "duplicate"),
+        (["1", "does-not-exist"], "unknown candidate"),
+        ([str(i) for i in range(1, 300)], "at most 200"),
+    ],
+)
+async def test_bad_candidates_give_clear_errors(ws, ctx, candidates, message) -> None:  # noqa: F811
+    with pytest.raises(InvalidRequest, match=message):
+        await _run(ctx, user_id="1", candidates=candidates)
+
+
+async def test_a_100kb_request_is_truncated_not_fatal(ws, ctx) -> None:  # noqa: F811
+    out = await _run(ctx, user_id="1", request="x" * 100_000)
+    assert len(out["ranking"]) == 10
+    assert any("truncated" in n for n in out["notes"])
+
+
+async def test_feedback_on_unknown_item_writes_nothing(ws, ctx) -> None:  # noqa: F811
+    before = ws.events.counts()
+    with pytest.raises(UnknownEntity):
+        await _run(ctx, user_id="1", feedback=[{"item_id": "nope"}])
+    assert ws.events.counts() == before and not ws.events.interactions()
+
+
+async def test_ablation_switches_change_what_the_ranker_sees(ws, ctx) -> None:  # noqa: F811
+    no_read = await _run(replace(ctx, collab_read=False), user_id="1")
+    assert no_read["neighbours"] == [] and no_read["facets"] == []
+    vanilla = await _run(replace(ctx, memory="none", collab_read=False), user_id="1")
+    assert vanilla["neighbours"] == []
+    raw = await _run(replace(ctx, curation="raw"), user_id="1")
+    assert raw["facets"] == [] and "synthesize" not in raw["usage"]
+    assert len(raw["neighbours"]) == 16 and all(not n.rules for n in raw["neighbours"])
+    generic = await _run(replace(ctx, rules="generic"), user_id="1")
+    full = await _run(ctx, user_id="1")
+    assert [n.ref for n in generic["neighbours"]] != [n.ref for n in full["neighbours"]]
+
+
+async def test_offline_recommendation_is_deterministic(ws, ctx) -> None:  # noqa: F811
+    a = await _run(ctx, user_id="42")
+    b = await _run(ctx, user_id="42")
+    assert [(r.item_id, r.score, r.rationale) for r in a["ranking"]] == [
+        (r.item_id, r.score, r.rationale) for r in b["ranking"]
+    ]
