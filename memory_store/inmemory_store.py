@@ -37,10 +37,22 @@ class _Shelf:
         self.vectors: dict[str, np.ndarray] = {}
         self._matrix: tuple[list[str], np.ndarray] | None = None
 
-    def set(self, record: MemoryRecord, vector: np.ndarray) -> None:
+    def set(self, record: MemoryRecord, vector: np.ndarray | None = None) -> None:
+        """Store a record; without a vector it is embedded lazily, when search needs it."""
         self.records[record.entity_id] = record
-        self.vectors[record.entity_id] = vector
+        if vector is None:
+            self.vectors.pop(record.entity_id, None)
+        else:
+            self.vectors[record.entity_id] = vector
         self._matrix = None
+
+    def fill_vectors(self, embed: Callable[[list[str]], list[np.ndarray]]) -> None:
+        """Embed the records written without a vector (writes stay cheap; search pays once)."""
+        missing = [i for i in self.records if i not in self.vectors]
+        if missing:
+            vectors = embed([self.records[i].text for i in missing])
+            self.vectors.update(zip(missing, vectors, strict=True))
+            self._matrix = None
 
     def remove(self, entity_id: str) -> None:
         self.records.pop(entity_id, None)
@@ -68,6 +80,9 @@ class InMemoryMemoryStore:
         self.embedding_function: EmbeddingFunction[Documents] = embedding or HashingEmbedding()
         self._lock = threading.Lock()
         self._shelves: dict[str, _Shelf] = {kind: _Shelf() for kind in KINDS}
+
+    def _embed(self, texts: list[str]) -> list[np.ndarray]:
+        return list(embed_documents(self.embedding_function, texts))
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -99,10 +114,9 @@ class InMemoryMemoryStore:
         """Insert records as they are (no version bump)."""
         if not records:
             return
-        vectors = embed_documents(self.embedding_function, [r.text for r in records])
         with self._lock:
-            for record, vector in zip(records, vectors, strict=True):
-                self._shelves[record.kind].set(record.model_copy(), vector)
+            for record in records:
+                self._shelves[record.kind].set(record.model_copy())
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -139,6 +153,7 @@ class InMemoryMemoryStore:
         """The stored embedding vectors for the ids that exist."""
         shelf = self._shelves[check_kind(kind)]
         with self._lock:
+            shelf.fill_vectors(self._embed)
             return {
                 i: shelf.vectors[i].tolist()
                 for i in dict.fromkeys(entity_ids)
@@ -155,6 +170,7 @@ class InMemoryMemoryStore:
         vector = embed_query(self.embedding_function, query)
         norm = float(np.linalg.norm(vector))
         with self._lock:
+            shelf.fill_vectors(self._embed)
             ids, matrix = shelf.matrix()
             if not ids:
                 return []
@@ -179,7 +195,6 @@ class InMemoryMemoryStore:
     ) -> MemoryRecord:
         """Compare-and-set write; ``expected_version=0`` means the record must not exist yet."""
         shelf = self._shelves[check_kind(kind)]
-        vector = embed_documents(self.embedding_function, [text])[0]
         with self._lock:
             current = shelf.records.get(entity_id)
             actual = current.version if current else 0
@@ -193,7 +208,7 @@ class InMemoryMemoryStore:
                 updated_at=time.time(),
                 source=source,
             )
-            shelf.set(record, vector)
+            shelf.set(record)
             return record.model_copy()
 
     def bulk_init(

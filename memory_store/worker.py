@@ -41,13 +41,13 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (UnknownEntity, UnknownMemor
 class WorkerStats(BaseModel):
     """What a worker has done since it was created."""
 
-    claimed: int = Field(0, description="jobs claimed")
-    done: int = Field(0, description="jobs completed")
-    retried: int = Field(0, description="failed attempts sent back with a backoff")
-    parked: int = Field(0, description="jobs parked as failed")
-    reclaimed: int = Field(0, description="jobs of dead workers returned to the queue")
-    model_calls: int = Field(0, description="LMMem calls made")
-    last_error: str | None = Field(None, description="the last error seen")
+    claimed: int = Field(default=0, description="jobs claimed")
+    done: int = Field(default=0, description="jobs completed")
+    retried: int = Field(default=0, description="failed attempts sent back with a backoff")
+    parked: int = Field(default=0, description="jobs parked as failed")
+    reclaimed: int = Field(default=0, description="jobs of dead workers returned to the queue")
+    model_calls: int = Field(default=0, description="LMMem calls made")
+    last_error: str | None = Field(default=None, description="the last error seen")
 
 
 def default_owner() -> str:
@@ -138,9 +138,7 @@ class PropagationWorker:
 
     async def reclaim(self) -> int:
         """Return jobs whose lease lapsed (dead workers) to the queue; returns how many."""
-        n = await asyncio.to_thread(
-            self.ws.events.reclaim_expired, max_attempts=self.max_attempts
-        )
+        n = await asyncio.to_thread(self.ws.events.reclaim_expired, max_attempts=self.max_attempts)
         if n:
             logger.info("worker %s: %d job(s) of dead workers back in the queue", self.owner, n)
         self.stats.reclaimed += n

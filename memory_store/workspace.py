@@ -1,9 +1,9 @@
 """A workspace: everything the graphs read and write for one indexed dataset.
 
-``<home>/stores/<dataset>/`` holds the catalog snapshot (dataset + split), the train graph, the rule
-sets, the candidate files, the memory vectors, the Chroma store and the SQLite event log. Interactions
-recorded after indexing live in the event log and are replayed onto the graph when it is opened,
-so the graph, the memories and the log always agree.
+``<home>/stores/<dataset>/`` holds the catalog snapshot (dataset + split), the train graph, the
+rule sets, the candidate files, the memory vectors, the Chroma store and the SQLite event log.
+Interactions recorded after indexing live in the event log and are replayed onto the graph when it
+is opened, so the graph, the memories and the log always agree.
 """
 
 from __future__ import annotations
@@ -154,7 +154,9 @@ class Workspace:
         code = self.user_code(entity_id) if kind == "user" else self.item_code(entity_id)
         self.vectors.refresh(kind, code, text)
 
-    def benchmark_candidates(self, which: str = "test", n: int = 10, seed: int = 0) -> dict[int, list[int]]:
+    def benchmark_candidates(
+        self, which: str = "test", n: int = 10, seed: int = 0
+    ) -> dict[int, list[int]]:
         """The benchmark candidate lists (user code -> item codes), read once and cached."""
         from evaluation.protocol import candidates_path, read_candidates
 
@@ -181,7 +183,7 @@ class Workspace:
             self.split,
             InteractionGraph.load(self.directory / "graph"),
             InMemoryMemoryStore.from_store(self.memories),
-            EventLog(events_path),
+            EventLog(events_path, durable=False),
             MemoryVectors(self.vectors.users.copy(), self.vectors.items.copy()),
         )
         ws._rules = dict(self._rules)
@@ -246,11 +248,21 @@ def open_workspace(
         MemoryVectors.load(directory),
     )
     ws.replay_events()
+    from memory_store.privacy import load_privacy  # opt-outs and deletions (issue 7)
+
+    load_privacy(ws)
     return ws
 
 
 _OPEN: dict[tuple[str, str, str], Workspace] = {}
 _OPEN_LOCK = threading.Lock()
+
+
+def is_open(
+    dataset: str, *, home: str | Path | None = None, chroma_url: str | None = None
+) -> bool:
+    """Whether ``get_workspace`` would answer from memory, without touching the disk."""
+    return (dataset, str(home or ""), chroma_url or "") in _OPEN
 
 
 def get_workspace(

@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from graph.context import MemRecContext, workspace_for
+from graph.context import MemRecContext, aworkspace_for
 from memory_store.facet_cache import facet_cache_for
 from memory_store.memories import MemoryKind
 from memory_store.summaries import append_note, notes_of
@@ -36,6 +36,9 @@ COPY_RUN = 6  # consecutive words copied from the acting user's memory that coun
 _WORD = re.compile(r"[a-z0-9']+")
 _REF = re.compile(r"^(user|item):(\S.*)$")
 
+if TYPE_CHECKING:  # the graph module imports this node; LangGraph reads the graph state
+    from graph.propagate import PropagateState
+
 
 class MemoryWrite(BaseModel):
     """One memory a propagation wrote."""
@@ -49,10 +52,14 @@ class PropagationReport(BaseModel):
 
     interaction_id: str = Field(description="the propagated interaction (the cause of writes)")
     writes: list[MemoryWrite] = Field(default_factory=list, description="memories written")
-    skipped: int = Field(0, description="writes skipped because this cause already made them")
-    dropped_patches: int = Field(0, description="unknown-ref, malformed or oversized patches")
-    refused_patches: int = Field(0, description="patches that would leak the acting user")
-    usage: CallUsage = Field(default_factory=CallUsage, description="the one LMMem call")
+    skipped: int = Field(
+        default=0, description="writes skipped because this cause already made them"
+    )
+    dropped_patches: int = Field(
+        default=0, description="unknown-ref, malformed or oversized patches"
+    )
+    refused_patches: int = Field(default=0, description="patches that would leak the acting user")
+    usage: CallUsage = Field(default_factory=lambda: CallUsage(), description="the one LMMem call")
     notes: list[str] = Field(default_factory=list, description="why things were skipped")
 
 
@@ -79,7 +86,9 @@ def _mentions_user(note: str, user_id: str) -> bool:
     text = note.lower()
     if re.search(rf"\b(?:user|u|uid|customer|member)[\s:#_-]*{uid}\b", text):
         return True
-    return len(user_id) >= 4 and not user_id.isdigit() and re.search(rf"\b{uid}\b", text) is not None
+    return (
+        len(user_id) >= 4 and not user_id.isdigit() and re.search(rf"\b{uid}\b", text) is not None
+    )
 
 
 def leaks_user(note: str, loaded: LoadedContext, target_text: str) -> str | None:
@@ -170,7 +179,9 @@ def _kind(kind: str) -> MemoryKind:
     return "user" if kind == "user" else "item"
 
 
-def _write(ws: Workspace, report: PropagationReport, kind: MemoryKind, entity: str, text: Any) -> None:
+def _write(
+    ws: Workspace, report: PropagationReport, kind: MemoryKind, entity: str, text: Any
+) -> None:
     record = apply_write(
         ws.memories, ws.events, kind, entity, text, cause=report.interaction_id, max_retries=8
     )
@@ -182,12 +193,12 @@ def _write(ws: Workspace, report: PropagationReport, kind: MemoryKind, entity: s
     report.writes.append(MemoryWrite(ref=f"{kind}:{entity}", version=record.version))
 
 
-async def apply_patches(state: dict[str, Any], runtime: Runtime[MemRecContext]) -> dict[str, Any]:
+async def apply_patches(state: PropagateState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
     """LangGraph adapter: write the result and settle the interaction's job."""
     from memory_store.worker import settle_job
 
     ctx = runtime.context or MemRecContext()
-    ws = workspace_for(ctx)
+    ws = await aworkspace_for(ctx)
     loaded: LoadedContext = state["loaded"]
     result: PropagationResult | None = state.get("result")
     if result is None:  # skipped before the model call

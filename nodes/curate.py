@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from langgraph.runtime import Runtime
 
-from graph.context import MemRecContext, workspace_for
+from graph.context import MemRecContext, aworkspace_for
 from graph.state import CuratedNeighbour, RecommendState
 from memory_store.features import item_neighbour_features, user_neighbour_features
 from memory_store.rules import RuleSet
@@ -112,7 +112,7 @@ async def curate(state: RecommendState, runtime: Runtime[MemRecContext]) -> dict
     """LangGraph adapter: validate input, load the user's memory, curate neighbours."""
     start = time.perf_counter()
     ctx = runtime.context or MemRecContext()
-    ws = workspace_for(ctx)
+    ws = await aworkspace_for(ctx)
     user_id = str(state.get("user_id") or "").strip()
     if not user_id:
         raise InvalidRequest("user_id is required")

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import MemRecContext, workspace_for
+from graph.context import MemRecContext, aworkspace_for
 from nodes.role_factory import build_roles
 
 
 async def generate_rules(state: dict[str, Any], runtime: Runtime[MemRecContext]) -> dict[str, Any]:
     """Ask LMMem for a rule set (the LLM role validates it and falls back offline if invalid)."""
     ctx = runtime.context or MemRecContext()
-    lmmem, _ = build_roles(ctx, workspace_for(ctx))
+    lmmem, _ = build_roles(ctx, await aworkspace_for(ctx))
     out = await lmmem.generate_rules(state["stats"])
     return {"rules": out.value, "usage": {"generate_rules": out.usage}}
 
@@ -21,5 +22,6 @@ async def generate_rules(state: dict[str, Any], runtime: Runtime[MemRecContext])
 async def save_rules(state: dict[str, Any], runtime: Runtime[MemRecContext]) -> dict[str, Any]:
     """Persist the validated rule set as the dataset's generated rules."""
     ctx = runtime.context or MemRecContext()
-    path = workspace_for(ctx).save_rules(state["rules"], "generated")
+    ws = await aworkspace_for(ctx)
+    path = await asyncio.to_thread(ws.save_rules, state["rules"], "generated")
     return {"path": str(path)}

@@ -8,16 +8,20 @@ never among them.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from graph.context import MemRecContext, workspace_for
+from graph.context import MemRecContext, aworkspace_for
 from memory_store.memories import MemoryKind
 from memory_store.workspace import UnknownEntity, Workspace
 from nodes.curate import curate_neighbours
 from nodes.roles import InteractionEvent, NeighbourSnippet, PropagationInput
+
+if TYPE_CHECKING:  # the graph module imports this node; LangGraph reads the graph state
+    from graph.propagate import PropagateState
 
 
 class LoadedContext(BaseModel):
@@ -28,7 +32,9 @@ class LoadedContext(BaseModel):
     versions: dict[str, int] = Field(
         default_factory=dict, description="'<kind>:<id>' -> memory version when loaded"
     )
-    skip_reason: str | None = Field(None, description="why nothing will be propagated, if so")
+    skip_reason: str | None = Field(
+        default=None, description="why nothing will be propagated, if so"
+    )
 
 
 def resolve_event(ws: Workspace, interaction_id: str | None, event: Any = None) -> InteractionEvent:
@@ -46,13 +52,19 @@ def resolve_event(ws: Workspace, interaction_id: str | None, event: Any = None) 
     return found
 
 
+PROPAGATION_POOL = 16  # neighbours curated before the best fanout_cap are kept
+
+
 def choose_neighbours(
     ws: Workspace, ctx: MemRecContext, event: InteractionEvent
 ) -> list[tuple[str, float]]:
     """The best ``fanout_cap`` (ref, score) neighbours of the acting user, by the rule set."""
     user = ws.user_code(event.user_id)
+    # The write path curates by the rules whatever the read side asks for (k, raw curation),
+    # so the same interaction propagates the same way for every read configuration.
+    write_ctx = replace(ctx, k=max(PROPAGATION_POOL, ctx.fanout_cap), curation="rules")
     with ws.lock:
-        curated = curate_neighbours(ws, user, ws.rules(ctx.rules), ctx)
+        curated = curate_neighbours(ws, user, ws.rules(ctx.rules), write_ctx)
     excluded_refs = {f"item:{event.item_id}", f"user:{event.user_id}"}
     excluded_refs |= {f"user:{ws.dataset.user_ids[code]}" for code in ws.opted_out}
     kept = [n for n in curated if n.ref not in excluded_refs]
@@ -74,7 +86,10 @@ def load_propagation_context(
             f"{missing} {event.user_id if user_rec is None else event.item_id!r} has no memory in "
             f"{ws.name}; re-run `memrec index` so every user and item has one"
         )
-    versions = {f"user:{event.user_id}": user_rec.version, f"item:{event.item_id}": item_rec.version}
+    versions = {
+        f"user:{event.user_id}": user_rec.version,
+        f"item:{event.item_id}": item_rec.version,
+    }
     skip = None if ctx.collab_write else "collaborative write is off (collab_write=False)"
     neighbours = [] if skip else _snippets(ws, choose_neighbours(ws, ctx, event), versions)
     inp = PropagationInput(
@@ -115,10 +130,12 @@ def _kind(kind: str) -> MemoryKind:
     return "user" if kind == "user" else "item"
 
 
-async def load_context(state: dict[str, Any], runtime: Runtime[MemRecContext]) -> dict[str, Any]:
+async def load_context(state: PropagateState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
     """LangGraph adapter: resolve the event (by id from the log, or given) and load its context."""
     ctx = runtime.context or MemRecContext()
-    ws = workspace_for(ctx)
-    event = resolve_event(ws, state.get("interaction_id"), state.get("event"))
+    ws = await aworkspace_for(ctx)
+    event = await asyncio.to_thread(
+        resolve_event, ws, state.get("interaction_id"), state.get("event")
+    )
     loaded = await asyncio.to_thread(load_propagation_context, ws, ctx, event)
     return {"interaction_id": event.interaction_id, "loaded": loaded}

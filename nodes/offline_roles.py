@@ -344,13 +344,15 @@ class OfflineLLMRec:
                 fvec[names[f.name]] += f.confidence
             else:
                 texts.append(f"{f.name}. {f.description}")
-        score = np.asarray(graph.attributes[codes] @ fvec).ravel() if fvec.any() else 0.0
+        score = graph.attribute_dot(codes, fvec) if fvec.any() else 0.0
         if texts:
             score = score + self._text_match(" ".join(texts), codes)
         return np.asarray(score, np.float64) * np.ones(len(codes))
 
     def _facets_of(self, inp: RankingInput, code: int) -> list[str]:
-        attrs = set(self.ws.dataset.item_attributes[code]) if self.ws.dataset.item_attributes else set()
+        attrs = (
+            set(self.ws.dataset.item_attributes[code]) if self.ws.dataset.item_attributes else set()
+        )
         return [f.name for f in inp.facets if f.name in attrs][:3]
 
     def _explain(

@@ -6,7 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import MemRecContext, workspace_for
+from graph.context import MemRecContext, aworkspace_for
 from graph.state import RecommendState
 from memory_store.workspace import Workspace
 from nodes.role_factory import build_roles
@@ -65,7 +65,7 @@ def as_permutation(ranked: list[RankedItem], candidates: list[str]) -> list[Rank
 async def rank(state: RecommendState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
     """LangGraph adapter: the result is always a permutation of the candidates."""
     ctx = runtime.context or MemRecContext()
-    ws = workspace_for(ctx)
+    ws = await aworkspace_for(ctx)
     _, llmrec = build_roles(ctx, ws)
     out = await llmrec.rank(ranking_input(ws, state, ctx))
     return {

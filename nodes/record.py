@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import MemRecContext, workspace_for
+from graph.context import MemRecContext, aworkspace_for
 from graph.state import Feedback, RecommendState
 from memory_store.workspace import UnknownEntity, Workspace
 from nodes.roles import InteractionEvent
@@ -44,8 +45,8 @@ async def record(state: RecommendState, runtime: Runtime[MemRecContext]) -> dict
     from nodes.scheduling import schedule_propagation
 
     ctx = runtime.context or MemRecContext()
-    ws = workspace_for(ctx)
+    ws = await aworkspace_for(ctx)
     feedback = [Feedback.model_validate(f) for f in state.get("feedback") or []]
-    events = record_feedback(ws, state["user_id"], feedback)
+    events = await asyncio.to_thread(record_feedback, ws, state["user_id"], feedback)
     await schedule_propagation(ctx, events)
     return {"recorded": [e.interaction_id for e in events]}

@@ -7,15 +7,18 @@ back from a single ``LMMem.propagate`` call, whatever the user's degree.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import MemRecContext, workspace_for
+from graph.context import MemRecContext, aworkspace_for
 from nodes.load_context import LoadedContext
 from nodes.offline_roles import OfflineLMMem
 from nodes.role_factory import build_roles
 from nodes.roles import CallUsage, LMMem, PropagationResult, RoleOutput
+
+if TYPE_CHECKING:  # the graph module imports this node; LangGraph reads the graph state
+    from graph.propagate import PropagateState
 
 
 async def reflect_once(
@@ -37,10 +40,10 @@ async def reflect_once(
     return await lmmem.propagate(loaded.inp)
 
 
-async def reflect(state: dict[str, Any], runtime: Runtime[MemRecContext]) -> dict[str, Any]:
+async def reflect(state: PropagateState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
     """LangGraph adapter: run the call with the context's LMMem."""
     ctx = runtime.context or MemRecContext()
-    ws = workspace_for(ctx)
+    ws = await aworkspace_for(ctx)
     lmmem, _ = build_roles(ctx, ws)
     out = await reflect_once(lmmem, state["loaded"], ws.lock)
     return {"result": out.value, "usage": out.usage}

@@ -19,14 +19,16 @@ T = TypeVar("T")
 class CallUsage(BaseModel):
     """What one role call cost: model calls, tokens, latency and how often it had to be rescued."""
 
-    calls: int = Field(0, description="chat completions sent (retries of one call not included)")
-    tokens_in: int = Field(0, description="prompt tokens")
-    tokens_out: int = Field(0, description="completion tokens")
-    latency_ms: float = Field(0.0, description="wall time of the role call")
-    retries: int = Field(0, description="transport retries (429, 5xx, timeouts)")
-    repairs: int = Field(0, description="repair prompts sent after malformed output")
-    fallbacks: int = Field(0, description="times the offline role answered instead")
-    model: str = Field("offline", description="the model that answered")
+    calls: int = Field(
+        default=0, description="chat completions sent (retries of one call not included)"
+    )
+    tokens_in: int = Field(default=0, description="prompt tokens")
+    tokens_out: int = Field(default=0, description="completion tokens")
+    latency_ms: float = Field(default=0.0, description="wall time of the role call")
+    retries: int = Field(default=0, description="transport retries (429, 5xx, timeouts)")
+    repairs: int = Field(default=0, description="repair prompts sent after malformed output")
+    fallbacks: int = Field(default=0, description="times the offline role answered instead")
+    model: str = Field(default="offline", description="the model that answered")
 
     def merged(self, other: CallUsage) -> CallUsage:
         """Sum of two usages (model of the later one)."""
@@ -117,7 +119,7 @@ class SynthesisInput(BaseModel):
     user_id: str
     user_memory: str
     neighbours: list[NeighbourSnippet]
-    max_facets: int = 7
+    max_facets: int = Field(default=7, description="upper bound on facets")
     request: str | None = None
 
 
@@ -145,7 +147,7 @@ class InteractionEvent(BaseModel):
     interaction_id: str
     user_id: str
     item_id: str
-    kind: str = Field("positive", description="positive, negative, click, rating:<n>, ...")
+    kind: str = Field(default="positive", description="positive, negative, click, rating:<n>, ...")
     ts: float
 
 

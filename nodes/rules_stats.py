@@ -47,7 +47,7 @@ def domain_stats(dataset: Dataset, graph: InteractionGraph) -> DomainStats:
 
 async def domain_stats_node(state: Any, runtime: Runtime[Any]) -> dict[str, Any]:
     """LangGraph adapter: compute the statistics of the context's dataset."""
-    from graph.context import workspace_for
+    from graph.context import aworkspace_for
 
-    ws = workspace_for(runtime.context)
+    ws = await aworkspace_for(runtime.context)
     return {"stats": domain_stats(ws.dataset, ws.graph)}

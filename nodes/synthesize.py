@@ -13,12 +13,13 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import MemRecContext, workspace_for
+from graph.context import MemRecContext, aworkspace_for
 from graph.state import CuratedNeighbour, RecommendState
 from memory_store.facet_cache import FacetKey, facet_cache_for
 from memory_store.workspace import Workspace
 from nodes.role_factory import build_roles, role_specs
 from nodes.roles import CallUsage, NeighbourSnippet, SynthesisInput
+from prompts.blocks import json_lines
 from prompts.tokens import count_tokens
 
 
@@ -48,12 +49,13 @@ def pack_neighbours_versioned(
         rec = records.get(n.kind, {}).get(n.ref.split(":", 1)[1])
         if rec is None:
             continue
-        cost = count_tokens(rec.text) + 8  # the ref and the delimiters around it
+        snippet = NeighbourSnippet(ref=n.ref, kind=n.kind, text=rec.text, score=n.score)
+        cost = count_tokens(json_lines([snippet])) + 1  # exactly as rendered, plus its newline
         if used + cost > tau:
-            continue
+            continue  # skip what does not fit; a later, shorter memory may still fit
         used += cost
         versions[n.ref] = rec.version
-        packed.append(NeighbourSnippet(ref=n.ref, kind=n.kind, text=rec.text, score=n.score))
+        packed.append(snippet)
     return packed, versions
 
 
@@ -88,7 +90,7 @@ async def synthesize(state: RecommendState, runtime: Runtime[MemRecContext]) -> 
     neighbours = state.get("neighbours") or []
     if not neighbours:
         return {"context": [], "facets": []}
-    ws = workspace_for(ctx)
+    ws = await aworkspace_for(ctx)
     packed, versions = pack_neighbours_versioned(ws, neighbours, ctx.tau)
     if ctx.curation == "raw":  # naive-collab: the raw context goes straight to the ranker
         return {"context": packed, "facets": []}

@@ -36,7 +36,9 @@ def test_append_matches_a_full_rebuild() -> None:
     for i in range(6):
         assert sorted(appended.item_users(i)) == sorted(rebuilt.item_users(i))
     assert np.allclose(appended.co_counts(items), rebuilt.co_counts(items))
-    assert np.allclose(appended.shared_counts(np.array([0, 1])), rebuilt.shared_counts(np.array([0, 1])))
+    assert np.allclose(
+        appended.shared_counts(np.array([0, 1])), rebuilt.shared_counts(np.array([0, 1]))
+    )
     assert np.allclose(appended.user_degree, rebuilt.user_degree)
     assert np.allclose(appended.item_degree, rebuilt.item_degree)
     assert np.allclose(appended.user_last_ts, rebuilt.user_last_ts)

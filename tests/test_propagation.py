@@ -1,5 +1,7 @@
 """Propagation of one interaction: one LMMem call, screened patches, idempotent audited writes."""
 
+# ruff: noqa: F811  (pytest fixtures imported from tests/support/fixtures.py are parameters)
+
 from __future__ import annotations
 
 from collections import Counter
@@ -26,7 +28,7 @@ from nodes.roles import (
     PropagationResult,
     RoleOutput,
 )
-from tests.support.fixtures import copy_store, ctx, ws  # noqa: F401
+from tests.support.fixtures import copy_store, ctx, ws  # noqa: F401 (fixtures)
 
 USER, ITEM = "1", "300"  # user 1 has not rated item 300 in ml-100k
 
@@ -131,7 +133,9 @@ async def test_half_applied_job_completes_without_double_writes(
 async def test_unknown_ids_raise_and_write_nothing(ws: Workspace, ctx: MemRecContext) -> None:
     versions = snapshot(ws)
     for user, item in (("no-such-user", ITEM), (USER, "no-such-item")):
-        event = InteractionEvent(interaction_id=f"x-{user}-{item}", user_id=user, item_id=item, ts=1)
+        event = InteractionEvent(
+            interaction_id=f"x-{user}-{item}", user_id=user, item_id=item, kind="positive", ts=1
+        )
         with pytest.raises(UnknownEntity, match="unknown (user|item) id"):
             await propagate_event(ws, ctx, event, lmmem=CountingLMMem(ws))
         with pytest.raises(UnknownEntity):

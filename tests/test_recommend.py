@@ -7,6 +7,7 @@ import pytest
 from graph.recommend import build_recommend_graph, graph
 from memory_store.workspace import UnknownEntity
 from nodes.curate import InvalidRequest
+from prompts.blocks import json_lines
 from prompts.tokens import count_tokens
 from tests.support.fixtures import ctx, ws  # noqa: F401
 
@@ -34,7 +35,9 @@ async def test_full_answer_on_the_offline_roles(ws, ctx) -> None:  # noqa: F811
     assert all(set(f.evidence) <= refs and f.evidence for f in out["facets"])
     # offline roles make no model call at all
     assert {node: u.calls for node, u in out["usage"].items()} == {
-        "curate": 0, "synthesize": 0, "rank": 0
+        "curate": 0,
+        "synthesize": 0,
+        "rank": 0,
     }
 
 
@@ -67,7 +70,7 @@ async def test_neighbour_context_fits_tau(ws, ctx) -> None:  # noqa: F811
 
     neighbours = curate_neighbours(ws, ws.user_code("13"), ws.rules(), small)
     packed = pack_neighbours(ws, neighbours, 120)
-    assert sum(count_tokens(p.text) + 8 for p in packed) <= 120
+    assert count_tokens(json_lines(packed)) <= 120
     # best-first with skipping: a later, shorter snippet can still fit after a long one is skipped
     assert 0 < len(packed) < len(neighbours)
     assert out["ranking"]
@@ -81,7 +84,9 @@ async def test_default_candidates_are_the_benchmark_list(ws, ctx) -> None:  # no
 
 async def test_unknown_user_is_a_documented_cold_start(ws, ctx) -> None:  # noqa: F811
     cands = ["50", "181", "1", "2"]
-    out = await _run(ctx, user_id="no-such-user", candidates=cands, request="an animation for children")
+    out = await _run(
+        ctx, user_id="no-such-user", candidates=cands, request="an animation for children"
+    )
     assert sorted(r.item_id for r in out["ranking"]) == sorted(cands)
     assert any("new" in n for n in out["notes"])
     assert out["neighbours"] == [] and out["facets"] == []

@@ -10,10 +10,21 @@ from memory_store.rules import DomainStats, FeatureWeight, Rule, RuleSet, generi
 from nodes.offline_roles import offline_rules
 
 STATS = DomainStats(
-    dataset="x", n_users=100, n_items=50, n_interactions=900, density=0.18,
-    user_degree_median=8, user_degree_p90=150, item_degree_median=12, item_degree_p90=40,
-    co_count_median=2, co_count_p90=6, recency_spread_days=400, has_clock=True,
-    text_tokens_mean=12, attributes_per_item=2.0,
+    dataset="x",
+    n_users=100,
+    n_items=50,
+    n_interactions=900,
+    density=0.18,
+    user_degree_median=8,
+    user_degree_p90=150,
+    item_degree_median=12,
+    item_degree_p90=40,
+    co_count_median=2,
+    co_count_p90=6,
+    recency_spread_days=400,
+    has_clock=True,
+    text_tokens_mean=12,
+    attributes_per_item=2.0,
 )
 
 
@@ -24,10 +35,22 @@ def _rules() -> RuleSet:
             FeatureWeight(neighbour_type="item", feature="recency", weight=1.0),
         ],
         rules=[
-            Rule(name="strong", neighbour_type="user", feature="co_count", comparison=">",
-                 threshold=3, value=2.0),
-            Rule(name="stale", feature="inactive_days", comparison=">=", threshold=180,
-                 effect="add", value=-0.5),
+            Rule(
+                name="strong",
+                neighbour_type="user",
+                feature="co_count",
+                comparison=">",
+                threshold=3,
+                value=2.0,
+            ),
+            Rule(
+                name="stale",
+                feature="inactive_days",
+                comparison=">=",
+                threshold=180,
+                effect="add",
+                value=-0.5,
+            ),
         ],
     )
 
@@ -43,8 +66,11 @@ def test_interpreter_scores_and_reports_fired_rules() -> None:
 
 def test_vectorised_scores_match_the_scalar_interpreter() -> None:
     rules = _rules()
-    feats = {"overlap": np.array([0.1, 0.5, 0.9]), "co_count": np.array([1.0, 4.0, 9.0]),
-             "inactive_days": np.array([0.0, 300.0, 10.0])}
+    feats = {
+        "overlap": np.array([0.1, 0.5, 0.9]),
+        "co_count": np.array([1.0, 4.0, 9.0]),
+        "inactive_days": np.array([0.0, 300.0, 10.0]),
+    }
     scores, fired = rules.score_many("user", feats)
     for j in range(3):
         s, f = rules.score("user", {k: float(v[j]) for k, v in feats.items()})
@@ -54,14 +80,29 @@ def test_vectorised_scores_match_the_scalar_interpreter() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"feature": "__import__('os').system('x')", "comparison": ">", "threshold": 1, "name": "x", "value": 1},
+        {
+            "feature": "__import__('os').system('x')",
+            "comparison": ">",
+            "threshold": 1,
+            "name": "x",
+            "value": 1,
+        },
         {"feature": "co_count", "comparison": "lambda", "threshold": 1, "name": "x", "value": 1},
-        {"feature": "co_count", "comparison": ">", "threshold": "1; rm -rf /", "name": "x", "value": 1},
+        {
+            "feature": "co_count",
+            "comparison": ">",
+            "threshold": "1; rm -rf /",
+            "name": "x",
+            "value": 1,
+        },
         {"feature": "co_count", "comparison": ">", "threshold": 1, "name": "x", "value": 1e9},
     ],
 )
 def test_rules_that_are_not_data_are_rejected(bad: dict) -> None:
-    payload = {"weights": [{"neighbour_type": "user", "feature": "overlap", "weight": 1}], "rules": [bad]}
+    payload = {
+        "weights": [{"neighbour_type": "user", "feature": "overlap", "weight": 1}],
+        "rules": [bad],
+    }
     with pytest.raises(ValidationError):
         RuleSet.model_validate(payload)
 

@@ -44,6 +44,13 @@ def catalog(home: Path):
     return load_catalog(home / "stores" / "ml-100k")
 
 
+@pytest.fixture(autouse=True)
+def fresh_warm_ups():
+    runner.clear_warm_cache()
+    yield
+    runner.clear_warm_cache()
+
+
 async def _run(home: Path, out: Path, method: str = "memrec", **kwargs) -> runner.RunResult:
     kwargs.setdefault("users", USERS)
     return await run_eval(
@@ -82,9 +89,9 @@ async def test_classical_run_is_tuned_and_scored_on_the_same_users(
     home: Path, tmp_path: Path
 ) -> None:
     agentic = await _run(home, tmp_path, "memrec-no-write")
-    classical = await _run(home, tmp_path, "itemknn")
+    classical = await _run(home, tmp_path, "mostpop")
     assert classical.users == agentic.users
-    assert classical.config["baseline"] == "itemknn" and "k" in classical.config["params"]
+    assert classical.config["baseline"] == "mostpop" and classical.config["valid_h1"] > 0.2
     assert classical.roles is None and classical.nodes == {}
     assert (tmp_path / f"{classical.run}.md").exists()
 
@@ -110,7 +117,7 @@ async def test_resume_after_crash_gives_identical_results(
     text = partial.read_text()
     assert len(text.splitlines()) == 1 + 15
     partial.write_text(text[: len(text) - 40])  # cut the last line mid-way
-    monkeypatch.setattr(runner, "rank_one", real_rank_one)
+    runner.clear_warm_cache()  # a restart is a new process: the warm-up is rebuilt
     ranked = []
 
     async def counting(ctx, ws, user, *args):
@@ -240,6 +247,47 @@ async def test_no_write_records_nothing(
     monkeypatch.setattr(runner, "record_interaction", lambda *a, **k: recorded.append(a))
     result = await _run(home, tmp_path, "memrec-no-write")
     assert recorded == [] and result.warmup is not None and result.warmup.events == 0
+
+
+async def test_warm_up_is_shared_only_between_runs_that_propagate_alike(
+    home: Path, tmp_path: Path, catalog
+) -> None:
+    first = await _run(home, tmp_path, "memrec")
+    no_read = await _run(home, tmp_path, "memrec-no-read")
+    naive = await _run(home, tmp_path, "naive-collab")
+    assert first.warmup and not first.warmup.reused
+    assert no_read.warmup and no_read.warmup.reused and no_read.warmup.events == USERS
+    assert naive.warmup and not naive.warmup.reused
+    runner.clear_warm_cache()
+    alone = await _run(home, tmp_path, "memrec-no-read")
+    assert alone.warmup and not alone.warmup.reused
+    assert alone.ranks == no_read.ranks and alone.metrics == no_read.metrics
+
+
+async def test_read_only_switches_do_not_change_the_warmed_state(
+    home: Path, tmp_path: Path
+) -> None:
+    """Pins the assumption behind sharing: propagation ignores memory and collab_read."""
+    from memory_store.workspace import get_workspace, register_workspace
+
+    ds, split = load_catalog(home / "stores" / "ml-100k")
+    users = sorted(split.test["user"].tolist())[:USERS]
+    states = []
+    for name in ("memrec", "vanilla", "isolated"):
+        ws = get_workspace("ml-100k", home=home).clone(tmp_path / name)
+        key = f"test:{name}"
+        register_workspace(ws, "ml-100k", key)
+        base = runner.MemRecContext(dataset="ml-100k", roles="offline", home=key, chroma_url=None)
+        ctx = runner.method_context(get_method(name), base)
+        await runner.warm_up(ws, ctx, split, users)
+        texts = {
+            kind: {i: r.text for i, r in ws.memories.get_many(kind, ws.memories.ids(kind)).items()}
+            for kind in ("user", "item")
+        }
+        states.append((texts, ws.vectors.users.copy(), ws.graph.user_items(users[0]).tolist()))
+        ws.events.close()
+    assert states[0][0] == states[1][0] == states[2][0]
+    assert (states[0][1] == states[1][1]).all() and states[0][2] == states[2][2]
 
 
 def test_methods_map_to_context_switches() -> None:

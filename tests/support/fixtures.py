@@ -66,4 +66,6 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
 @pytest.fixture
 def ctx(tmp_path: Path) -> MemRecContext:
     """An offline run context pointing at the ``ws`` fixture's registration."""
-    return MemRecContext(dataset=DATASET, home=str(tmp_path), roles="offline", lmmem="offline", llmrec="offline")
+    return MemRecContext(
+        dataset=DATASET, home=str(tmp_path), roles="offline", lmmem="offline", llmrec="offline"
+    )

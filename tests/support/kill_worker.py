@@ -41,7 +41,7 @@ def _say(line: str) -> None:
 
 async def work(home: str, mode: str) -> int:
     """One worker process's life: open the store, drain."""
-    apply_patches.apply_write = _slow_apply_write  # type: ignore[assignment]
+    apply_patches.apply_write = _slow_apply_write
     ws = open_workspace("ml-100k", home=home)
     ctx = MemRecContext(dataset="ml-100k", home=home, lmmem="offline", llmrec="offline")
     worker = PropagationWorker(ws, ctx, lease_s=0.5, max_attempts=1000, poll_s=0.05)

@@ -1,0 +1,42 @@
+"""Build one index in this process and report its time and own peak RSS as JSON on stdout.
+
+``python -m bench._index_child <dataset or folder> <home> <data_dir>``; the index bench runs one
+child per build so each peak RSS belongs to that build alone.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def main(argv: list[str]) -> int:
+    """Index ``argv[0]`` under home ``argv[1]`` with data dir ``argv[2]``."""
+    dataset, home, data_dir = argv
+    started = time.perf_counter()
+    from memory_store.index import build_index  # imports are part of a cold build
+
+    imported = time.perf_counter()
+    report = build_index(dataset, data_dir=data_dir, home=home)
+    done = time.perf_counter()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    from pathlib import Path
+
+    from memory_store.workspace import load_catalog
+
+    dataset_snapshot, _ = load_catalog(Path(report.directory))  # after the peak was read
+    payload = {
+        "interactions": len(dataset_snapshot.interactions),
+        "report": report.model_dump(),
+        "import_s": round(imported - started, 2),
+        "build_s": round(done - imported, 2),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+    }
+    sys.stdout.write(json.dumps(payload) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,70 @@
+"""The benchmark command line: ``python -m bench <name>`` and ``memrec bench <name>``."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.common import DEFAULT_HOME, DEFAULT_OUT, BenchOptions, BenchResult, default_data_dir
+
+BENCHMARKS = ("online", "tokens", "propagation_degree", "throughput", "index", "chroma")
+
+app = typer.Typer(
+    name="bench",
+    help="Performance and scale benchmarks; each prints a table and writes <out>/<name>.json.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def run_benchmark(name: str, opts: BenchOptions) -> BenchResult:
+    """Run one benchmark by name (see ``BENCHMARKS``)."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}: accepted {', '.join(BENCHMARKS)}, all")
+    module = importlib.import_module(f"bench.{name}")
+    result: BenchResult = module.run(opts)
+    return result
+
+
+@app.command()
+def run(
+    name: Annotated[str, typer.Argument(help=f"one of {', '.join(BENCHMARKS)}, or all")],
+    quick: Annotated[bool, typer.Option("--quick", help="small settings (minutes)")] = False,
+    smoke: Annotated[bool, typer.Option("--smoke", help="tiny settings (seconds)")] = False,
+    out: Annotated[Path, typer.Option(help="folder for the JSON results")] = DEFAULT_OUT,
+    home: Annotated[Path, typer.Option(help="MemRec home for the indexes")] = DEFAULT_HOME,
+    data_dir: Annotated[Path | None, typer.Option(help="benchmark data folder")] = None,
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", help="override the datasets (repeatable)")
+    ] = None,
+) -> None:
+    """Run a benchmark (or all of them, in order)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    opts = BenchOptions(
+        quick=quick,
+        smoke=smoke,
+        out=out,
+        home=home,
+        data_dir=data_dir or default_data_dir(),
+        datasets=dataset or None,
+    )
+    names = BENCHMARKS if name == "all" else (name,)
+    if name != "all" and name not in BENCHMARKS:
+        raise typer.BadParameter(
+            f"unknown benchmark {name!r}: accepted {', '.join(BENCHMARKS)}, all"
+        )
+    for each in names:
+        run_benchmark(each, opts)
+
+
+@app.command("list")
+def list_benchmarks() -> None:
+    """List the benchmarks."""
+    for name in BENCHMARKS:
+        module = importlib.import_module(f"bench.{name}")
+        summary = (module.__doc__ or "").strip().splitlines()[0]
+        typer.echo(f"{name:20s} {summary}")

@@ -1,0 +1,128 @@
+"""`memrec doctor` and `memrec privacy opt-out|opt-in|delete-user`.
+
+``doctor`` prints what the store holds and every inconsistency between the graph, the memories
+and the event log (exit status 1 when there is one); ``privacy`` records a user's choices.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from memory_store.datasets import DatasetError
+from memory_store.doctor import check_workspace
+from memory_store.events import SchemaMismatch
+from memory_store.privacy import delete_user, set_opt_out
+from memory_store.workspace import NotIndexed, UnknownEntity, Workspace, open_workspace
+
+console = Console(width=140)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    NotIndexed,
+    UnknownEntity,
+    DatasetError,
+    SchemaMismatch,
+    ValueError,
+)
+MAX_ID_CHARS = 128
+_ID = re.compile(r"^[\w.:@-]+$")
+
+DatasetOpt = typer.Option("ml-100k", "--dataset", "-d", help="indexed dataset name or folder")
+HomeOpt = typer.Option(None, "--home", help="store location (default ./.memrec or MEMREC_HOME)")
+UserOpt = typer.Option(..., "--user", help="the user id")
+JsonOpt = typer.Option(False, "--json", help="print the report as JSON")
+
+privacy_app = typer.Typer(
+    help="A user's privacy choices: opt out of serving as a neighbour, delete."
+)
+
+
+def validate_user_id(user_id: str) -> str:
+    """A user id from the command line: 1-128 characters of letters, digits and ``._:@-``."""
+    user_id = user_id.strip()
+    if not user_id or len(user_id) > MAX_ID_CHARS or not _ID.match(user_id):
+        raise ValueError(
+            f"--user {user_id[:40]!r} is not a valid user id: 1 to {MAX_ID_CHARS} letters, "
+            "digits or . _ : @ -"
+        )
+    return user_id
+
+
+def _open(dataset: str, home: str | None) -> Workspace:
+    return open_workspace(dataset, home=home)
+
+
+def _fail(err: BaseException) -> typer.Exit:
+    console.print(f"[red]error:[/red] {err}", markup=True, highlight=False)
+    return typer.Exit(2)
+
+
+def doctor(dataset: str = DatasetOpt, home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
+    """Check that graph, memories and event log agree; exit 1 when they do not."""
+    try:
+        ws = _open(dataset, home)
+    except USER_ERRORS as err:
+        raise _fail(err) from None
+    try:
+        report = check_workspace(ws)
+    finally:
+        ws.events.close()
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        table = Table("count", "value", title=f"memrec doctor: {report.dataset}")
+        for key, value in sorted(report.counts.items()):
+            table.add_row(key, str(value))
+        console.print(table)
+        for problem in report.problems:
+            console.print(f"[red]{problem.code}[/red]: {problem.detail}", highlight=False)
+        console.print("[green]consistent[/green]" if report.ok else "[red]inconsistent[/red]")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _privacy(dataset: str, home: str | None, user: str, action: str) -> None:
+    try:
+        user = validate_user_id(user)
+        ws = _open(dataset, home)
+    except USER_ERRORS as err:
+        raise _fail(err) from None
+    try:
+        if action == "delete":
+            typer.echo(json.dumps(delete_user(ws, user).model_dump(), indent=2))
+        else:
+            set_opt_out(ws, user, action == "opt-out")
+            typer.echo(f"user {user}: {action} recorded")
+    except USER_ERRORS as err:
+        raise _fail(err) from None
+    finally:
+        ws.events.close()
+
+
+@privacy_app.command("opt-out")
+def opt_out(dataset: str = DatasetOpt, home: str | None = HomeOpt, user: str = UserOpt) -> None:
+    """Stop serving as a neighbour: never curated for, never patched by other users."""
+    _privacy(dataset, home, user, "opt-out")
+
+
+@privacy_app.command("opt-in")
+def opt_in(dataset: str = DatasetOpt, home: str | None = HomeOpt, user: str = UserOpt) -> None:
+    """Serve as a neighbour again."""
+    _privacy(dataset, home, user, "opt-in")
+
+
+@privacy_app.command("delete-user")
+def delete_user_cmd(
+    dataset: str = DatasetOpt, home: str | None = HomeOpt, user: str = UserOpt
+) -> None:
+    """Delete a user's memory and interactions, and revert the patches they caused."""
+    _privacy(dataset, home, user, "delete")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `doctor` and the `privacy` group to the `memrec` app."""
+    app.command("doctor")(doctor)
+    app.add_typer(privacy_app, name="privacy")

@@ -1,0 +1,91 @@
+"""The chat graph: understand -> (feedback) -> retrieve -> recommend (subgraph) -> respond.
+
+``graph`` is compiled without a checkpointer: the LangGraph server persists threads. Library and
+CLI callers compile ``build_chat_graph()`` with their own checkpointer (SQLite for the terminal
+chat, in-memory in tests) so a thread remembers the conversation.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.graph import END, START, StateGraph
+
+from graph.chat_state import (
+    ChatInput,
+    ChatOutput,
+    ChatState,
+    Clarification,
+    Constraints,
+    Mention,
+    ResolvedFeedback,
+    Understanding,
+)
+from graph.context import MemRecContext
+from graph.state import CuratedNeighbour
+from nodes.chat_feedback import feedback
+from nodes.respond import respond
+from nodes.retrieve import recommend, retrieve
+from nodes.roles import CallUsage, Facet, RankedItem
+from nodes.understand import understand
+
+CHECKPOINT_TYPES: tuple[type, ...] = (
+    Understanding,
+    Constraints,
+    Mention,
+    ResolvedFeedback,
+    Clarification,
+    CallUsage,
+    RankedItem,
+    Facet,
+    CuratedNeighbour,
+)
+
+
+def after_understand(state: ChatState) -> Literal["feedback", "retrieve", "respond"]:
+    """Feedback is recorded first; empty messages, questions and dead ends go to the reply."""
+    reading = state["understanding"]
+    if reading.intent == "empty":
+        return "respond"
+    if state.get("matched_feedback"):
+        return "feedback"
+    if state.get("pending") is not None:
+        return "respond"
+    if reading.intent == "feedback" and state.get("unmatched"):
+        return "respond"
+    return "retrieve"
+
+
+def after_feedback(state: ChatState) -> Literal["retrieve", "respond"]:
+    """Fresh picks after feedback, unless a "which one did you mean?" question is open."""
+    return "respond" if state.get("pending") is not None else "retrieve"
+
+
+def build_chat_graph() -> StateGraph[ChatState, MemRecContext, ChatInput, ChatOutput]:
+    """Wire the conversational path (the recommend graph runs inside ``recommend``)."""
+    builder = StateGraph(
+        ChatState, context_schema=MemRecContext, input_schema=ChatInput, output_schema=ChatOutput
+    )
+    builder.add_node("understand", understand)
+    builder.add_node("feedback", feedback)
+    builder.add_node("retrieve", retrieve)
+    builder.add_node("recommend", recommend)
+    builder.add_node("respond", respond)
+    builder.add_edge(START, "understand")
+    builder.add_conditional_edges("understand", after_understand)
+    builder.add_conditional_edges("feedback", after_feedback)
+    builder.add_edge("retrieve", "recommend")
+    builder.add_edge("recommend", "respond")
+    builder.add_edge("respond", END)
+    return builder
+
+
+graph = build_chat_graph().compile(name="chat")
+
+
+def checkpoint_serde() -> JsonPlusSerializer:
+    """A checkpoint serializer that allows exactly the pydantic types the chat state holds."""
+    return JsonPlusSerializer(
+        allowed_msgpack_modules=[(t.__module__, t.__name__) for t in CHECKPOINT_TYPES]
+    )

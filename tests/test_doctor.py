@@ -1,0 +1,95 @@
+"""`memrec doctor`: a consistent store passes; each kind of inconsistency is reported."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from cli.doctor_cmds import register, validate_user_id
+from memory_store.doctor import check_workspace
+from nodes.propagation import propagate_event
+from nodes.record import record_interaction
+from tests.support.fixtures import copy_store, ctx, ws  # noqa: F401
+
+
+def _codes(ws) -> set[str]:  # noqa: F811
+    return {p.code for p in check_workspace(ws).problems}
+
+
+async def test_consistent_store_after_propagation(ws, ctx) -> None:  # noqa: F811
+    event = record_interaction(ws, "1", "1000")
+    await propagate_event(ws, ctx, event)
+    claimed = ws.events.claim_job("t")
+    assert claimed is not None and ws.events.complete_job(event.interaction_id, "t")
+    report = check_workspace(ws)
+    assert report.ok, report.problems
+    assert report.counts["interactions_logged"] == 1 and report.counts["jobs_done"] == 1
+    assert report.counts["memories_user"] == report.counts["users"]
+
+
+def test_expired_lease_and_done_job_without_audit(ws) -> None:  # noqa: F811
+    stuck = record_interaction(ws, "2", "1000")
+    skipped = record_interaction(ws, "3", "1000")
+    assert ws.events.claim_job("dead-worker", lease_s=0.01).interaction_id == stuck.interaction_id
+    time.sleep(0.05)
+    assert ws.events.claim_job("w", lease_s=60).interaction_id == skipped.interaction_id
+    ws.events.complete_job(skipped.interaction_id, "w")  # done, but nothing was written
+    assert _codes(ws) == {"expired_lease", "done_job_without_audit"}
+
+
+def test_unaudited_write_and_applied_twice(ws) -> None:  # noqa: F811
+    rec = ws.memories.get("user", "4")
+    ws.memories.put("user", "4", "edited by hand", expected_version=rec.version, source="manual")
+    ws.events.audit_write("item", "7", 2, "a", "b", "cause-x")
+    ws.events.audit_write("item", "7", 3, "b", "c", "cause-x")
+    codes = _codes(ws)
+    assert "unaudited_write" in codes and "applied_twice" in codes
+    assert "version_mismatch" in codes  # item 7 is audited at v3 but the store holds v1
+
+
+def test_interaction_missing_from_graph(ws) -> None:  # noqa: F811
+    ws.events.record_interaction("5", "1001")  # logged behind the graph's back
+    assert _codes(ws) == {"interaction_not_in_graph"}
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """Test app."""
+
+    register(app)
+    return app
+
+
+def test_cli_doctor_and_privacy(tmp_path: Path) -> None:
+    home = copy_store(tmp_path / "home")
+    runner = CliRunner()
+    ok = runner.invoke(_app(), ["doctor", "--dataset", "ml-100k", "--home", str(home)])
+    assert ok.exit_code == 0, ok.output
+    assert "consistent" in ok.output
+    out = runner.invoke(_app(), ["privacy", "opt-out", "--home", str(home), "--user", "12"])
+    assert out.exit_code == 0 and "opt-out recorded" in out.output
+    bad = runner.invoke(_app(), ["privacy", "opt-out", "--home", str(home), "--user", "a b"])
+    assert bad.exit_code == 2 and "not a valid user id" in bad.output
+    unknown = runner.invoke(_app(), ["privacy", "delete-user", "--home", str(home), "--user", "x9"])
+    assert unknown.exit_code == 2 and "unknown user id" in unknown.output
+    missing = runner.invoke(_app(), ["doctor", "--home", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "not indexed" in missing.output
+    as_json = runner.invoke(_app(), ["doctor", "--home", str(home), "--json"])
+    assert as_json.exit_code == 0 and '"opted_out_users": 1' in as_json.output
+
+
+def test_validate_user_id() -> None:
+    assert validate_user_id(" 42 ") == "42"
+    for bad in ("", "x" * 129, "a;b", "../etc"):
+        try:
+            validate_user_id(bad)
+        except ValueError as err:
+            assert "valid user id" in str(err)
+        else:
+            raise AssertionError(f"{bad!r} accepted")

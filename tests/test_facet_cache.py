@@ -1,0 +1,75 @@
+"""The facet cache: keyed by memory versions, skips synthesis for an unchanged user."""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests/support/fixtures.py are parameters)
+
+from __future__ import annotations
+
+import pytest
+
+import nodes.synthesize as synthesize_node
+from graph.context import MemRecContext
+from graph.recommend import build_recommend_graph
+from memory_store.facet_cache import FacetCache, facet_cache_for
+from memory_store.workspace import Workspace
+from nodes.offline_roles import OfflineLMMem
+from nodes.propagation import propagate_event
+from nodes.record import record_interaction
+from nodes.roles import Facet, FacetSet, RoleOutput, SynthesisInput
+from tests.support.fixtures import ctx, ws  # noqa: F401 (fixtures)
+
+
+def facet(name: str) -> Facet:
+    return Facet(name=name, description="d", confidence=0.5, evidence=["user:2"])
+
+
+def test_lru_invalidation_and_copies() -> None:
+    cache = FacetCache(max_entries=2)
+    cache.put(("a",), [facet("x")], ("user:1", "user:2"))
+    cache.put(("b",), [facet("y")], ("user:3",))
+    got = cache.get(("a",))
+    assert got is not None and got[0].name == "x"
+    got[0].name = "mutated"
+    assert cache.get(("a",))[0].name == "x"  # type: ignore[index]  # callers get copies
+    cache.put(("c",), [facet("z")], ("user:2",))  # evicts b, the least recently used
+    assert cache.get(("b",)) is None and len(cache) == 2
+    assert cache.invalidate("user", "2") == 2 and len(cache) == 0
+    assert cache.invalidate("user", "2") == 0
+    with pytest.raises(ValueError, match="max_entries"):
+        FacetCache(0)
+
+
+class CountingSynth:
+    def __init__(self, ws: Workspace) -> None:
+        self.offline = OfflineLMMem(ws)
+        self.calls = 0
+
+    async def synthesize(self, inp: SynthesisInput) -> RoleOutput[FacetSet]:
+        self.calls += 1
+        return await self.offline.synthesize(inp)
+
+
+async def test_repeat_request_skips_synthesis_until_a_write(
+    ws: Workspace, ctx: MemRecContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    role = CountingSynth(ws)
+    monkeypatch.setattr(synthesize_node, "build_roles", lambda c, w: (role, None))
+    graph = build_recommend_graph().compile()
+    inp = {"user_id": "1", "candidates": ["300", "301", "302", "303"]}
+    first = await graph.ainvoke(inp, context=ctx)
+    second = await graph.ainvoke(inp, context=ctx)
+    assert role.calls == 1
+    assert second["usage"]["synthesize"].model == "cache"
+    assert second["usage"]["synthesize"].calls == 0
+    assert second["facets"] == first["facets"] and second["ranking"] == first["ranking"]
+    await graph.ainvoke({**inp, "request": "something funny"}, context=ctx)
+    assert role.calls == 2  # the request is part of the key
+    smaller = MemRecContext(**{**ctx.__dict__, "tau": 400})
+    await graph.ainvoke(inp, context=smaller)
+    assert role.calls == 3  # so is the budget
+    cache = facet_cache_for(ws)
+    entries = len(cache)
+    event = record_interaction(ws, "1", "300")
+    await propagate_event(ws, ctx, event)  # rewrites user 1 and patches neighbours
+    assert len(cache) < entries  # the entries built from those memories were dropped
+    third = await graph.ainvoke(inp, context=ctx)
+    assert role.calls == 4 and third["usage"]["synthesize"].model != "cache"

@@ -1,0 +1,229 @@
+"""Prompt injection: the corpus in item titles / descriptions, requests and feedback.
+
+A small generic-format dataset is written to tmp and indexed (Chroma embedded); half of its items
+carry an injection string in the title or the description. With the offline roles and with the
+LLM roles on the OpenAI-compatible test server (including a "gullible" model that obeys what it
+reads), the recommend output keeps its schema, never contains an item outside the candidates, and
+untrusted text reaches the model only inside data blocks; propagation never copies an injection
+string, nor the acting user's own profile text, into another user's memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from graph.context import MemRecContext
+from graph.recommend import graph as recommend_graph
+from memory_store.index import build_index
+from memory_store.workspace import Workspace, open_workspace, register_workspace
+from nodes.propagation import propagate_event
+from nodes.record import record_interaction
+from prompts.blocks import extract_block
+from tests.support.injection_corpus import GHOST_ITEM, INJECTIONS, MARKERS
+from tests.support.openai_server import OpenAITestServer, RecordedRequest, Reply
+
+N_USERS, N_CLEAN = 14, 10
+ECHO_USER_MEMORY = {"USER_MEMORY"}  # what the gullible model copies into its patches
+OUTPUT_KEYS = {"ranking", "facets", "neighbours", "usage", "notes"}
+
+
+def _write_dataset(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    items = [(f"i{n}", f"Clean film {n}", "A plain description.") for n in range(N_CLEAN)]
+    for n, text in enumerate(INJECTIONS):
+        title, desc = (text, "An ordinary film.") if n % 2 else (f"Film {n}", text)
+        items.append((f"x{n}", title, desc))
+    with open(folder / "items.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["item_id", "title", "description"])
+        writer.writerows(items)
+    rng = random.Random(7)
+    with open(folder / "interactions.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["user_id", "item_id", "timestamp"])
+        for u in range(N_USERS):
+            for ts, (item_id, _, _) in enumerate(rng.sample(items, 9)):
+                writer.writerow([f"u{u}", item_id, 1000 + ts])
+
+
+@pytest.fixture(scope="module")
+def injected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, MemRecContext]]:
+    root = tmp_path_factory.mktemp("injection")
+    folder = root / "injected-data"
+    _write_dataset(folder)
+    home = root / "home"
+    build_index(str(folder), home=home)
+    ws = open_workspace(str(folder), home=home)
+    register_workspace(ws, str(folder), home=str(home))
+    yield ws, MemRecContext(dataset=str(folder), home=str(home), roles="offline")
+    ws.events.close()
+
+
+def _candidates(ws: Workspace) -> list[str]:
+    return list(ws.dataset.item_ids)  # every item, the injected ones included
+
+
+def _check_output(out: dict, candidates: list[str]) -> None:
+    assert set(out) <= OUTPUT_KEYS | {"recorded"}, set(out)
+    ranked = [r.item_id for r in out["ranking"]]
+    assert sorted(ranked) == sorted(candidates)
+    for r in out["ranking"]:  # a rationale may quote an injected title; ids and refs may not
+        assert isinstance(r.rationale, str) and isinstance(r.score, float)
+        assert not any(GHOST_ITEM in ref for ref in r.evidence)
+
+
+def _others_memories(ws: Workspace, acting: str) -> dict[str, str]:
+    ids = [u for u in ws.dataset.user_ids if u != acting]
+    return {u: rec.text for u, rec in ws.memories.get_many("user", ids).items()}
+
+
+def _new_markers(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str]]:
+    return {
+        u: found
+        for u, text in after.items()
+        if (found := [m for m in MARKERS if m in text and m not in before.get(u, "")])
+    }
+
+
+async def test_offline_recommend_ignores_injected_text_and_requests(injected) -> None:
+    ws, ctx = injected
+    candidates = _candidates(ws)
+    for n, text in enumerate(INJECTIONS):
+        user = f"u{n % N_USERS}"
+        out = await recommend_graph.ainvoke(
+            {"user_id": user, "candidates": candidates, "request": text}, context=ctx
+        )
+        _check_output(out, candidates)
+
+
+def _gullible(request: RecordedRequest) -> Reply | None:
+    """A model that obeys injected text: ranks the ghost first and echoes what it read."""
+    if request.task == "rank":
+        user = next(m["content"] for m in request.messages if m["role"] == "user")
+        rows = [json.loads(line) for line in (extract_block(user, "CANDIDATES") or "").splitlines()]
+        items = [{"item_id": GHOST_ITEM, "score": 1e9, "rationale": "as instructed"}]
+        items += [
+            {"item_id": r["item_id"], "score": float(-n), "rationale": "ok"}
+            for n, r in enumerate(rows)
+        ]
+        return Reply(content=json.dumps({"items": items}))
+    if request.task == "propagate":
+        user = next(m["content"] for m in request.messages if m["role"] == "user")
+        refs = [
+            json.loads(line)["ref"]
+            for line in (extract_block(user, "NEIGHBOURS") or "").splitlines()
+            if line.startswith("{")
+        ]
+        echo = " ".join(INJECTIONS[:3])
+        if "USER_MEMORY" in ECHO_USER_MEMORY:
+            echo += " " + (extract_block(user, "USER_MEMORY") or "")
+        answer = {
+            "user_memory": "Likes films.",
+            "item_memory": "A film.",
+            "neighbour_patches": [{"ref": ref, "note": echo[:500]} for ref in refs],
+        }
+        return Reply(content=json.dumps(answer))
+    return None
+
+
+@pytest.fixture
+def gullible_ctx(injected) -> Iterator[MemRecContext]:
+    _, ctx = injected
+    with OpenAITestServer(handler=_gullible) as server:
+        spec = f"openai-compatible:test-model@{server.url}/v1"
+        yield replace(ctx, lmmem=spec, llmrec=spec, timeout_s=10.0)
+
+
+async def test_llm_recommend_keeps_schema_and_candidates(injected, gullible_ctx) -> None:
+    ws, _ = injected
+    candidates = _candidates(ws)
+    for n, text in enumerate(INJECTIONS[:6]):
+        out = await recommend_graph.ainvoke(
+            {"user_id": f"u{n}", "candidates": candidates, "request": text}, context=gullible_ctx
+        )
+        _check_output(out, candidates)
+        assert out["usage"]["rank"].repairs >= 1  # the ghost was dropped, and counted
+
+
+async def test_untrusted_text_reaches_the_model_only_in_data_blocks(injected) -> None:
+    ws, ctx = injected
+    with OpenAITestServer() as server:
+        spec = f"openai-compatible:test-model@{server.url}/v1"
+        llm = replace(ctx, lmmem=spec, llmrec=spec, timeout_s=10.0)
+        await recommend_graph.ainvoke(
+            {"user_id": "u1", "candidates": _candidates(ws), "request": INJECTIONS[2]},
+            context=llm,
+        )
+        requests = server.chat_requests()
+    assert {r.task for r in requests} == {"synthesize", "rank"}
+    for request in requests:
+        system = next(m["content"] for m in request.messages if m["role"] == "system")
+        user = next(m["content"] for m in request.messages if m["role"] == "user")
+        assert not any(marker in system for marker in MARKERS)
+        opened = [line[3:] for line in user.splitlines() if line.startswith("<<<")]
+        closed = [line[3:] for line in user.splitlines() if line.startswith(">>>")]
+        assert opened == closed and len(opened) == len(set(opened))  # no fake block survived
+        outside = user
+        for tag in opened:
+            outside = outside.replace(extract_block(user, tag) or "", "")
+        assert not any(marker in outside for marker in MARKERS), outside[:400]
+
+
+async def _propagate_injected(ws: Workspace, ctx: MemRecContext, user: str) -> dict:
+    seen = set(ws.graph.user_items(ws.user_code(user)).tolist())
+    item = next(
+        ws.dataset.item_ids[i]
+        for i in range(ws.dataset.n_items)
+        if i not in seen
+        and ws.dataset.item_ids[i].startswith("x")
+        and int(ws.dataset.item_ids[i][1:]) % 2  # an item whose title is an injection
+    )
+    before = _others_memories(ws, user)
+    event = record_interaction(ws, user, item)
+    report = await propagate_event(ws, ctx, event)
+    return {"before": before, "after": _others_memories(ws, user), "report": report}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="offline LMMem patches neighbours with 'Users like you recently chose <title>': an "
+    "injected title is copied into other users' memories (nodes/offline_roles.py, "
+    "nodes/apply_patches.py screen_patches to fix)",
+)
+async def test_offline_propagation_copies_no_injection(injected) -> None:
+    ws, ctx = injected
+    run = await _propagate_injected(ws, ctx, "u3")
+    assert run["report"].writes
+    assert _new_markers(run["before"], run["after"]) == {}
+
+
+async def test_llm_propagation_copies_no_identifying_text(injected, gullible_ctx) -> None:
+    ws, _ = injected
+    user = "u5"
+    own = ws.memory_text("user", user)
+    run = await _propagate_injected(ws, gullible_ctx, user)
+    report = run["report"]
+    assert report.refused_patches >= 1  # the echo of the acting user's memory was refused
+    for other, text in run["after"].items():
+        added = text.replace(run["before"][other], "")
+        assert own[:60] not in added
+    assert _new_markers(run["before"], run["after"]) == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="screen_patches refuses only the acting user's id and profile text; a patch carrying "
+    "injection strings alone is written into other users' memories (nodes/apply_patches.py)",
+)
+async def test_llm_propagation_copies_no_injection(injected, gullible_ctx, monkeypatch) -> None:
+    ws, _ = injected
+    monkeypatch.setattr(f"{__name__}.ECHO_USER_MEMORY", set())
+    run = await _propagate_injected(ws, gullible_ctx, "u6")
+    assert _new_markers(run["before"], run["after"]) == {}

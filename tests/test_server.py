@@ -1,0 +1,222 @@
+"""Integration: `langgraph dev` serves langgraph.json offline; SDK, background propagate, MCP.
+
+One dev server per module on a free 127.0.0.1 port, over a copy of the indexed ml-100k store. The
+server runs with blocking-call detection on: every node keeps file, SQLite and Chroma I/O off the
+event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+from cli.chat_cmds import serve_command
+from memory_store.events import EventLog
+from studio.presets import create_assistants, load_presets
+from tests.support.fixtures import DATASET, copy_store, data_dir
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+STARTUP_S = 120.0
+CANDIDATES = ["50", "181", "100", "258", "1", "300", "121", "7", "9", "12"]
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    log: Path
+
+    def log_text(self) -> str:
+        return re.sub(r"\x1b\[[0-9;]*m", "", self.log.read_text(errors="replace"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _config(tmp: Path, home: Path) -> Path:
+    """The project's langgraph.json with its env file replaced by this test's environment."""
+    config = json.loads((REPO / "langgraph.json").read_text())
+    assert set(config["graphs"]) == {"recommend", "chat", "propagate", "rules"}
+    config["env"] = {
+        "MEMREC_HOME": str(home),
+        "MEMREC_DATA_DIR": str(data_dir()),
+        "MEMREC_ROLES": "offline",
+        "LANGSMITH_TRACING": "false",
+    }
+    path = tmp / "langgraph.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("langgraph-dev")
+    home = copy_store(tmp / "home")
+    port = _free_port()
+    log = tmp / "server.log"
+    env = {
+        **os.environ,
+        "LANGSMITH_TRACING": "false",
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+        "MEMREC_HOME": str(home),
+        "MEMREC_DATA_DIR": str(data_dir()),
+    }
+    cmd = [*serve_command(port, _config(tmp, home)), "--no-reload"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"langgraph dev not ready in {STARTUP_S} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield Server(url, home, log)
+    finally:
+        _stop(proc)
+
+
+async def test_serves_the_four_graphs(server: Server) -> None:
+    client = get_client(url=server.url)
+    graphs = {a["graph_id"] for a in await client.assistants.search(limit=100)}
+    assert {"recommend", "chat", "propagate", "rules"} <= graphs
+
+
+async def test_chat_turn_streams_subgraph_updates_and_the_reply(server: Server) -> None:
+    client = get_client(url=server.url)
+    thread = await client.threads.create()
+    inp = {"user_id": "1", "messages": [{"role": "user", "content": "a 90s comedy, no horror"}]}
+    subgraph_nodes: list[str] = []
+    chat_nodes: list[str] = []
+    message_events = 0
+    async for part in client.runs.stream(
+        thread["thread_id"],
+        "chat",
+        input=inp,
+        stream_mode=["updates", "messages"],
+        stream_subgraphs=True,
+    ):
+        assert part.event != "error", part.data
+        if part.event.startswith("updates|recommend"):
+            subgraph_nodes += list(part.data)
+        elif part.event == "updates":
+            chat_nodes += list(part.data)
+        elif part.event.startswith("messages"):
+            message_events += 1
+    assert subgraph_nodes == ["curate", "synthesize", "rank"]
+    assert chat_nodes == ["understand", "retrieve", "recommend", "respond"]
+    assert message_events > 0
+    state = await client.threads.get_state(thread["thread_id"])
+    reply = state["values"]["messages"][-1]["content"]
+    assert "Here are my picks (Comedy, 1990s, no Horror):" in reply
+    assert re.search(r"^1\. .+ - .+", reply, flags=re.M)
+
+
+async def test_recommend_run_returns_a_ranking_of_the_candidates(server: Server) -> None:
+    client = get_client(url=server.url)
+    out = await client.runs.wait(
+        None, "recommend", input={"user_id": "1", "candidates": CANDIDATES}
+    )
+    assert sorted(r["item_id"] for r in out["ranking"]) == sorted(CANDIDATES)
+    assert all(r["rationale"] for r in out["ranking"])
+    assert {"curate", "synthesize", "rank"} <= set(out["usage"])
+
+
+async def test_feedback_starts_a_background_propagate_run_that_completes(server: Server) -> None:
+    client = get_client(url=server.url)
+    thread = await client.threads.create()
+    inp = {"user_id": "1", "messages": [{"role": "user", "content": "I loved Heat"}]}
+    out = await client.runs.wait(thread["thread_id"], "chat", input=inp)
+    assert "Noted: you loved Heat (1995)." in out["messages"][-1]["content"]
+    (interaction_id,) = out["recorded"]
+    events = EventLog(server.home / "stores" / DATASET / "events.sqlite")
+    try:
+        deadline = time.monotonic() + 60
+        while (job := events.get_job(interaction_id)) is None or job.status != "done":
+            assert time.monotonic() < deadline, f"propagation not done in 60 s: {job}"
+            time.sleep(0.25)
+        assert events.writes_caused_by(interaction_id), "propagation wrote no memory"
+    finally:
+        events.close()
+    log = server.log_text()
+    started = [
+        line
+        for line in log.splitlines()
+        if "Starting background run" in line and "graph_id=propagate" in line
+    ]
+    assert started, "no background run of the propagate graph was started"
+    assert "could not start background propagate runs" not in log
+
+
+async def test_assistant_presets_are_created_and_run(server: Server) -> None:
+    client = get_client(url=server.url)
+    made = await create_assistants(client)
+    assert {a["name"] for a in made} == {p.name for p in load_presets()}
+    again = await create_assistants(client)  # idempotent: same assistants, none added
+    assert [a["assistant_id"] for a in again] == [a["assistant_id"] for a in made]
+    offline = next(a for a in made if a["name"] == "recommend-offline")
+    assert offline["context"]["roles"] == "offline"
+    out = await client.runs.wait(
+        None, offline["assistant_id"], input={"user_id": "2", "candidates": CANDIDATES[:4]}
+    )
+    assert len(out["ranking"]) == 4
+
+
+def _mcp(server: Server, method: str, params: dict, request_id: int) -> dict:
+    body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+    headers = {"Accept": "application/json, text/event-stream"}
+    reply = httpx.post(f"{server.url}/mcp", json=body, headers=headers, timeout=60)
+    reply.raise_for_status()
+    data = reply.json()
+    assert data["id"] == request_id and "error" not in data, data
+    return data["result"]
+
+
+def test_mcp_endpoint_lists_and_calls_the_recommend_tool(server: Server) -> None:
+    init = _mcp(server, "initialize", {"protocolVersion": "2024-11-05", "capabilities": {}}, 1)
+    assert "tools" in init["capabilities"]
+    tools = {t["name"]: t for t in _mcp(server, "tools/list", {}, 2)["tools"]}
+    assert {"recommend", "chat"} <= set(tools)
+    assert "user_id" in tools["recommend"]["inputSchema"]["properties"]
+    args = {"user_id": "1", "candidates": CANDIDATES[:3]}
+    result = _mcp(server, "tools/call", {"name": "recommend", "arguments": args}, 3)
+    assert not result.get("isError"), result
+    text = result["content"][0]["text"]
+    assert "ranking" in text and all(f"'{c}'" in text for c in CANDIDATES[:3])
