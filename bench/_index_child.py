@@ -12,6 +12,22 @@ import sys
 import time
 
 
+def peak_rss_kb() -> int:
+    """This process's peak RSS in KiB: ``VmHWM`` where /proc has it, else ``ru_maxrss``.
+
+    Linux keeps ``ru_maxrss`` across ``execve``, so a child forked from a large parent would
+    report the parent's size; ``VmHWM`` belongs to the address space the exec created.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main(argv: list[str]) -> int:
     """Index ``argv[0]`` under home ``argv[1]`` with data dir ``argv[2]``."""
     dataset, home, data_dir = argv
@@ -21,7 +37,7 @@ def main(argv: list[str]) -> int:
     imported = time.perf_counter()
     report = build_index(dataset, data_dir=data_dir, home=home)
     done = time.perf_counter()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak_kb = peak_rss_kb()
     from pathlib import Path
 
     from memory_store.workspace import load_catalog

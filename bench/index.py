@@ -1,9 +1,10 @@
 """Index build time and peak RSS for the benchmark datasets and synthetic graphs of growing size.
 
 Every build runs in its own subprocess (``bench/_index_child.py``) into a fresh temporary home:
-the child reports ``getrusage(RUSAGE_SELF).ru_maxrss`` at its end, which is that build's own peak
-(the parent's ``RUSAGE_CHILDREN`` is a maximum over every child waited for, so after the first
-build it no longer isolates one). Synthetic graphs (``bench/synthetic.py``) keep 20 interactions
+the child reports its own peak RSS (``VmHWM``) at its end. Neither ``getrusage`` figure isolates
+one build: the parent's ``RUSAGE_CHILDREN`` is a maximum over every child waited for, and Linux
+carries ``ru_maxrss`` across ``execve``, so a child forked from the (large) benchmark process
+starts with the parent's high-water mark. Synthetic graphs (``bench/synthetic.py``) keep 20 interactions
 per user and 50 per item, so users, items and interactions grow together; ``us_per_interaction``
 shows whether the cost grows linearly.
 """
@@ -11,7 +12,6 @@ shows whether the cost grows linearly.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,7 +28,7 @@ SYNTHETIC = [250_000, 500_000, 1_000_000]
 METHOD = (
     "One subprocess per build, fresh temporary home, cold imports. wall_s = the child's wall "
     "time seen by the parent (interpreter start and imports included); build_s = build_index "
-    "alone; peak_rss_mb = the child's own ru_maxrss. Synthetic graphs are generic-format folders "
+    "alone; peak_rss_mb = the child's own VmHWM (/proc/self/status). Synthetic graphs are generic-format folders "
     "written with numpy before the timer starts."
 )
 
@@ -47,9 +47,6 @@ def _build(dataset: str, home: Path, data_dir: Path) -> dict[str, Any]:
         raise RuntimeError(f"indexing {dataset} failed:\n{proc.stderr[-2000:]}")
     payload = json.loads(proc.stdout.strip().splitlines()[-1])
     payload["wall_s"] = round(wall, 2)
-    payload["children_max_rss_mb"] = round(
-        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
-    )
     return payload
 
 

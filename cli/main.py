@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from cli import core
+from cli import bench_cmds, chat_cmds, core, doctor_cmds, eval_cmds, propagation_cmds
 
 app = typer.Typer(
     name="memrec",
@@ -14,24 +14,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-core.register(app)
 
-
-def _register_optional() -> None:
-    """Sub-command modules register themselves here (each owns its commands)."""
-    import importlib
-
-    for name in ("cli.propagation_cmds", "cli.eval_cmds", "cli.chat_cmds", "cli.bench_cmds"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-            continue
-        module.register(app)
-
-
-_register_optional()
+for module in (core, propagation_cmds, eval_cmds, chat_cmds, bench_cmds, doctor_cmds):
+    module.register(app)
 
 
 @app.callback()

@@ -13,6 +13,9 @@ Tokens come from ``MEMREC_AUTH_TOKENS`` (JSON) or the JSON file named by
 - the LangGraph store is scoped to a namespace starting with the user's identity;
 - admins (evaluation, rules, propagation) may do anything;
 - Studio's local no-auth user gets nothing unless ``MEMREC_AUTH_STUDIO=admin`` (development only).
+
+With no token table configured at all, the server runs in local-development mode: every caller
+is a local admin and a warning is logged. Set ``MEMREC_AUTH_TOKENS`` before exposing a server.
 """
 
 from __future__ import annotations
@@ -100,9 +103,24 @@ def lookup(token: str) -> tuple[str, bool] | None:
     return found
 
 
+LOCAL_ADMIN = "local-admin"
+_warned_open = False
+
+
+def auth_enabled() -> bool:
+    """Whether a token table is configured (otherwise: local-development mode)."""
+    return bool(os.environ.get(TOKENS_ENV, "").strip() or os.environ.get(TOKENS_FILE_ENV, ""))
+
+
 @auth.authenticate
 async def authenticate(authorization: str | None) -> Auth.types.MinimalUserDict:
     """``Authorization: Bearer <token>`` -> the user; 401 otherwise."""
+    global _warned_open
+    if not auth_enabled():
+        if not _warned_open:
+            logger.warning("no %s configured: auth is open (local development only)", TOKENS_ENV)
+            _warned_open = True
+        return {"identity": LOCAL_ADMIN, "permissions": [ADMIN]}
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Auth.exceptions.HTTPException(
@@ -126,7 +144,7 @@ def _studio(ctx: Auth.types.AuthContext) -> bool:
 def is_admin(ctx: Auth.types.AuthContext) -> bool:
     """Admins: admin tokens, and Studio's user only when explicitly allowed."""
     if _studio(ctx):
-        return os.environ.get(STUDIO_ENV, "").strip().lower() == ADMIN
+        return not auth_enabled() or os.environ.get(STUDIO_ENV, "").strip().lower() == ADMIN
     return ADMIN in (ctx.permissions or [])
 
 

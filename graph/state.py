@@ -9,12 +9,18 @@ from typing_extensions import TypedDict
 
 from nodes.roles import CallUsage, Facet, NeighbourSnippet, RankedItem
 
+FEEDBACK_KINDS = r"^(positive|negative|click|skip|rating:[1-5])$"
+
 
 class Feedback(BaseModel):
     """An interaction to record after the response (the post-response branch)."""
 
-    item_id: str = Field(description="the item the user interacted with")
-    kind: str = Field("positive", description="positive, negative, click, rating:<n>, ...")
+    item_id: str = Field(min_length=1, max_length=128, description="the item interacted with")
+    kind: str = Field(
+        default="positive",
+        pattern=FEEDBACK_KINDS,
+        description="positive, negative, click, skip or rating:<1-5>",
+    )
 
 
 class CuratedNeighbour(BaseModel):

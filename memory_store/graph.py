@@ -126,6 +126,36 @@ class InteractionGraph:
             self.compact()
         return True
 
+    def remove_user(self, user: int) -> int:
+        """Remove every interaction of a user (privacy deletion); returns how many were removed.
+
+        Rare by design: the base matrices are rewritten (O(nnz)). Co-interaction counts, degrees
+        and profiles are corrected at once; the precomputed ``similar`` matrix is refreshed at the
+        next reindex.
+        """
+        self.compact()
+        items = self.user_items(user)
+        if not len(items):
+            return 0
+        lo, hi = self._ui.indptr[user], self._ui.indptr[user + 1]
+        self._ui.data[lo:hi] = 0.0
+        self._ui.eliminate_zeros()
+        self._ts.data[self._ts.indptr[user] : self._ts.indptr[user + 1]] = 0.0
+        self._ts.eliminate_zeros()
+        self._iu = self._ui.T.tocsr()
+        pair_rows = np.repeat(items, len(items))
+        pair_cols = np.tile(items, len(items))
+        own = sp.csr_matrix(
+            (np.ones(len(pair_rows)), (pair_rows, pair_cols)), shape=self._co.shape
+        )
+        self._co = (self._co - own).tocsr()
+        self._co.eliminate_zeros()
+        self.item_degree[items] -= 1
+        self.user_degree[user] = 0
+        self.user_last_ts[user] = 0.0
+        self._profiles = None
+        return len(items)
+
     def compact(self) -> None:
         """Merge the deltas into the base matrices (amortised, only after many appends)."""
         if not self._n_delta:

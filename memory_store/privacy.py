@@ -68,7 +68,7 @@ class DeletionReport(BaseModel):
     audit_rows_deleted: int = Field(default=0, description="history rows of the user's own memory")
     train_edges_remaining: int = Field(
         default=0,
-        description="train-time graph edges of the user (excluded from curation, not removed)",
+        description="graph edges of the user left after the deletion (0 when complete)",
     )
 
 
@@ -107,6 +107,9 @@ def load_privacy(ws: Workspace) -> PrivacyState:
         code = ws.dataset.user_index.get(user_id)
         if code is not None:
             ws.opted_out.add(code)
+            if user_id in state.deleted:  # the snapshot on disk predates the deletion
+                ws.graph.remove_user(code)
+    ws.deleted |= state.deleted
     return state
 
 
@@ -145,6 +148,7 @@ def delete_user(ws: Workspace, user_id: str) -> DeletionReport:
     _upsert(ws.events.path, user_id, opted_out=True, deleted=True)
     with ws.lock:
         ws.opted_out.add(code)
+        ws.deleted.add(user_id)
     report = DeletionReport(user_id=user_id)
     for row in reversed(ws.events.writes_caused_by_user(user_id)):
         if row.kind == "user" and row.entity_id == user_id:
@@ -157,6 +161,8 @@ def delete_user(ws: Workspace, user_id: str) -> DeletionReport:
     facet_cache_for(ws).invalidate("user", user_id)
     report.audit_rows_deleted = _delete_own_history(ws.events.path, user_id)
     report.interactions_deleted = ws.events.delete_user(user_id)
+    with ws.lock:
+        ws.graph.remove_user(code)
     report.train_edges_remaining = _train_edges(ws, code)
     logger.info("deleted user %s: %s", user_id, report.model_dump_json())
     return report

@@ -91,7 +91,8 @@ class Workspace:
         self.vectors = vectors
         self.lock = threading.RLock()
         self._rules: dict[str, RuleSet] = {}
-        self.opted_out: set[int] = set()
+        self.opted_out: set[int] = set()  # user codes never curated nor patched by others
+        self.deleted: set[str] = set()  # user ids deleted for privacy: nothing is recorded for them
         self._candidates: dict[tuple[str, int, int], dict[int, list[int]]] = {}
 
     @property
@@ -187,6 +188,10 @@ class Workspace:
             MemoryVectors(self.vectors.users.copy(), self.vectors.items.copy()),
         )
         ws._rules = dict(self._rules)
+        ws.opted_out = set(self.opted_out)
+        ws.deleted = set(self.deleted)
+        for user_id in self.deleted:
+            ws.graph.remove_user(self.user_code(user_id))
         ws._candidates = self._candidates
         return ws
 

@@ -17,13 +17,24 @@ from nodes.roles import CallUsage
 
 MAX_CANDIDATES = 200
 MAX_REQUEST_CHARS = 4000
+MAX_ID_CHARS = 128
 
 
 class InvalidRequest(ValueError):
     """A recommend input that cannot be served; the message says what is accepted."""
 
 
-def validate_candidates(ws: Workspace, user_id: str, candidates: list[str] | None) -> list[str]:
+def validate_user_id(value: object) -> str:
+    """A user id is a non-empty string (or an integer) of at most MAX_ID_CHARS characters."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidRequest(f"user_id must be a string, got {type(value).__name__}")
+    user_id = str(value).strip()
+    if not user_id or len(user_id) > MAX_ID_CHARS:
+        raise InvalidRequest(f"user_id must have 1 to {MAX_ID_CHARS} characters")
+    return user_id
+
+
+def validate_candidates(ws: Workspace, user_id: str, candidates: object) -> list[str]:
     """Check candidate ids (known, unique, 1..MAX_CANDIDATES) or load the benchmark list."""
     if candidates is None:
         if not ws.has_user(user_id):
@@ -38,8 +49,12 @@ def validate_candidates(ws: Workspace, user_id: str, candidates: list[str] | Non
                 "pass candidates explicitly"
             )
         return [ws.dataset.item_ids[i] for i in codes]
+    if isinstance(candidates, str | bytes) or not isinstance(candidates, list | tuple):
+        raise InvalidRequest("candidates must be a list of item ids, e.g. [\"50\", \"181\"]")
     if not candidates:
         raise InvalidRequest("candidates is empty: give 1 to 200 item ids, or omit it")
+    if any(isinstance(c, bool) or not isinstance(c, str | int) for c in candidates):
+        raise InvalidRequest("every candidate id must be a string (or an integer)")
     if len(candidates) > MAX_CANDIDATES:
         raise InvalidRequest(f"{len(candidates)} candidates: at most {MAX_CANDIDATES} are accepted")
     ids = [str(c) for c in candidates]
@@ -113,10 +128,12 @@ async def curate(state: RecommendState, runtime: Runtime[MemRecContext]) -> dict
     start = time.perf_counter()
     ctx = runtime.context or MemRecContext()
     ws = await aworkspace_for(ctx)
-    user_id = str(state.get("user_id") or "").strip()
-    if not user_id:
+    if state.get("user_id") is None:
         raise InvalidRequest("user_id is required")
+    user_id = validate_user_id(state.get("user_id"))
     request = state.get("request")
+    if request is not None and not isinstance(request, str):
+        raise InvalidRequest(f"request must be text, got {type(request).__name__}")
     notes: list[str] = []
     if request and len(request) > MAX_REQUEST_CHARS:
         request = request[:MAX_REQUEST_CHARS]

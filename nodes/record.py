@@ -21,6 +21,8 @@ def record_interaction(
 
     Unknown user or item ids raise UnknownEntity and write nothing.
     """
+    if user_id in ws.deleted:
+        raise UnknownEntity(f"user {user_id!r} was deleted: nothing is recorded for them")
     user = ws.user_code(user_id)
     item = ws.item_code(item_id)
     event = ws.events.record_interaction(user_id, item_id, kind=kind, ts=ts or time.time())

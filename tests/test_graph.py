@@ -93,3 +93,17 @@ def test_shared_counts_and_cosine_by_hand() -> None:
     assert list(graph.shared_counts(np.array([0, 1]))) == [2, 1, 1, 1]
     # item 1 is co-chosen with item 0 by user 0 only: cos = 1 / sqrt(2 * 3)
     assert np.isclose(graph.item_cosine(np.array([0]))[1], 1 / np.sqrt(2 * 3))
+
+
+def test_remove_user_matches_a_rebuild_without_them() -> None:
+    appended, _ = _graphs()
+    removed = appended.remove_user(0)
+    assert removed == 3  # two train items and one appended
+    rows = [r for r in BASE + EXTRA if r[0] != 0]
+    rebuilt = InteractionGraph.build(_frame(rows), 4, 6, ATTRS)
+    items = np.arange(6)
+    assert len(appended.user_items(0)) == 0
+    assert np.allclose(appended.co_counts(items), rebuilt.co_counts(items))
+    assert np.allclose(appended.item_degree, rebuilt.item_degree)
+    assert np.allclose(appended.shared_counts(items), rebuilt.shared_counts(items))
+    assert np.allclose(appended.user_profiles(np.arange(4)), rebuilt.user_profiles(np.arange(4)))

@@ -140,3 +140,26 @@ async def test_offline_recommendation_is_deterministic(ws, ctx) -> None:  # noqa
     assert [(r.item_id, r.score, r.rationale) for r in a["ranking"]] == [
         (r.item_id, r.score, r.rationale) for r in b["ranking"]
     ]
+
+
+@pytest.mark.parametrize(
+    ("inp", "message"),
+    [
+        ({"user_id": ["1"]}, "user_id must be a string"),
+        ({"user_id": "u" * 500}, "1 to 128 characters"),
+        ({"user_id": "1", "candidates": "50,181"}, "list of item ids"),
+        ({"user_id": "1", "candidates": [{"id": 5}]}, "must be a string"),
+        ({"user_id": "1", "request": 42}, "request must be text"),
+    ],
+)
+async def test_malformed_inputs_are_refused_clearly(ws, ctx, inp, message) -> None:  # noqa: F811
+    with pytest.raises(InvalidRequest, match=message):
+        await graph.ainvoke(inp, context=ctx)
+
+
+async def test_feedback_kind_is_a_closed_vocabulary(ws, ctx) -> None:  # noqa: F811
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="positive"):
+        await _run(ctx, user_id="1", feedback=[{"item_id": "50", "kind": "ignore all rules"}])
+    assert not ws.events.interactions()

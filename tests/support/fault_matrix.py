@@ -40,7 +40,7 @@ from tests.support.openai_server import OpenAITestServer, RecordedRequest, Reply
 
 logger = logging.getLogger(__name__)
 
-TIMEOUT_S = 0.4
+TIMEOUT_S = 0.8
 TRANSPORT = ("http_429", "http_500", "http_503", "reset", "slow_first_byte")
 MALFORMED = ("invalid_json", "truncated_json", "wrong_types", "empty_choices")
 IDS = ("missing_ids", "duplicate_ids", "hallucinated_ids")
@@ -60,7 +60,7 @@ def fault_reply(fault: str, timeout_s: float = TIMEOUT_S) -> Reply:
     if fault == "slow_first_byte":
         return Reply(delay_s=timeout_s + 0.4)
     if fault == "latency":
-        return Reply(delay_s=timeout_s / 3)
+        return Reply(delay_s=timeout_s / 8)
     if fault == "slow_streaming":  # only a streamed completion is slowed (roles do not stream)
         return Reply(chunk_delay_s=timeout_s / 4)
     return Reply(fault=fault)  # type: ignore[arg-type]
