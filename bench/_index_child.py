@@ -13,7 +13,7 @@ import time
 
 
 def peak_rss_kb() -> int:
-    """This process's peak RSS in KiB: ``VmHWM`` where /proc has it, else ``ru_maxrss``.
+    """Peak RSS of the process in KiB: ``VmHWM`` where /proc has it, else ``ru_maxrss``.
 
     Linux keeps ``ru_maxrss`` across ``execve``, so a child forked from a large parent would
     report the parent's size; ``VmHWM`` belongs to the address space the exec created.

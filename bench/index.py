@@ -4,9 +4,9 @@ Every build runs in its own subprocess (``bench/_index_child.py``) into a fresh 
 the child reports its own peak RSS (``VmHWM``) at its end. Neither ``getrusage`` figure isolates
 one build: the parent's ``RUSAGE_CHILDREN`` is a maximum over every child waited for, and Linux
 carries ``ru_maxrss`` across ``execve``, so a child forked from the (large) benchmark process
-starts with the parent's high-water mark. Synthetic graphs (``bench/synthetic.py``) keep 20 interactions
-per user and 50 per item, so users, items and interactions grow together; ``us_per_interaction``
-shows whether the cost grows linearly.
+starts with the parent's high-water mark. Synthetic graphs (``bench/synthetic.py``) keep 20
+interactions per user and 50 per item, so users, items and interactions grow together;
+``us_per_interaction`` shows whether the cost grows linearly.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ SYNTHETIC = [250_000, 500_000, 1_000_000]
 METHOD = (
     "One subprocess per build, fresh temporary home, cold imports. wall_s = the child's wall "
     "time seen by the parent (interpreter start and imports included); build_s = build_index "
-    "alone; peak_rss_mb = the child's own VmHWM (/proc/self/status). Synthetic graphs are generic-format folders "
-    "written with numpy before the timer starts."
+    "alone; peak_rss_mb = the child's own VmHWM (/proc/self/status). Synthetic graphs are "
+    "generic-format folders written with numpy before the timer starts."
 )
 
 

@@ -19,6 +19,7 @@ A separate cProfile pass (not timed) lists where our time goes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -95,7 +96,7 @@ def run(opts: BenchOptions) -> BenchResult:
                     profile_users = sample_users(ws, opts.size(30, 15, 2), seed=1, skip=warm + n)
                     prof_ctx = context(dataset, opts.home, spec)
                     result.config[f"profile_{dataset}_{roles}"] = cpu_profile(
-                        lambda g=graph, c=prof_ctx, u=profile_users: _invoke_all(g, c, u),
+                        functools.partial(_invoke_all, graph, prof_ctx, profile_users),
                         len(profile_users),
                     )
     _targets(result)

@@ -52,6 +52,12 @@ def eval_command(
     candidates_file: Annotated[
         Path | None, typer.Option(help="explicit test candidate file (must match the dataset)")
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="processes for several methods (methods sharing a warm-up stay together)"
+        ),
+    ] = 1,
 ) -> None:
     """Evaluate one method (or all) under the benchmark protocol; prints the results table."""
     from evaluation.report import markdown_table
@@ -59,9 +65,13 @@ def eval_command(
 
     if candidates not in CANDIDATE_COUNTS:
         raise _fail(ValueError(f"--candidates must be one of {CANDIDATE_COUNTS}, not {candidates}"))
-    names = list(METHODS) if method == "all" else [method]
+    names = list(METHODS) if method == "all" else [m.strip() for m in method.split(",") if m]
     results = []
     try:
+        if jobs > 1 and len(names) > 1:
+            groups = partition_methods(names, jobs)
+            results = _run_in_processes(groups, out)
+            names = []
         for name in names:
             results.append(
                 asyncio.run(
@@ -86,6 +96,74 @@ def eval_command(
     _print_table(markdown_table(results))
     for result in results:
         _console.print(f"{result.run}: wall {result.wall_s:.1f} s -> {out / result.run}.json")
+
+
+# Relative cost of a method on the offline roles (a warm-up counts like two rankings).
+_COST = {"memrec-no-write": 1.0, "memrec-generic-rules": 3.0, "bpr": 1.5, "itemknn": 1.0}
+# Methods whose warm-up is identical (same write path): one process warms up once for all.
+_SHARED_WARMUP = ("vanilla", "isolated", "naive-collab", "memrec", "memrec-no-read")
+
+
+def partition_methods(names: list[str], jobs: int) -> list[list[str]]:
+    """Split methods over ``jobs`` processes: shared-warm-up methods together, greedy by cost."""
+    shared = [n for n in names if n in _SHARED_WARMUP]
+    units = ([shared] if shared else []) + [[n] for n in names if n not in _SHARED_WARMUP]
+    cost = {tuple(u): (2.0 + len(u) if u is shared else _COST.get(u[0], 0.5)) for u in units}
+    loads: list[tuple[float, list[str]]] = [(0.0, []) for _ in range(jobs)]
+    for unit in sorted(units, key=lambda u: -cost[tuple(u)]):
+        i = min(range(jobs), key=lambda j: loads[j][0])
+        loads[i] = (loads[i][0] + cost[tuple(unit)], loads[i][1] + unit)
+    return [group for _, group in loads if group]
+
+
+def _run_in_processes(groups: list[list[str]], out: Path) -> list:  # type: ignore[type-arg]
+    """Run each group as `memrec eval --method a,b` in its own process, then read the runs."""
+    import subprocess
+    import sys
+    import time
+
+    from evaluation.runner import load_run
+
+    started = time.time()
+    base = _strip_options(sys.argv[1:], ("--method", "--jobs"))
+    procs = [
+        subprocess.Popen(
+            [sys.argv[0], *base, "--method", ",".join(g), "--jobs", "1"], stdout=subprocess.DEVNULL
+        )
+        for g in groups
+    ]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise OSError(f"an evaluation process failed (exit codes {codes}); see its messages above")
+    runs = sorted(
+        (p for p in out.glob("*.json") if p.stat().st_mtime >= started),
+        key=lambda p: p.stat().st_mtime,
+    )
+    wanted = {m for g in groups for m in g}
+    latest = {}
+    for path in runs:
+        try:
+            run = load_run(path)
+        except ValueError:
+            continue
+        if run.method in wanted:
+            latest[run.method] = run
+    return [latest[m] for g in groups for m in g if m in latest]
+
+
+def _strip_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in names:
+            skip = True
+            continue
+        if any(arg.startswith(f"{n}=") for n in names):
+            continue
+        out.append(arg)
+    return out
 
 
 def report_command(

@@ -9,7 +9,7 @@ from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from graph.state import CuratedNeighbour
+from graph.state import CuratedNeighbour, merge_usage
 from nodes.roles import CallUsage, Facet, RankedItem
 
 Intent = Literal["recommend", "feedback", "clarify", "empty", "other_language"]
@@ -76,7 +76,7 @@ class ChatOutput(TypedDict, total=False):
     ranking: list[RankedItem]  # the picks shown last, best first
     facets: list[Facet]  # the facets behind them
     neighbours: list[CuratedNeighbour]  # the curated neighbours behind them
-    usage: dict[str, CallUsage]  # per node usage of the last turn
+    usage: Annotated[dict[str, CallUsage], merge_usage]  # per node usage of the last turn
     recorded: list[str]  # interaction ids recorded by the last turn
 
 

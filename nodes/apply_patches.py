@@ -6,8 +6,12 @@ come first and the user rewrite last, so "the user memory carries this cause" me
 propagation was applied (a replayed job then skips the model call).
 
 Screening: a patch for a ref that was not loaded, a malformed one (bad ref, empty, repeated) or an
-oversized one (> MAX_PATCH_CHARS) is dropped; a patch into another user's memory that carries the
-acting user's id or a run of >= COPY_RUN words of the acting user's memory is refused.
+oversized one (> MAX_PATCH_CHARS) is dropped. A neighbour patch is refused when it names the acting
+user, copies a run of >= COPY_RUN words of the item's title or own text, or of another entity's
+own memory text (the acting user's profile, another loaded neighbour's memory: the part before
+its collaborative notes), or reads like an instruction (``INSTRUCTION_PATTERNS``). Item text may
+carry an injection and a profile identifies its user, so neither may travel to other memories;
+neighbour notes refer to the item by its ref. The item's own memory update may keep its text.
 """
 
 from __future__ import annotations
@@ -32,9 +36,30 @@ from nodes.roles import CallUsage, NeighbourPatch, PropagationResult
 logger = logging.getLogger(__name__)
 
 MAX_PATCH_CHARS = 600
-COPY_RUN = 6  # consecutive words copied from the acting user's memory that count as identifying
+COPY_RUN = 4  # consecutive words copied from item text or another memory that count as a copy
+NOTE_MARKER = " Note: "  # collaborative notes follow a memory's own text (memory_store.summaries)
 _WORD = re.compile(r"[a-z0-9']+")
 _REF = re.compile(r"^(user|item):(\S.*)$")
+# What a note about shared tastes never needs: instruction overrides, role labels, fake data-block
+# delimiters, markup, JSON / template braces, code fences, talk of schemas and bidi overrides.
+# Kept small on purpose: copied item or profile text is caught by COPY_RUN instead.
+INSTRUCTION_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(p, re.I)
+    for p in (
+        r"\bignore\b.{0,20}\b(?:all|any|previous|prior|earlier|above|preceding)\b",
+        r"\bdisregard\b",
+        r"\binstructions?\b",
+        r"\bsystem\s+prompt\b",
+        r"\byou\s+are\s+now\b",
+        r"\bnew\s+task\b",
+        r"\b(?:system|assistant|developer)\s*:",
+        r"<<<|>>>",
+        r"</?[a-z_]+\s*>",
+        r"[{}]|```",
+        r"\bschema\b|\bend\s+of\s+data\b",
+        "[\u202a-\u202e\u2066-\u2069]",
+    )
+)
 
 if TYPE_CHECKING:  # the graph module imports this node; LangGraph reads the graph state
     from graph.propagate import PropagateState
@@ -58,7 +83,9 @@ class PropagationReport(BaseModel):
     dropped_patches: int = Field(
         default=0, description="unknown-ref, malformed or oversized patches"
     )
-    refused_patches: int = Field(default=0, description="patches that would leak the acting user")
+    refused_patches: int = Field(
+        default=0, description="patches that would leak a user, item text or an instruction"
+    )
     usage: CallUsage = Field(default_factory=lambda: CallUsage(), description="the one LMMem call")
     notes: list[str] = Field(default_factory=list, description="why things were skipped")
 
@@ -91,18 +118,55 @@ def _mentions_user(note: str, user_id: str) -> bool:
     )
 
 
+def own_text(memory: str) -> str:
+    """A memory's own text, without the collaborative notes other propagations appended."""
+    return memory.split(NOTE_MARKER)[0]
+
+
 def leaks_user(note: str, loaded: LoadedContext, target_text: str) -> str | None:
     """Why ``note`` would leak the acting user into another memory, or None."""
     user_id = loaded.event.user_id
     if _mentions_user(note, user_id):
         return f"names the acting user {user_id!r}"
     # collaborative notes came from other users: only the user's own profile identifies them
-    profile = loaded.inp.user_memory.split(" Note: ")[0]
+    profile = own_text(loaded.inp.user_memory)
     own = _runs(profile) - _runs(loaded.inp.item_title) - _runs(target_text)
     copied = own & _runs(note)
     if copied:
         return f"copies {COPY_RUN} words of the acting user's memory: {' '.join(min(copied))!r}"
     return None
+
+
+def instruction_like(note: str) -> str | None:
+    """Why ``note`` reads like an instruction to a model (``INSTRUCTION_PATTERNS``), or None."""
+    for pattern in INSTRUCTION_PATTERNS:
+        found = pattern.search(note)
+        if found:
+            return f"reads like an instruction ({found.group(0)!r})"
+    return None
+
+
+def copies_text(note: str, loaded: LoadedContext, target: str) -> str | None:
+    """Why ``note`` copies item text or another neighbour's memory into ``target``, or None."""
+    written = _runs(note)
+    item = _runs(loaded.inp.item_title) | _runs(own_text(loaded.inp.item_memory))
+    if copied := item & written:
+        return f"copies {COPY_RUN} words of the item's text: {' '.join(min(copied))!r}"
+    texts = {n.ref: n.text for n in loaded.inp.neighbours}
+    already = _runs(texts.get(target, ""))  # what the target holds already is not a leak
+    for ref, text in texts.items():
+        if ref != target and (copied := (_runs(own_text(text)) - already) & written):
+            return f"copies {COPY_RUN} words of {ref}'s memory: {' '.join(min(copied))!r}"
+    return None
+
+
+def refusal(note: str, loaded: LoadedContext, target: str, target_text: str) -> str | None:
+    """Why a patch into the neighbour ``target`` must not be written, or None when it may."""
+    return (
+        leaks_user(note, loaded, target_text)
+        or instruction_like(note)
+        or copies_text(note, loaded, target)
+    )
 
 
 def screen_patches(loaded: LoadedContext, patches: list[NeighbourPatch]) -> Screened:
@@ -121,7 +185,7 @@ def screen_patches(loaded: LoadedContext, patches: list[NeighbourPatch]) -> Scre
             out.dropped.append(f"{ref}: a second patch for the same neighbour")
         elif len(note) > MAX_PATCH_CHARS:
             out.dropped.append(f"{ref}: {len(note)} characters (at most {MAX_PATCH_CHARS})")
-        elif match.group(1) == "user" and (why := leaks_user(note, loaded, texts[ref])):
+        elif why := refusal(note, loaded, ref, texts[ref]):
             out.refused.append(f"{ref}: {why}")
         else:
             seen.add(ref)

@@ -243,12 +243,13 @@ class OfflineLMMem:
         verb = "chosen by" if positive else "rejected by"
         item_text = append_note(inp.item_memory, f"Recently {verb} {chooser}.")
         patches = []
+        ref = f"item:{ev.item_id}"  # never the title: item text may carry an injection
         for n in inp.neighbours:
             kind, _ = _split_ref(n.ref)
             note = (
-                f"Users like you recently chose {title}."
+                f"Users like you recently chose {ref}."
                 if kind == "user"
-                else f"Often chosen together with {title}."
+                else f"Often chosen together with {ref}."
             )
             if positive:
                 patches.append(NeighbourPatch(ref=n.ref, note=note))

@@ -1,7 +1,9 @@
 """The `respond` node: the chat reply listing the picks with their rationales.
 
 Offline, a template writes it. With LLM roles, the LLMRec chat model rewrites the template's draft
-and its tokens stream (``stream_mode="messages"``); any model failure falls back to the draft.
+and its tokens stream (``stream_mode="messages"``); any model failure (transport, timeout, a
+completion without choices, an empty reply) falls back to the draft and counts as a fallback in
+the node's usage, so a chat turn never fails on the reply.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import openai
-from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage
 from langgraph.runtime import Runtime
 
 from graph.chat_state import ChatState, Clarification, Constraints
@@ -21,6 +24,7 @@ from graph.context import MemRecContext, workspace_for
 from memory_store.workspace import Workspace
 from nodes.models import ModelConfigError
 from nodes.roles import CallUsage, RankedItem
+from prompts.tokens import count_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +117,12 @@ def _conversation(messages: Sequence[AnyMessage]) -> list[tuple[str, str]]:
 
 async def write_with_model(
     spec: str, ctx: MemRecContext, ws: Workspace, state: ChatState, draft: str
-) -> tuple[AIMessage, CallUsage] | None:
-    """Stream the LLMRec reply (tokens reach ``stream_mode="messages"``); None on failure."""
-    from nodes.models import make_chat_model
+) -> tuple[AIMessage | None, CallUsage]:
+    """Stream the LLMRec reply (tokens reach ``stream_mode="messages"``); None on failure.
+
+    The usage counts the call and, when the template has to answer instead, one fallback. A
+    failed stream is not retried: its first tokens may already have reached the client.
+    """
     from prompts.chat import respond_messages
 
     started = time.perf_counter()
@@ -125,39 +132,51 @@ async def write_with_model(
     ]
     prompt = respond_messages(_conversation(state.get("messages") or []), picks, draft)
     usage = CallUsage(calls=1, model=spec)
-    try:
-        model = make_chat_model(spec, base_url=ctx.base_url, timeout=ctx.timeout_s)
-        reply: AIMessageChunk | None = None
-        async for chunk in model.astream(prompt):
-            reply = chunk if reply is None else reply + chunk
-    except (openai.APIError, ModelConfigError, TimeoutError) as err:
-        logger.warning("LLMRec could not write the chat reply (%s); the template answers", err)
-        return None
+    reply = await _stream_reply(spec, ctx, prompt)
     text = str(reply.content).strip() if reply is not None else ""
-    if not text:
-        return None
-    meta = reply.usage_metadata if reply is not None else None
+    usage.latency_ms = (time.perf_counter() - started) * 1000.0
+    if reply is None or not text:
+        usage.fallbacks = 1
+        return None, usage
+    meta = reply.usage_metadata
     if meta:
         usage.tokens_in, usage.tokens_out = meta["input_tokens"], meta["output_tokens"]
-    usage.latency_ms = (time.perf_counter() - started) * 1000.0
-    return AIMessage(content=text, id=reply.id if reply is not None else None), usage
+    else:  # the server did not report usage: estimate it like the guard does
+        usage.tokens_in = sum(count_tokens(m.text) for m in prompt)
+        usage.tokens_out = count_tokens(text)
+    return AIMessage(content=text, id=reply.id), usage
+
+
+async def _stream_reply(
+    spec: str, ctx: MemRecContext, prompt: list[BaseMessage]
+) -> AIMessageChunk | None:
+    """The streamed reply, or None when the model failed (logged; the template answers)."""
+    from nodes.models import make_chat_model
+
+    reply: AIMessageChunk | None = None
+    try:
+        model = make_chat_model(spec, base_url=ctx.base_url, timeout=ctx.timeout_s)
+        async for chunk in model.astream(prompt):
+            reply = chunk if reply is None else reply + chunk
+    except (openai.APIError, httpx.TransportError, ModelConfigError, TimeoutError) as err:
+        logger.warning("LLMRec could not write the chat reply (%s); the template answers", err)
+        return None
+    except ValueError as err:  # a completion without choices: "No generation chunks were returned"
+        logger.warning("LLMRec returned no reply (%s); the template answers", err)
+        return None
+    return reply
 
 
 async def respond(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
-    """LangGraph adapter: append the reply to the conversation."""
+    """LangGraph adapter: append the reply to the conversation, with the call's usage."""
     from nodes.role_factory import role_specs
 
     ctx = runtime.context or MemRecContext()
     ws = await asyncio.to_thread(workspace_for, ctx)
     draft = draft_reply(ws, state)
-    usage = dict(state.get("usage") or {})
     _, rec_spec = role_specs(ctx)
     reading = state.get("understanding")
-    message = AIMessage(content=draft)
-    if rec_spec != "offline" and (reading is None or reading.intent != "empty"):
-        written = await write_with_model(rec_spec, ctx, ws, state, draft)
-        if written is not None:
-            message, usage["respond"] = written
-        else:
-            usage["respond"] = CallUsage(calls=1, fallbacks=1, model=rec_spec)
-    return {"messages": [message], "usage": usage}
+    if rec_spec == "offline" or (reading is not None and reading.intent == "empty"):
+        return {"messages": [AIMessage(content=draft)]}
+    written, usage = await write_with_model(rec_spec, ctx, ws, state, draft)
+    return {"messages": [written or AIMessage(content=draft)], "usage": {"respond": usage}}

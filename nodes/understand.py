@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import unicodedata
 import weakref
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 
 from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 
 from graph.chat_state import (
     ChatState,
@@ -31,6 +33,7 @@ from graph.chat_state import (
 )
 from graph.context import MemRecContext, workspace_for
 from memory_store.workspace import Workspace
+from nodes.roles import CallUsage
 
 logger = logging.getLogger(__name__)
 
@@ -388,28 +391,46 @@ def last_user_text(messages: Sequence[AnyMessage]) -> str:
     return ""
 
 
-async def read_message(text: str, ctx: MemRecContext, ws: Workspace) -> Understanding:
-    """LMMem's reading when LLM roles are configured, else (or on failure) the parser's."""
+async def read_message(
+    text: str, ctx: MemRecContext, ws: Workspace
+) -> tuple[Understanding, CallUsage | None]:
+    """LMMem's reading when LLM roles are configured, else (or on failure) the parser's.
+
+    The usage is the guarded call's (retries, repairs, a fallback when the parser answered
+    instead); None when no model was asked.
+    """
     from nodes.role_factory import role_specs
 
     vocab = vocabulary(ws)
     parsed = parse_message(text, vocab)
     mem_spec, _ = role_specs(ctx)
     if mem_spec == "offline" or parsed.intent == "empty":
-        return parsed
+        return parsed, None
     from nodes.llm_roles import call_structured
-    from nodes.models import make_chat_model
+    from nodes.models import ModelConfigError, make_chat_model
     from prompts.chat import understand_messages
 
-    model = make_chat_model(mem_spec, base_url=ctx.base_url, timeout=ctx.timeout_s)
+    started = time.perf_counter()
+    try:
+        model = make_chat_model(mem_spec, base_url=ctx.base_url, timeout=ctx.timeout_s)
+    except ModelConfigError as err:
+        logger.warning("LMMem cannot be built (%s); the offline parser answers", err)
+        return parsed, CallUsage(fallbacks=1, model=mem_spec)
     messages = understand_messages(
         text[:MAX_MESSAGE_CHARS], ws.graph.attribute_names, Understanding
     )
-    value, _usage = await call_structured(model, messages, Understanding, model_name=mem_spec)
+    value, usage = await call_structured(model, messages, Understanding, model_name=mem_spec)
+    usage.latency_ms = (time.perf_counter() - started) * 1000.0
     if value is None:
         logger.warning("LMMem could not read the chat message; the offline parser answers")
-        return parsed
-    return clean_understanding(value, vocab)
+        usage.fallbacks += 1
+        return parsed, usage
+    return clean_understanding(value, vocab), usage
+
+
+def turn_usage(usage: CallUsage | None) -> Overwrite:
+    """Start a turn's usage with understand's: it replaces the last turn's (the field merges)."""
+    return Overwrite({"understand": usage} if usage is not None else {})
 
 
 async def understand(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
@@ -423,7 +444,7 @@ async def understand(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[
         choice = answer_clarification(ws, pending, text)
         if choice is not None:
             return _clarified(ws, user_id, pending, choice, state)
-    reading = await read_message(text, ctx, ws)
+    reading, usage = await read_message(text, ctx, ws)
     ranking = state.get("ranking") or []
     last_pick = ranking[0].item_id if ranking else None
     resolved = resolve_mentions(ws, user_id, reading.feedback, last_pick)
@@ -440,7 +461,7 @@ async def understand(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[
         "recorded": [],
         "notes": [],
         "candidates": [],
-        "usage": {},
+        "usage": turn_usage(usage),
     }
 
 
@@ -462,7 +483,7 @@ def _clarified(
         "recorded": [],
         "notes": [],
         "candidates": [],
-        "usage": {},
+        "usage": turn_usage(None),
     }
 
 

@@ -10,18 +10,24 @@ The last test runs `doctor` on the store the matrix wrote to.
 
 from __future__ import annotations
 
+import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
 
+from graph.chat import build_chat_graph, checkpoint_serde
 from graph.context import MemRecContext
 from memory_store.doctor import check_workspace
 from memory_store.workspace import Workspace, register_workspace
 from tests.support import fault_matrix as fm
 from tests.support.fixtures import DATASET, base_workspace
-from tests.support.openai_server import OpenAITestServer, Reply
+from tests.support.openai_server import OpenAITestServer, RecordedRequest, Reply
 
 pytestmark = pytest.mark.integration
 
@@ -60,11 +66,25 @@ def _check_effect(cell: fm.Cell, effect: str) -> None:
         assert (u.retries, u.repairs, u.fallbacks) == (0, 0, 0), u
 
 
-KNOWN_FAILURES = {
-    # nodes/respond.py streams its reply; a completion without choices raises langchain's
-    # "No generation chunks were returned" (ValueError) out of the chat turn. For the chat owner.
-    ("empty_choices", "chat", "always"): "respond does not guard an empty streamed completion",
-}
+def _check_chat_effect(cell: fm.Cell, effect: str) -> None:
+    """The counter the fault must raise in a chat turn's usage (understand + recommend + respond).
+
+    The test server has no reading for understand (it answers ``{"answer": "ok"}``), so every
+    turn also shows understand's repair and fallback: only the expected counter is checked. A
+    persistent fault makes at least two steps fall back (understand and respond, or rank).
+    """
+    u = cell.usage
+    if effect == "retry":
+        assert u.retries >= 1, u
+    elif effect == "repair":
+        assert u.repairs >= 1, u
+    elif effect == "fallback":
+        assert u.fallbacks >= 2, u
+    else:
+        assert u.retries == 0, u
+
+
+KNOWN_FAILURES: dict[tuple[str, str, str], str] = {}  # (fault, path, mode) -> why it fails
 
 
 def _cells() -> list[object]:
@@ -99,8 +119,8 @@ async def test_fault_cell(
     assert cell.valid == cell.runs == 1
     assert cell.lost == 0
     assert cell.hits >= 1, "the fault was never served: the path made no model call"
-    if path != "chat":  # the chat turn's own calls (understand, respond) report no usage yet
-        _check_effect(cell, fm.expected_effect(fault, mode, path))
+    check = _check_chat_effect if path == "chat" else _check_effect
+    check(cell, fm.expected_effect(fault, mode, path))
     assert cell.usage.calls >= 1
 
 
@@ -114,6 +134,51 @@ async def test_retry_after_is_honoured(
     lost, usage = await fm.run_recommend(ws, llm_ctx, "7")
     assert time.perf_counter() - started >= 0.4
     assert lost == 0 and usage.retries == 1 and usage.fallbacks == 0
+
+
+READING = {
+    "intent": "recommend",
+    "request": "a comedy",
+    "constraints": {"include": ["Comedy"], "exclude": [], "decades": []},
+    "feedback": [],
+}
+
+
+async def test_chat_turn_reports_its_usage_and_survives_an_empty_reply(
+    llm_ctx: MemRecContext, server: OpenAITestServer
+) -> None:
+    served: Counter[str] = Counter()
+
+    def handler(request: RecordedRequest) -> Reply | None:
+        served[request.task or ""] += 1
+        if request.task == "understand":  # a 500 first, then a valid reading
+            return Reply.error(500) if served["understand"] == 1 else Reply(json.dumps(READING))
+        if request.task == "respond":
+            return Reply(fault="empty_choices")  # the streamed reply has no choices
+        return None
+
+    graph = build_chat_graph().compile(checkpointer=InMemorySaver(serde=checkpoint_serde()))
+    config: Any = {"configurable": {"thread_id": "usage"}}
+    turns = [HumanMessage("recommend me a good comedy"), HumanMessage("another comedy please")]
+    server.clear()
+    server.handler = handler
+    try:
+        outs = [
+            await graph.ainvoke({"messages": [m], "user_id": "1"}, config, context=llm_ctx)
+            for m in turns
+        ]
+    finally:
+        server.handler = None
+    first, second = outs
+    assert first["messages"][-1].text.startswith("Here are my picks (Comedy):")
+    understood, responded = first["usage"]["understand"], first["usage"]["respond"]
+    assert (understood.calls, understood.retries, understood.repairs) == (1, 1, 0)
+    assert understood.fallbacks == 0 and understood.tokens_in > 0
+    assert (responded.calls, responded.fallbacks) == (1, 1)
+    assert "rank" in first["usage"]
+    # the next turn's usage replaces this one's (it is not summed over the conversation)
+    assert second["usage"]["understand"].retries == 0
+    assert second["usage"]["respond"].calls == 1 and served["respond"] == 2
 
 
 @pytest.mark.parametrize("name", list(fm.BAD_INPUTS))

@@ -255,9 +255,13 @@ async def test_warm_up_is_shared_only_between_runs_that_propagate_alike(
     first = await _run(home, tmp_path, "memrec")
     no_read = await _run(home, tmp_path, "memrec-no-read")
     naive = await _run(home, tmp_path, "naive-collab")
+    generic = await _run(home, tmp_path, "memrec-generic-rules")
     assert first.warmup and not first.warmup.reused
     assert no_read.warmup and no_read.warmup.reused and no_read.warmup.events == USERS
-    assert naive.warmup and not naive.warmup.reused
+    # raw curation only changes reading: propagation curates by the rules either way
+    assert naive.warmup and naive.warmup.reused
+    # other rules curate other neighbours to patch: a warm-up of its own
+    assert generic.warmup and not generic.warmup.reused
     runner.clear_warm_cache()
     alone = await _run(home, tmp_path, "memrec-no-read")
     assert alone.warmup and not alone.warmup.reused
@@ -273,7 +277,7 @@ async def test_read_only_switches_do_not_change_the_warmed_state(
     ds, split = load_catalog(home / "stores" / "ml-100k")
     users = sorted(split.test["user"].tolist())[:USERS]
     states = []
-    for name in ("memrec", "vanilla", "isolated"):
+    for name in ("memrec", "vanilla", "isolated", "naive-collab"):
         ws = get_workspace("ml-100k", home=home).clone(tmp_path / name)
         key = f"test:{name}"
         register_workspace(ws, "ml-100k", key)
