@@ -23,7 +23,7 @@ from memory_store.memories import MemoryStore
 from memory_store.paths import store_dir as default_store_dir
 from memory_store.rules import generic_rules
 from memory_store.summaries import user_summary
-from memory_store.workspace import INDEX_MARKER, MemoryVectors, save_catalog
+from memory_store.workspace import INDEX_MARKER, MemoryVectors, open_chroma, save_catalog
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,6 @@ def build_index(
     progress: Progress = _noop,
 ) -> IndexReport:
     """Index a dataset (idempotent)."""
-    from memory_store.chroma_store import ChromaMemoryStore
-
     start = time.perf_counter()
     directory = default_store_dir(dataset_name, home)
     directory.mkdir(parents=True, exist_ok=True)
@@ -87,7 +85,7 @@ def build_index(
         for n in (10, 20):
             ensure_candidates(directory, dataset, split, which, n, 0)
 
-    store = memories or ChromaMemoryStore(path=directory / "chroma", url=chroma_url)
+    store = memories or open_chroma(directory, chroma_url)
     created = _memories(store, dataset, graph, progress)
     _vectors(directory, store, dataset)
     rules_dir = directory / "rules"

@@ -13,7 +13,7 @@ import pickle
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from memory_store.graph import InteractionGraph
 from memory_store.memories import MemoryKind, MemoryStore
 from memory_store.paths import store_dir as default_store_dir
 from memory_store.rules import RuleSet, generic_rules
+
+if TYPE_CHECKING:
+    from memory_store.chroma_store import ChromaMemoryStore
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +209,15 @@ class Workspace:
         return added
 
 
+def open_chroma(directory: Path, chroma_url: str | None) -> ChromaMemoryStore:
+    """The store's Chroma: a server when a URL is configured, else embedded under the store."""
+    from memory_store.chroma_store import ChromaMemoryStore
+
+    if chroma_url:
+        return ChromaMemoryStore(url=chroma_url)
+    return ChromaMemoryStore(path=directory / "chroma")
+
+
 def load_catalog(directory: Path) -> tuple[Dataset, Split]:
     """The dataset and split snapshot written at index time."""
     with open(directory / "catalog.pkl", "rb") as fh:
@@ -229,8 +241,6 @@ def open_workspace(
     memories: MemoryStore | None = None,
 ) -> Workspace:
     """Open an indexed dataset (``memrec index`` builds it)."""
-    from memory_store.chroma_store import ChromaMemoryStore
-
     directory = default_store_dir(dataset, home)
     if not (directory / INDEX_MARKER).exists():
         raise NotIndexed(
@@ -240,7 +250,7 @@ def open_workspace(
     ds, split = load_catalog(directory)
     graph = InteractionGraph.load(directory / "graph")
     if memories is None:
-        chroma = ChromaMemoryStore(path=directory / "chroma", url=chroma_url)
+        chroma = open_chroma(directory, chroma_url)
         # One writer per embedded store; against a shared server, reads may lag 5 s at most.
         memories = CachedMemoryStore(chroma, ttl_s=5.0 if chroma_url else None)
     ws = Workspace(

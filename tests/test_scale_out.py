@@ -113,12 +113,6 @@ def test_server_memories_are_shared_between_clients(
         )
 
 
-@pytest.mark.xfail(
-    raises=ValueError,
-    strict=True,
-    reason="memory_store/index.py and workspace.py pass both path= and url= to ChromaMemoryStore, "
-    "which refuses the pair; remove this mark once chroma_url selects the server store",
-)
 async def test_chroma_url_in_the_run_context(chroma_url: str, tmp_path: Path) -> None:
     """The documented configuration: build_index(chroma_url=) and MemRecContext(chroma_url=)."""
     home = copy_store(tmp_path / "home")
@@ -152,7 +146,7 @@ def _pg_tool(name: str) -> str | None:
 def _missing_for_postgres() -> list[str]:
     missing = []
     if importlib.util.find_spec("langgraph.checkpoint.postgres") is None:
-        missing.append("the langgraph-checkpoint-postgres package (not a dependency yet)")
+        missing.append("the langgraph-checkpoint-postgres package (uv sync installs it)")
     if not (_pg_tool("initdb") and _pg_tool("pg_ctl")):
         missing.append("the PostgreSQL server binaries initdb / pg_ctl (apt install postgresql)")
     return missing
