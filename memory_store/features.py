@@ -17,6 +17,7 @@ from memory_store.graph import InteractionGraph
 
 RECENCY_DAYS = 180.0  # half-life-like scale of the recency feature, in days
 POSITION_SCALE = 20.0  # the same for datasets without a clock, in sequence positions
+ITEM_POOL = 200  # item neighbours considered: the user's most recent items
 
 
 @dataclass
@@ -92,8 +93,9 @@ def item_neighbour_features(
     user_vector: np.ndarray | None = None,
     item_vectors: np.ndarray | None = None,
 ) -> NeighbourFeatures:
-    """Features of the items the user interacted with (how central and recent each one is)."""
+    """Features of the user's most recent items (how central and recent each one is)."""
     codes, times = graph.user_item_times(user)
+    codes, times = codes[-ITEM_POOL:], times[-ITEM_POOL:]  # bounded cost at any degree
     n = len(codes)
     if n == 0:
         return NeighbourFeatures("item", codes, {})

@@ -41,8 +41,10 @@ W_FACETS = 0.5
 W_MEMORY = 0.0
 W_POP = 0.35
 W_REQUEST = 1.5
+W_HISTORY = 0.2  # vanilla: title similarity to the history (no memory, no collaborative data)
 W_NEIGHBOUR_ITEMS = 0.0
 HISTORY_DECAY = 5.0  # positions: recent history weighs more in the own collaborative score
+OWN_HISTORY = 100  # items of the history the own score reads (weights past ~50 are ~0)
 
 
 _REASONS = {
@@ -61,7 +63,7 @@ def mixing_weights() -> dict[str, float]:
     """Weight of each evidence channel in the offline ranking score."""
     return {
         "popularity": W_POP,
-        "history": W_OWN_CF,
+        "history": W_HISTORY,
         "own": W_OWN_CF,
         "memory": W_MEMORY,
         "votes": W_VOTES,
@@ -310,7 +312,7 @@ class OfflineLLMRec:
         if inp.history_titles:
             parts["history"] = self._text_match(" ".join(inp.history_titles), codes)
         if inp.user_memory and user is not None:
-            history, _ = graph.user_item_times(user)
+            history = graph.user_item_times(user)[0][-OWN_HISTORY:]
             if len(history):
                 w = np.exp(-np.arange(len(history) - 1, -1, -1) / HISTORY_DECAY)
                 parts["own"] = graph.similar_scores(history, w, codes)

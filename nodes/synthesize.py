@@ -8,6 +8,7 @@ an unchanged user skips the model call (usage ``calls=0``, ``model='cache'``).
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from typing import Any
 
@@ -50,13 +51,23 @@ def pack_neighbours_versioned(
         if rec is None:
             continue
         snippet = NeighbourSnippet(ref=n.ref, kind=n.kind, text=rec.text, score=n.score)
-        cost = count_tokens(json_lines([snippet])) + 1  # exactly as rendered, plus its newline
+        cost = snippet_tokens(snippet)
         if used + cost > tau:
             continue  # skip what does not fit; a later, shorter memory may still fit
         used += cost
         versions[n.ref] = rec.version
         packed.append(snippet)
     return packed, versions
+
+
+def snippet_tokens(snippet: NeighbourSnippet) -> int:
+    """Tokens of the snippet's rendered line, plus its newline: an upper bound, cheap to compute.
+
+    The memory text is counted on its own (cached: memories repeat across requests) and the
+    JSON around it separately; splitting a text never lowers the estimated count.
+    """
+    wrapper = json_lines([snippet.model_copy(update={"text": ""})])
+    return count_tokens(wrapper) + count_tokens(json.dumps(snippet.text, ensure_ascii=False)) + 1
 
 
 def facet_key(
