@@ -12,7 +12,7 @@ from memory_store.workspace import Workspace
 from nodes.role_factory import build_roles
 from nodes.roles import CandidateItem, NeighbourSnippet, RankedItem, RankingInput
 
-CANDIDATE_TEXT_CHARS = 300
+CANDIDATE_TEXT_CHARS = 200
 
 
 def ranking_input(ws: Workspace, state: RecommendState, ctx: MemRecContext) -> RankingInput:

@@ -20,7 +20,7 @@ from memory_store.facet_cache import FacetKey, facet_cache_for
 from memory_store.workspace import Workspace
 from nodes.role_factory import build_roles, role_specs
 from nodes.roles import CallUsage, NeighbourSnippet, SynthesisInput
-from prompts.blocks import json_lines
+from prompts.synthesis import neighbour_lines
 from prompts.tokens import count_tokens
 
 
@@ -66,7 +66,7 @@ def snippet_tokens(snippet: NeighbourSnippet) -> int:
     The memory text is counted on its own (cached: memories repeat across requests) and the
     JSON around it separately; splitting a text never lowers the estimated count.
     """
-    wrapper = json_lines([snippet.model_copy(update={"text": ""})])
+    wrapper = neighbour_lines([snippet.model_copy(update={"text": ""})])
     return count_tokens(wrapper) + count_tokens(json.dumps(snippet.text, ensure_ascii=False)) + 1
 
 

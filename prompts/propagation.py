@@ -8,8 +8,9 @@ from __future__ import annotations
 from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 
-from nodes.roles import PropagationInput, PropagationResult
+from nodes.roles import NeighbourSnippet, PropagationInput, PropagationResult
 from prompts.blocks import DATA_BLOCKS_NOTE, data_block, json_lines, schema_text
+from prompts.tokens import truncate_to_tokens
 
 TASK_MARKER = "TASK: propagate"
 USER_MEMORY_MAX_CHARS = 1200
@@ -75,8 +76,19 @@ def variables(inp: PropagationInput) -> dict[str, str]:
         "item_title_block": data_block("ITEM_TITLE", inp.item_title),
         "user_memory_block": data_block("USER_MEMORY", inp.user_memory or "(empty)"),
         "item_memory_block": data_block("ITEM_MEMORY", inp.item_memory or "(empty)"),
-        "neighbours_block": data_block("NEIGHBOURS", json_lines(inp.neighbours)),
+        "neighbours_block": data_block("NEIGHBOURS", json_lines(_gists(inp))),
     }
+
+
+NEIGHBOUR_GIST_TOKENS = 60  # a patch needs the gist of a neighbour's memory, not all of it
+
+
+def _gists(inp: PropagationInput) -> list[NeighbourSnippet]:
+    """Neighbours with their memory cut to a gist: keeps the call within its token budget."""
+    return [
+        n.model_copy(update={"text": truncate_to_tokens(n.text, NEIGHBOUR_GIST_TOKENS)})
+        for n in inp.neighbours
+    ]
 
 
 def render(inp: PropagationInput) -> list[BaseMessage]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 
-from nodes.roles import FacetSet, SynthesisInput
+from nodes.roles import FacetSet, NeighbourSnippet, SynthesisInput
 from prompts.blocks import DATA_BLOCKS_NOTE, data_block, json_lines, schema_text
 
 TASK_MARKER = "TASK: synthesize"
@@ -26,7 +28,7 @@ _HUMAN = (
     "User {user_id}.\n"
     "The user's own memory:\n{user_memory_block}\n\n"
     "{request_block}"
-    "Curated neighbours, one JSON object per line (ref, kind, score, text):\n{neighbours_block}\n\n"
+    "Curated neighbours, one JSON object per line (ref, score, text):\n{neighbours_block}\n\n"
     "Return the facets as JSON."
 )
 
@@ -47,6 +49,13 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
 }
 
 
+def neighbour_lines(neighbours: Iterable[NeighbourSnippet]) -> str:
+    """The neighbours as the prompt shows them: ref, curation score, memory text."""
+    return json_lines(
+        {"ref": n.ref, "score": round(n.score, 2), "text": n.text} for n in neighbours
+    )
+
+
 def variables(inp: SynthesisInput) -> dict[str, str]:
     """The values of every placeholder of :data:`SYNTHESIS_PROMPT`."""
     request_block = (
@@ -62,7 +71,7 @@ def variables(inp: SynthesisInput) -> dict[str, str]:
         "user_id": inp.user_id,
         "user_memory_block": data_block("USER_MEMORY", inp.user_memory or "(empty)"),
         "request_block": request_block,
-        "neighbours_block": data_block("NEIGHBOURS", json_lines(inp.neighbours)),
+        "neighbours_block": data_block("NEIGHBOURS", neighbour_lines(inp.neighbours)),
     }
 
 

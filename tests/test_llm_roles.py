@@ -31,6 +31,7 @@ from nodes.roles import (
     SynthesisInput,
 )
 from prompts import propagation as propagation_prompt
+from prompts.blocks import schema_text
 from prompts.repair import REPAIR_MARKER
 from prompts.tokens import count_tokens
 from tests.support.openai_server import OpenAITestServer, Reply
@@ -215,7 +216,8 @@ async def test_malformed_reply_gets_exactly_one_repair(server, task, fault):
     first, second = server.chat_requests()
     assert not first.repair and second.repair
     repair_text = second.messages[-1]["content"]
-    assert repair_text.startswith(REPAIR_MARKER) and '"properties"' in repair_text
+    schema = FacetSet if task == "synthesize" else Ranking
+    assert repair_text.startswith(REPAIR_MARKER) and schema_text(schema) in repair_text
     assert second.messages[:-2] == first.messages  # the same conversation, plus the bad answer
     assert (out.usage.calls, out.usage.repairs, out.usage.fallbacks) == (2, 1, 0)
 

@@ -7,7 +7,7 @@ import pytest
 from graph.recommend import build_recommend_graph, graph
 from memory_store.workspace import UnknownEntity
 from nodes.curate import InvalidRequest
-from prompts.blocks import json_lines
+from prompts.synthesis import neighbour_lines
 from prompts.tokens import count_tokens
 from tests.support.fixtures import ctx, ws  # noqa: F401
 
@@ -70,7 +70,7 @@ async def test_neighbour_context_fits_tau(ws, ctx) -> None:  # noqa: F811
 
     neighbours = curate_neighbours(ws, ws.user_code("13"), ws.rules(), small)
     packed = pack_neighbours(ws, neighbours, 120)
-    assert count_tokens(json_lines(packed)) <= 120
+    assert count_tokens(neighbour_lines(packed)) <= 120
     # best-first with skipping: a later, shorter snippet can still fit after a long one is skipped
     assert 0 < len(packed) < len(neighbours)
     assert out["ranking"]
