@@ -63,7 +63,10 @@ def _section(intro: str, tag: str, content: str) -> str:
 
 def variables(inp: RankingInput) -> dict[str, str]:
     """The values of every placeholder of :data:`RANK_PROMPT`."""
-    facets = json_lines(inp.facets) if inp.facets else ""
+    facets = "\n".join(
+        f"- {f.name} ({f.confidence:.2f}): {f.description} [{', '.join(f.evidence)}]"
+        for f in inp.facets
+    )
     neighbours = json_lines(inp.raw_neighbours) if inp.raw_neighbours else ""
     return {
         "n_candidates": str(len(inp.candidates)),
@@ -73,8 +76,8 @@ def variables(inp: RankingInput) -> dict[str, str]:
         "user_memory_block": data_block("USER_MEMORY", inp.user_memory or "(empty)"),
         "request_block": _section("What the user asked for now:", "REQUEST", inp.request or ""),
         "facets_block": _section(
-            "Preference facets synthesized from collaborative neighbours (name, description, "
-            "confidence, evidence):",
+            "Preference facets synthesized from collaborative neighbours, one per line: "
+            "name (confidence): description [evidence refs]",
             "FACETS",
             facets,
         ),
