@@ -9,6 +9,7 @@ is opened, so the graph, the memories and the log always agree.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import threading
 from dataclasses import dataclass, field
@@ -212,10 +213,14 @@ class Workspace:
 def open_chroma(directory: Path, chroma_url: str | None) -> ChromaMemoryStore:
     """The store's Chroma: a server when a URL is configured, else embedded under the store."""
     from memory_store.chroma_store import ChromaMemoryStore
+    from nodes.models import make_embedding
 
+    # MEMREC_EMBEDDING: "hash" (local, the default) or "openai:<model>" /
+    # "openai-compatible:<model>@<url>"; fixed per store (Chroma keeps it with the collection).
+    embedding = make_embedding(os.environ.get("MEMREC_EMBEDDING", "hash"))
     if chroma_url:
-        return ChromaMemoryStore(url=chroma_url)
-    return ChromaMemoryStore(path=directory / "chroma")
+        return ChromaMemoryStore(url=chroma_url, embedding=embedding)
+    return ChromaMemoryStore(path=directory / "chroma", embedding=embedding)
 
 
 def load_catalog(directory: Path) -> tuple[Dataset, Split]:
