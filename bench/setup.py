@@ -48,7 +48,9 @@ def ensure_index(dataset: str, opts: BenchOptions) -> Indexed:
 
 def workspace(dataset: str, opts: BenchOptions) -> Workspace:
     """The process-wide workspace the graphs will find for ``context(dataset, opts)``."""
-    return get_workspace(dataset, home=str(opts.home))
+    ws = get_workspace(dataset, home=str(opts.home))
+    ws.warm.wait(timeout=120)  # measure the served steady state, not the cache warm-up
+    return ws
 
 
 def context(dataset: str, home: Path | str, model_spec: str = "offline") -> MemRecContext:

@@ -12,6 +12,7 @@ import logging
 import os
 import pickle
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -98,6 +99,7 @@ class Workspace:
         self.opted_out: set[int] = set()  # user codes never curated nor patched by others
         self.deleted: set[str] = set()  # user ids deleted for privacy: nothing is recorded for them
         self._candidates: dict[tuple[str, int, int], dict[int, list[int]]] = {}
+        self.warm = threading.Event()  # set once the memory read cache is filled (see _warm)
 
     @property
     def name(self) -> str:
@@ -292,8 +294,25 @@ def get_workspace(
     key = (dataset, str(home or ""), chroma_url or "")
     with _OPEN_LOCK:
         if key not in _OPEN:
-            _OPEN[key] = open_workspace(dataset, home=home, chroma_url=chroma_url)
+            ws = open_workspace(dataset, home=home, chroma_url=chroma_url)
+            _OPEN[key] = ws
+            if isinstance(ws.memories, CachedMemoryStore):  # a long-lived process: warm reads
+                threading.Thread(target=_warm, args=(ws,), name="memrec-warm", daemon=True).start()
         return _OPEN[key]
+
+
+def _warm(ws: Workspace) -> None:
+    """Fill the memory read cache in the background, so requests stop paying store round trips."""
+    store = ws.memories
+    assert isinstance(store, CachedMemoryStore)
+    start = time.perf_counter()
+    try:
+        n = store.preload("user", ws.dataset.user_ids) + store.preload("item", ws.dataset.item_ids)
+    except (OSError, ValueError, RuntimeError) as err:  # only costs speed, never answers
+        log.warning("memory cache warm-up stopped: %s", err)
+        return
+    ws.warm.set()
+    log.info("memory cache warm: %d records in %.1f s", n, time.perf_counter() - start)
 
 
 def register_workspace(ws: Workspace, dataset: str, home: str | Path | None = None) -> None:
