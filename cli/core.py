@@ -72,19 +72,31 @@ def data_list(data_dir: str | None = DATA_DIR) -> None:
     console.print(table)
 
 
-def index_dataset(dataset: str, data_dir: str | None, home: str | None) -> Any:
+def index_dataset(
+    dataset: str, data_dir: str | None, home: str | None, lmmem: str = "offline"
+) -> Any:
     """Build (or reuse) a dataset's index with a progress bar."""
     from memory_store.index import build_index
 
     with progress_bar() as update:
-        return build_index(dataset, data_dir=data_dir, home=home, progress=update)
+        return build_index(dataset, data_dir=data_dir, home=home, lmmem=lmmem, progress=update)
 
 
-def index(dataset: str = DATASET, data_dir: str | None = DATA_DIR, home: str | None = HOME) -> None:
-    """Build the graph, memories, candidates and rules of a dataset (idempotent)."""
+def index(
+    dataset: str = DATASET,
+    data_dir: str | None = DATA_DIR,
+    home: str | None = HOME,
+    roles: str | None = ROLES,
+) -> None:
+    """Build the graph, memories, candidates and rules of a dataset (idempotent).
+
+    With an LLM preset, LMMem writes each user's initial memory (one call per user).
+    """
+    from nodes.role_factory import role_specs
 
     def go() -> None:
-        report = index_dataset(dataset, data_dir, home)
+        lmmem = role_specs(context(dataset, home, roles or "offline"))[0]
+        report = index_dataset(dataset, data_dir, home, lmmem)
         state = "reused" if report.reused else "built"
         console.print(
             f"[green]{state}[/] {report.dataset}: {report.users} users, {report.items} items, "

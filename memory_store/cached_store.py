@@ -35,15 +35,22 @@ class CachedMemoryStore:
         with self._lock:
             self._records[(kind, entity_id)] = (time.monotonic(), record)
 
-    def preload(self, kind: MemoryKind, entity_ids: Sequence[str], batch: int = 2000) -> int:
-        """Read many records into the cache in batches (a warm start); returns how many."""
+    def preload(
+        self,
+        kind: MemoryKind,
+        entity_ids: Sequence[str],
+        batch: int = 2000,
+        stop: threading.Event | None = None,
+    ) -> int:
+        """Read many records into the cache in batches (a warm start); returns how many.
+
+        ``stop`` is checked between batches, so a process can end a warm-up cleanly.
+        """
         loaded = 0
         for start in range(0, len(entity_ids), batch):
-            chunk = [
-                i
-                for i in entity_ids[start : start + batch]
-                if (kind, i) not in self._records
-            ]
+            if stop is not None and stop.is_set():
+                break
+            chunk = [i for i in entity_ids[start : start + batch] if (kind, i) not in self._records]
             loaded += len(self.get_many(kind, chunk)) if chunk else 0
         return loaded
 

@@ -30,6 +30,7 @@ from memory_store.paths import store_dir as default_store_dir
 from memory_store.rules import generic_rules
 from memory_store.summaries import user_summary
 from memory_store.workspace import INDEX_MARKER, MemoryVectors, open_chroma, save_catalog
+from nodes.roles import ProfileInput
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,55 @@ def user_memory_texts(dataset: Dataset, graph: InteractionGraph) -> list[tuple[s
     return out
 
 
+def profile_inputs(dataset: Dataset, graph: InteractionGraph) -> list[ProfileInput]:
+    """What LMMem writes each user's initial memory from: the train history only."""
+    from collections import Counter
+
+    from nodes.roles import ProfileInput
+
+    out = []
+    for u in range(dataset.n_users):
+        items, _ = graph.user_item_times(u)
+        attrs = Counter(
+            a
+            for i in items
+            for a in (dataset.item_attributes[i] if dataset.item_attributes else [])
+        )
+        out.append(
+            ProfileInput(
+                user_id=dataset.user_ids[u],
+                titles=[dataset.item_titles[i] for i in items[-40:]],
+                attributes=[a for a, _ in attrs.most_common(6)],
+            )
+        )
+    return out
+
+
+async def llm_user_memories(
+    inputs: list[ProfileInput], lmmem_spec: str, progress: Progress, concurrency: int = 8
+) -> list[tuple[str, str]]:
+    """Initial user memories written by an LLM LMMem (bounded concurrency, offline fallback)."""
+    import asyncio
+
+    from nodes.llm_roles import LLMLMMem
+    from nodes.models import make_chat_model
+    from nodes.offline_roles import OfflineProfiles
+
+    role = LLMLMMem(make_chat_model(lmmem_spec), OfflineProfiles(), name=lmmem_spec)  # type: ignore[arg-type]
+    gate = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(inp: ProfileInput) -> tuple[str, str]:
+        nonlocal done
+        async with gate:
+            out = await role.profile(inp)
+        done += 1
+        progress("profiles", done, len(inputs))
+        return inp.user_id, out.value.memory
+
+    return list(await asyncio.gather(*(one(inp) for inp in inputs)))
+
+
 def _noop(step: str, done: int, total: int) -> None:
     return None
 
@@ -72,9 +122,10 @@ def build_index(
     home: str | Path | None = None,
     memories: MemoryStore | None = None,
     chroma_url: str | None = None,
+    lmmem: str = "offline",
     progress: Progress = _noop,
 ) -> IndexReport:
-    """Index a dataset (idempotent)."""
+    """Index a dataset (idempotent); ``lmmem`` other than offline writes the user memories."""
     start = time.perf_counter()
     directory = default_store_dir(dataset_name, home)
     directory.mkdir(parents=True, exist_ok=True)
@@ -98,7 +149,7 @@ def build_index(
                 skipped.append(f"{which}-n{n}")
 
     store = memories or open_chroma(directory, chroma_url)
-    created = _memories(store, dataset, graph, progress)
+    created = _memories(store, dataset, graph, progress, lmmem)
     _vectors(directory, store, dataset)
     rules_dir = directory / "rules"
     if not (rules_dir / "generic.json").exists():
@@ -146,7 +197,7 @@ def _graph(directory: Path, dataset: Dataset, split: Split) -> InteractionGraph:
 
 
 def _memories(
-    store: MemoryStore, dataset: Dataset, graph: InteractionGraph, progress: Progress
+    store: MemoryStore, dataset: Dataset, graph: InteractionGraph, progress: Progress, lmmem: str
 ) -> int:
     created = 0
     total = dataset.n_users + dataset.n_items
@@ -154,9 +205,15 @@ def _memories(
         pairs = list(zip(dataset.item_ids, dataset.item_texts, strict=True))
         created += _bulk(store, "item", pairs, progress, 0, total)
     if store.count("user") < dataset.n_users:
-        created += _bulk(
-            store, "user", user_memory_texts(dataset, graph), progress, dataset.n_items, total
-        )
+        if lmmem == "offline":
+            texts = user_memory_texts(dataset, graph)
+        else:
+            import asyncio
+
+            existing = set(store.ids("user"))
+            todo = [p for p in profile_inputs(dataset, graph) if p.user_id not in existing]
+            texts = asyncio.run(llm_user_memories(todo, lmmem, progress))
+        created += _bulk(store, "user", texts, progress, dataset.n_items, total)
     progress("memories", total, total)
     return created
 

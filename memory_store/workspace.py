@@ -8,6 +8,7 @@ is opened, so the graph, the memories and the log always agree.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pickle
@@ -280,9 +281,7 @@ _OPEN: dict[tuple[str, str, str], Workspace] = {}
 _OPEN_LOCK = threading.Lock()
 
 
-def is_open(
-    dataset: str, *, home: str | Path | None = None, chroma_url: str | None = None
-) -> bool:
+def is_open(dataset: str, *, home: str | Path | None = None, chroma_url: str | None = None) -> bool:
     """Whether ``get_workspace`` would answer from memory, without touching the disk."""
     return (dataset, str(home or ""), chroma_url or "") in _OPEN
 
@@ -297,8 +296,22 @@ def get_workspace(
             ws = open_workspace(dataset, home=home, chroma_url=chroma_url)
             _OPEN[key] = ws
             if isinstance(ws.memories, CachedMemoryStore):  # a long-lived process: warm reads
-                threading.Thread(target=_warm, args=(ws,), name="memrec-warm", daemon=True).start()
+                warmer = threading.Thread(target=_warm, args=(ws,), name="memrec-warm", daemon=True)
+                _WARMERS.append(warmer)
+                warmer.start()
         return _OPEN[key]
+
+
+_WARMERS: list[threading.Thread] = []
+_STOP_WARMING = threading.Event()
+
+
+@atexit.register
+def _stop_warming() -> None:
+    """End warm-ups between two batches (a thread in native store code at shutdown crashes)."""
+    _STOP_WARMING.set()
+    for warmer in _WARMERS:
+        warmer.join(timeout=10)
 
 
 def _warm(ws: Workspace) -> None:
@@ -307,7 +320,8 @@ def _warm(ws: Workspace) -> None:
     assert isinstance(store, CachedMemoryStore)
     start = time.perf_counter()
     try:
-        n = store.preload("user", ws.dataset.user_ids) + store.preload("item", ws.dataset.item_ids)
+        n = store.preload("user", ws.dataset.user_ids, stop=_STOP_WARMING)
+        n += store.preload("item", ws.dataset.item_ids, stop=_STOP_WARMING)
     except (OSError, ValueError, RuntimeError) as err:  # only costs speed, never answers
         log.warning("memory cache warm-up stopped: %s", err)
         return

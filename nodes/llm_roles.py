@@ -34,6 +34,7 @@ from nodes.roles import (
     LLMRec,
     LMMem,
     NeighbourPatch,
+    ProfileInput,
     PropagationInput,
     PropagationResult,
     RankedItem,
@@ -41,7 +42,9 @@ from nodes.roles import (
     RankingInput,
     RoleOutput,
     SynthesisInput,
+    UserProfile,
 )
+from prompts import profile as profile_prompt
 from prompts import propagation as propagation_prompt
 from prompts import ranking as ranking_prompt
 from prompts import repair as repair_prompt
@@ -351,6 +354,20 @@ class LLMLMMem(_GuardedRole[LMMem]):
             return await _with_fallback(usage, self.fallback.synthesize(inp), started)
         facets, fixes = clean_facets(value.facets, inp)
         return _finish(FacetSet(facets=facets), usage, started, fixes)
+
+    async def profile(self, inp: ProfileInput) -> RoleOutput[UserProfile]:
+        """A user's initial memory, capped like a propagation rewrite."""
+        started = time.perf_counter()
+
+        def not_empty(value: UserProfile) -> None:
+            if not value.memory.strip():
+                raise ValueError("the memory is empty")
+
+        value, usage = await self._call(profile_prompt.render(inp), UserProfile, not_empty)
+        if value is None:
+            return await _with_fallback(usage, self.fallback.profile(inp), started)
+        memory = value.memory.strip()[: propagation_prompt.USER_MEMORY_MAX_CHARS]
+        return _finish(UserProfile(memory=memory), usage, started)
 
     async def propagate(self, inp: PropagationInput) -> RoleOutput[PropagationResult]:
         """One call: user reflection, item update and neighbour patches."""

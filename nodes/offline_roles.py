@@ -25,6 +25,7 @@ from nodes.roles import (
     Facet,
     FacetSet,
     NeighbourPatch,
+    ProfileInput,
     PropagationInput,
     PropagationResult,
     RankedItem,
@@ -32,6 +33,7 @@ from nodes.roles import (
     RankingInput,
     RoleOutput,
     SynthesisInput,
+    UserProfile,
 )
 
 # Mixing weights of the offline ranker, chosen on the ml-100k validation split (see README).
@@ -163,6 +165,21 @@ def offline_rules(stats: DomainStats) -> RuleSet:
     )
 
 
+def offline_profile(inp: ProfileInput) -> UserProfile:
+    """A user's initial memory from their history, without a model."""
+    tags = f" Frequent tags: {', '.join(inp.attributes)}." if inp.attributes else ""
+    return UserProfile(memory=user_summary(inp.titles, []) + tags)
+
+
+class OfflineProfiles:
+    """The offline profile writer alone: the fallback of an LLM LMMem at index time."""
+
+    async def profile(self, inp: ProfileInput) -> RoleOutput[UserProfile]:
+        """Deterministic initial memory."""
+        start = time.perf_counter()
+        return RoleOutput(value=offline_profile(inp), usage=_usage(start))
+
+
 class OfflineLMMem:
     """Deterministic memory manager over a workspace."""
 
@@ -217,6 +234,10 @@ class OfflineLMMem:
                 )
             )
         return FacetSet(facets=facets)
+
+    async def profile(self, inp: ProfileInput) -> RoleOutput[UserProfile]:
+        """The deterministic initial memory."""
+        return await OfflineProfiles().profile(inp)
 
     async def propagate(self, inp: PropagationInput) -> RoleOutput[PropagationResult]:
         """Re-summarise the user, note the chooser on the item, patch the neighbours."""

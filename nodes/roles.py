@@ -161,6 +161,20 @@ class PropagationInput(BaseModel):
     neighbours: list[NeighbourSnippet]
 
 
+class ProfileInput(BaseModel):
+    """What the warm-up memory of a user is written from: their own train history only."""
+
+    user_id: str
+    titles: list[str] = Field(description="the user's item titles, oldest first (at most 40)")
+    attributes: list[str] = Field(default_factory=list, description="their most frequent tags")
+
+
+class UserProfile(BaseModel):
+    """A user's initial memory."""
+
+    memory: str = Field(description="a concise profile of the user's tastes, 2 to 5 sentences")
+
+
 class LMMem(Protocol):
     """The memory manager: rules, synthesis, propagation."""
 
@@ -174,6 +188,10 @@ class LMMem(Protocol):
 
     async def propagate(self, inp: PropagationInput) -> RoleOutput[PropagationResult]:
         """One call: user reflection, item update and neighbour patches."""
+        ...
+
+    async def profile(self, inp: ProfileInput) -> RoleOutput[UserProfile]:
+        """Write a user's initial memory from their train history (index warm-up)."""
         ...
 
 

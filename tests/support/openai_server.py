@@ -150,6 +150,8 @@ def default_answer(task: str | None, messages: list[dict[str, Any]]) -> dict[str
             "item_memory": "Liked by users with similar tastes.",
             "neighbour_patches": [{"ref": ref, "note": "Shares a liked item."} for ref in refs],
         }
+    if task == "profile":
+        return {"memory": "Test profile: enjoys the items in the history."}
     if task == "rules":
         return {
             "name": "test-rules",

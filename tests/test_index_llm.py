@@ -1,0 +1,41 @@
+"""`memrec index` with an LLM LMMem: each user's initial memory is written by the model."""
+
+from pathlib import Path
+
+import pytest
+
+from memory_store.index import build_index
+from memory_store.workspace import open_workspace
+from tests.support.openai_server import OpenAITestServer, Reply
+
+pytestmark = pytest.mark.integration
+
+
+def _dataset(folder: Path, users: int = 5, items: int = 30) -> Path:
+    folder.mkdir()
+    rows = ["user_id,item_id,timestamp"]
+    rows += [f"u{u},i{(3 * u + j) % items},{100 * u + j}" for u in range(users) for j in range(6)]
+    (folder / "interactions.csv").write_text("\n".join(rows) + "\n")
+    lines = ["item_id,title,genres"] + [f"i{i},Title {i},g{i % 3}|h{i % 2}" for i in range(items)]
+    (folder / "items.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_lmmem_writes_the_initial_user_memories(tmp_path: Path) -> None:
+    dataset = _dataset(tmp_path / "d")
+    def user_u0_always_fails(request):  # malformed twice (answer + repair): offline fallback
+        return Reply(fault="invalid_json") if "User u0." in str(request.messages) else None
+
+    with OpenAITestServer(handler=user_u0_always_fails) as server:
+        spec = f"openai-compatible:test-model@{server.url}/v1"
+        build_index(str(dataset), home=tmp_path / "home", lmmem=spec)
+        profiles = server.chat_requests("profile")
+    ws = open_workspace(str(dataset), home=tmp_path / "home")
+    texts = {u: ws.memory_text("user", u) for u in ws.dataset.user_ids}
+    written = [t for t in texts.values() if t.startswith("Test profile")]
+    fallback = [t for t in texts.values() if not t.startswith("Test profile")]
+    assert len(written) == 4 and len(fallback) == 1
+    assert texts["u0"] == fallback[0] and fallback[0].startswith("Interacted with")
+    assert len(profiles) == 6  # one call per user, plus one repair for the user that failed
+    # the prompt holds only that user's own train history, in a data block
+    assert all("<<<HISTORY" in str(r.messages) for r in profiles)
