@@ -12,11 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,19 +20,13 @@ import pytest
 
 from graph.auth import _parse_tokens, check_run_input
 from tests.support.fixtures import data_dir, indexed_home
+from tests.support.langgraph_dev import langgraph_dev
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 ALICE, BOB, ADMIN = "tok-alice-0001", "tok-bob-0002", "tok-admin-0003"
 TOKENS = {ALICE: "1", BOB: "2", ADMIN: {"identity": "ops", "admin": True}}
-STARTUP_S = 90
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _config(tmp: Path) -> Path:
@@ -59,47 +48,16 @@ def _config(tmp: Path) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("auth")
-    home = indexed_home()
-    port = _free_port()
     env = {
         **os.environ,
         "MEMREC_AUTH_TOKENS": json.dumps(TOKENS),
-        "MEMREC_HOME": str(home),
+        "MEMREC_HOME": str(indexed_home()),
         "MEMREC_DATA_DIR": str(data_dir()),
         "MEMREC_ROLES": "offline",
-        "LANGSMITH_TRACING": "false",
     }
     env.pop("MEMREC_AUTH_STUDIO", None)
-    cmd = [
-        str(Path(sys.executable).with_name("langgraph")),
-        "dev", "--config", str(_config(tmp)), "--port", str(port), "--host", "127.0.0.1",
-        "--no-browser", "--no-reload", "--allow-blocking",
-    ]  # fmt: skip
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log, stderr=log, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"langgraph dev exited: {(tmp / 'server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"langgraph dev not up in {STARTUP_S}s")
-            time.sleep(0.3)
+    with langgraph_dev(_config(tmp), env, tmp / "server.log", cwd=tmp) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        log.close()
 
 
 def _client(url: str, token: str | None = None, **headers: str) -> httpx.Client:

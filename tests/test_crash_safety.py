@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import csv
 import os
-import queue
 import random
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +25,7 @@ from memory_store.doctor import check_workspace
 from memory_store.events import EventLog
 from memory_store.workspace import open_workspace
 from tests.support.fixtures import base_workspace, copy_store
+from tests.support.line_process import LineProcess
 from tests.test_worker import Zygote
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,50 +49,20 @@ def _write_dataset(folder: Path) -> None:
                 writer.writerow([f"u{u}", f"i{i}", 1_000_000 + ts])
 
 
-class IndexZygote:
+class IndexZygote(LineProcess):
     """Drives the indexing zygote below: ``run`` forks a build, ``reap`` collects it."""
 
     def __init__(self, data: Path, home: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.test_crash_safety", str(data), str(home)],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
         self.last_progress = "start"
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__("tests.test_crash_safety", str(data), str(home))
         self.expect("zygote-ready", 120)
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith("progress"):
-                self.last_progress = line.strip()
-            elif line.startswith("pid"):
-                self.last_progress = "start"
-            self.lines.put(line.strip())
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def expect(self, prefix: str, timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            if line.startswith(prefix):
-                return line
-
-    def close(self) -> None:
-        self.send("quit")
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    def on_line(self, line: str) -> None:
+        """Remember how far the current build got."""
+        if line.startswith("progress"):
+            self.last_progress = line
+        elif line.startswith("pid"):
+            self.last_progress = "start"
 
 
 def _build(zygote: IndexZygote, home: Path) -> None:

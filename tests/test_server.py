@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,15 +19,14 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from cli.chat_cmds import serve_command
 from memory_store.events import EventLog
 from studio.presets import create_assistants, load_presets
 from tests.support.fixtures import DATASET, copy_store, data_dir
+from tests.support.langgraph_dev import langgraph_dev
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
-STARTUP_S = 120.0
 CANDIDATES = ["50", "181", "100", "258", "1", "300", "121", "7", "9", "12"]
 
 
@@ -42,12 +38,6 @@ class Server:
 
     def log_text(self) -> str:
         return re.sub(r"\x1b\[[0-9;]*m", "", self.log.read_text(errors="replace"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _config(tmp: Path, home: Path) -> Path:
@@ -65,52 +55,14 @@ def _config(tmp: Path, home: Path) -> Path:
     return path
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("langgraph-dev")
     home = copy_store(tmp / "home")
-    port = _free_port()
     log = tmp / "server.log"
-    env = {
-        **os.environ,
-        "LANGSMITH_TRACING": "false",
-        "LANGGRAPH_NO_VERSION_CHECK": "true",
-        "MEMREC_HOME": str(home),
-        "MEMREC_DATA_DIR": str(data_dir()),
-    }
-    cmd = [*serve_command(port, _config(tmp, home)), "--no-reload"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"langgraph dev not ready in {STARTUP_S} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+    env = {**os.environ, "MEMREC_HOME": str(home), "MEMREC_DATA_DIR": str(data_dir())}
+    with langgraph_dev(_config(tmp, home), env, log, cwd=REPO) as url:
         yield Server(url, home, log)
-    finally:
-        _stop(proc)
 
 
 async def test_serves_the_four_graphs(server: Server) -> None:

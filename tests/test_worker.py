@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import random
 import signal
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -33,6 +30,7 @@ from memory_store.workspace import Workspace, open_workspace
 from nodes.record import record_interaction
 from nodes.roles import PropagationInput, PropagationResult, RoleOutput
 from tests.support.fixtures import base_workspace, copy_store, ctx, ws  # noqa: F401 (fixtures)
+from tests.support.line_process import LineProcess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -232,39 +230,13 @@ async def test_staleness_under_steady_load(ws: Workspace, ctx: MemRecContext) ->
 # ------------------------------------------------------------------------------ SIGKILL loop
 
 
-class Zygote:
+class Zygote(LineProcess):
     """The forking worker host of tests/support/kill_worker.py, driven line by line."""
 
     def __init__(self, home: Path, write_sleep_s: float) -> None:
         env = {**os.environ, "MEMREC_TEST_WRITE_SLEEP_S": str(write_sleep_s)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.kill_worker", str(home)],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__("tests.support.kill_worker", str(home), env=env)
         assert self.expect("zygote-ready", 120)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.strip())
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def expect(self, prefix: str, timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            if line.startswith(prefix):
-                return line
 
     def spawn(self, mode: str) -> int:
         self.send(f"spawn {mode}")
@@ -273,14 +245,6 @@ class Zygote:
     def reap(self, pid: int, timeout_s: float = 60) -> int:
         self.send(f"reap {pid}")
         return int(self.expect(f"reaped {pid}", timeout_s).split()[2])
-
-    def close(self) -> None:
-        self.send("quit")
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.mark.timeout(280)
