@@ -15,6 +15,7 @@ from rich.table import Table
 
 from cli.options import DATA_DIR, DATASET, HOME, ROLES, CliError, context, run_cli
 from graph.context import MemRecContext
+from graph.state import RecommendInput
 from memory_store.paths import resolve_data_dir
 
 console = Console()
@@ -157,10 +158,11 @@ def _print_rules(rules: Any) -> None:
     console.print(table)
 
 
-async def _recommend(ctx: MemRecContext, inp: dict[str, Any]) -> dict[str, Any]:
+async def _recommend(ctx: MemRecContext, inp: RecommendInput) -> dict[str, Any]:
     from graph.recommend import graph
 
-    return await graph.ainvoke(inp, context=ctx)
+    out: dict[str, Any] = await graph.ainvoke(inp, context=ctx)
+    return out
 
 
 def print_ranking(out: dict[str, Any], ctx: MemRecContext) -> None:
@@ -196,7 +198,7 @@ def recommend(
 
     def go() -> None:
         ctx = context(dataset, home, roles)
-        inp: dict[str, Any] = {"user_id": user, "request": request}
+        inp: RecommendInput = {"user_id": user, "request": request}
         if candidates is not None:
             inp["candidates"] = [c.strip() for c in candidates.split(",") if c.strip()]
         out = asyncio.run(_recommend(ctx, inp))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -116,7 +116,7 @@ def partition_methods(names: list[str], jobs: int) -> list[list[str]]:
     return [group for _, group in loads if group]
 
 
-def _run_in_processes(groups: list[list[str]], out: Path) -> list:  # type: ignore[type-arg]
+def _run_in_processes(groups: list[list[str]], out: Path) -> list[Any]:
     """Run each group as `memrec eval --method a,b` in its own process, then read the runs."""
     import subprocess
     import sys

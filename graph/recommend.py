@@ -16,10 +16,12 @@ from nodes.synthesize import synthesize
 
 def after_rank(state: RecommendState) -> Literal["record", "__end__"]:
     """Post-response branch: feedback in the input is recorded, then propagated in background."""
-    return "record" if state.get("feedback") else END
+    return "record" if state.get("feedback") else "__end__"
 
 
-def build_recommend_graph() -> StateGraph:
+def build_recommend_graph() -> StateGraph[
+    RecommendState, MemRecContext, RecommendInput, RecommendOutput
+]:
     """Wire the online path (two model calls at most: synthesize and rank)."""
     builder = StateGraph(
         RecommendState,

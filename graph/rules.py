@@ -32,7 +32,7 @@ class RulesState(RulesInput, RulesOutput, total=False):
     """Internal state of the rules graph (input and output together)."""
 
 
-def build_rules_graph() -> StateGraph:
+def build_rules_graph() -> StateGraph[RulesState, MemRecContext, RulesInput, RulesOutput]:
     """Wire the rules pipeline."""
     builder = StateGraph(
         RulesState, context_schema=MemRecContext, input_schema=RulesInput, output_schema=RulesOutput

@@ -12,7 +12,7 @@ import json
 import operator
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
@@ -29,7 +29,7 @@ Feature = Literal[
 ]
 FEATURES: tuple[str, ...] = Feature.__args__  # type: ignore[attr-defined]
 Comparison = Literal[">", ">=", "<", "<=", "=="]
-_OPS: dict[str, Callable[[float, float], bool]] = {
+_OPS: dict[str, Callable[[Any, Any], Any]] = {  # floats or numpy arrays
     ">": operator.gt,
     ">=": operator.ge,
     "<": operator.lt,
@@ -135,7 +135,7 @@ class RuleSet(BaseModel):
 def generic_rules() -> RuleSet:
     """The paper's hybrid heuristic: co-interaction first, then similarity, mild recency."""
     weights = [
-        FeatureWeight(neighbour_type=t, feature=f, weight=w)
+        FeatureWeight(neighbour_type=t, feature=f, weight=w)  # type: ignore[arg-type]
         for t in ("user", "item")
         for f, w in (("co_count", 1.0), ("overlap", 1.0), ("memory_sim", 0.5), ("recency", 0.2))
     ]

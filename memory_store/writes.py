@@ -130,7 +130,7 @@ def _text_at(
     # A version written before auditing began (the indexed warm-up) survives as the previous
     # text of the next audited version.
     successor = next((r for r in log.history(kind, entity_id) if r.version == version + 1), None)
-    if successor is not None:
+    if successor is not None and successor.previous_text is not None:
         return successor.previous_text
     known = sorted({row.version for row in log.history(kind, entity_id)} | {current.version})
     raise UnknownVersion(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from langgraph.runtime import Runtime
@@ -10,6 +10,10 @@ from langgraph.runtime import Runtime
 from memory_store.datasets import Dataset
 from memory_store.graph import InteractionGraph
 from memory_store.rules import DomainStats
+
+if TYPE_CHECKING:
+    from graph.context import MemRecContext
+    from graph.rules import RulesState
 
 
 def domain_stats(dataset: Dataset, graph: InteractionGraph) -> DomainStats:
@@ -45,7 +49,7 @@ def domain_stats(dataset: Dataset, graph: InteractionGraph) -> DomainStats:
     )
 
 
-async def domain_stats_node(state: Any, runtime: Runtime[Any]) -> dict[str, Any]:
+async def domain_stats_node(state: RulesState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
     """LangGraph adapter: compute the statistics of the context's dataset."""
     from graph.context import aworkspace_for
 
