@@ -13,25 +13,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from memory_store.datasets import DatasetError
+from cli.options import DATASET, HOME, user_errors
 from memory_store.doctor import check_workspace
-from memory_store.events import SchemaMismatch
 from memory_store.privacy import delete_user, set_opt_out
-from memory_store.workspace import NotIndexed, UnknownEntity, Workspace, open_workspace
+from memory_store.workspace import Workspace, open_workspace
 
 console = Console(width=140)
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    NotIndexed,
-    UnknownEntity,
-    DatasetError,
-    SchemaMismatch,
-    ValueError,
-)
 MAX_ID_CHARS = 128
 _ID = re.compile(r"^[\w.:@-]+$")
 
-DatasetOpt = typer.Option("ml-100k", "--dataset", "-d", help="indexed dataset name or folder")
-HomeOpt = typer.Option(None, "--home", help="store location (default ./.memrec or MEMREC_HOME)")
 UserOpt = typer.Option(..., "--user", help="the user id")
 JsonOpt = typer.Option(False, "--json", help="print the report as JSON")
 
@@ -55,17 +45,10 @@ def _open(dataset: str, home: str | None) -> Workspace:
     return open_workspace(dataset, home=home)
 
 
-def _fail(err: BaseException) -> typer.Exit:
-    console.print(f"[red]error:[/red] {err}", markup=True, highlight=False)
-    return typer.Exit(2)
-
-
-def doctor(dataset: str = DatasetOpt, home: str | None = HomeOpt, as_json: bool = JsonOpt) -> None:
+def doctor(dataset: str = DATASET, home: str | None = HOME, as_json: bool = JsonOpt) -> None:
     """Check that graph, memories and event log agree; exit 1 when they do not."""
-    try:
+    with user_errors(ValueError):
         ws = _open(dataset, home)
-    except USER_ERRORS as err:
-        raise _fail(err) from None
     try:
         report = check_workspace(ws)
     finally:
@@ -85,39 +68,33 @@ def doctor(dataset: str = DatasetOpt, home: str | None = HomeOpt, as_json: bool 
 
 
 def _privacy(dataset: str, home: str | None, user: str, action: str) -> None:
-    try:
+    with user_errors(ValueError):
         user = validate_user_id(user)
         ws = _open(dataset, home)
-    except USER_ERRORS as err:
-        raise _fail(err) from None
-    try:
-        if action == "delete":
-            typer.echo(json.dumps(delete_user(ws, user).model_dump(), indent=2))
-        else:
-            set_opt_out(ws, user, action == "opt-out")
-            typer.echo(f"user {user}: {action} recorded")
-    except USER_ERRORS as err:
-        raise _fail(err) from None
-    finally:
-        ws.events.close()
+        try:
+            if action == "delete":
+                typer.echo(json.dumps(delete_user(ws, user).model_dump(), indent=2))
+            else:
+                set_opt_out(ws, user, action == "opt-out")
+                typer.echo(f"user {user}: {action} recorded")
+        finally:
+            ws.events.close()
 
 
 @privacy_app.command("opt-out")
-def opt_out(dataset: str = DatasetOpt, home: str | None = HomeOpt, user: str = UserOpt) -> None:
+def opt_out(dataset: str = DATASET, home: str | None = HOME, user: str = UserOpt) -> None:
     """Stop serving as a neighbour: never curated for, never patched by other users."""
     _privacy(dataset, home, user, "opt-out")
 
 
 @privacy_app.command("opt-in")
-def opt_in(dataset: str = DatasetOpt, home: str | None = HomeOpt, user: str = UserOpt) -> None:
+def opt_in(dataset: str = DATASET, home: str | None = HOME, user: str = UserOpt) -> None:
     """Serve as a neighbour again."""
     _privacy(dataset, home, user, "opt-in")
 
 
 @privacy_app.command("delete-user")
-def delete_user_cmd(
-    dataset: str = DatasetOpt, home: str | None = HomeOpt, user: str = UserOpt
-) -> None:
+def delete_user_cmd(dataset: str = DATASET, home: str | None = HOME, user: str = UserOpt) -> None:
     """Delete a user's memory and interactions, and revert the patches they caused."""
     _privacy(dataset, home, user, "delete")
 

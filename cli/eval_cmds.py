@@ -10,14 +10,13 @@ import typer
 from rich.console import Console
 from rich.markdown import Markdown
 
+from cli.options import CliError, user_errors
 from evaluation.methods import METHODS
 from evaluation.runner import CANDIDATE_COUNTS, LeakageError
-from memory_store.workspace import NotIndexed
 
 _console = Console()
-_errors = Console(stderr=True)
 # Errors a user can fix from the message: bad names, foreign or old files, missing index or data.
-_USER_ERRORS = (ValueError, LookupError, NotIndexed, LeakageError, OSError)
+_EVAL_ERRORS = (ValueError, LookupError, LeakageError, OSError)
 
 
 def _print_table(table: str) -> None:
@@ -26,11 +25,6 @@ def _print_table(table: str) -> None:
         _console.print(Markdown(table))
     else:
         _console.print(table, markup=False, highlight=False, soft_wrap=True)
-
-
-def _fail(exc: BaseException) -> typer.Exit:
-    _errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-    return typer.Exit(2)
 
 
 def eval_command(
@@ -63,11 +57,11 @@ def eval_command(
     from evaluation.report import markdown_table
     from evaluation.runner import run_eval
 
-    if candidates not in CANDIDATE_COUNTS:
-        raise _fail(ValueError(f"--candidates must be one of {CANDIDATE_COUNTS}, not {candidates}"))
     names = list(METHODS) if method == "all" else [m.strip() for m in method.split(",") if m]
     results = []
-    try:
+    with user_errors(*_EVAL_ERRORS):
+        if candidates not in CANDIDATE_COUNTS:
+            raise CliError(f"--candidates must be one of {CANDIDATE_COUNTS}, not {candidates}")
         if jobs > 1 and len(names) > 1:
             groups = partition_methods(names, jobs)
             results = _run_in_processes(groups, out)
@@ -91,8 +85,6 @@ def eval_command(
                     )
                 )
             )
-    except _USER_ERRORS as exc:
-        raise _fail(exc) from exc
     _print_table(markdown_table(results))
     for result in results:
         _console.print(f"{result.run}: wall {result.wall_s:.1f} s -> {out / result.run}.json")
@@ -172,10 +164,8 @@ def report_command(
     """Combine every run in DIR... into report.md and PNG plots (written into the first DIR)."""
     from evaluation.report import build_report
 
-    try:
+    with user_errors(*_EVAL_ERRORS):
         report = build_report(dirs)
-    except _USER_ERRORS as exc:
-        raise _fail(exc) from exc
     _print_table(report.table)
     _console.print(f"wrote {report.markdown_path} and {len(report.plots)} plots")
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
 
 from graph.context import MemRecContext
 
+USER = typer.Option(None, "--user", help="a user id")
+ITEM = typer.Option(None, "--item", help="an item id")
 DATASET = typer.Option(
     "ml-100k",
     "--dataset",
@@ -38,7 +41,9 @@ def context(dataset: str, home: str | None, roles: str | None, **extra: object) 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from evaluation.protocol import ProtocolError
     from memory_store.datasets import DatasetError
+    from memory_store.events import SchemaMismatch
     from memory_store.workspace import NotIndexed, UnknownEntity
+    from memory_store.writes import UnknownMemory, UnknownVersion
     from nodes.curate import InvalidRequest
     from nodes.models import ModelConfigError
 
@@ -48,15 +53,28 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         ProtocolError,
         NotIndexed,
         UnknownEntity,
+        UnknownMemory,
+        UnknownVersion,
+        SchemaMismatch,
         InvalidRequest,
         ModelConfigError,
     )
 
 
-def run_cli(fn: Callable[[], None]) -> None:
-    """Run a command body; expected errors print one clear line and exit with status 2."""
+@contextmanager
+def user_errors(*extra: type[BaseException]) -> Iterator[None]:
+    """Errors a user can fix from the message: one line on stderr and exit status 2.
+
+    ``extra`` adds a command's own expected errors (e.g. ValueError for bad option values).
+    """
     try:
-        fn()
-    except _expected_errors() as err:
-        _err.print(f"[red]error:[/] {err}")
+        yield
+    except (*_expected_errors(), *extra) as err:
+        _err.print(f"[red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
+
+
+def run_cli(fn: Callable[[], None]) -> None:
+    """Run a command body under :func:`user_errors`."""
+    with user_errors():
+        fn()

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -18,42 +17,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.options import DATASET, HOME, ITEM, USER, user_errors
 from graph.context import MemRecContext
-from memory_store.datasets import DatasetError
 from memory_store.events import JOB_STATUSES
 from memory_store.memories import MemoryKind, MemoryRecord
-from memory_store.workspace import NotIndexed, UnknownEntity, Workspace, open_workspace
-from memory_store.writes import UnknownMemory, UnknownVersion, rollback
+from memory_store.workspace import Workspace, open_workspace
+from memory_store.writes import UnknownMemory, rollback
 
 logger = logging.getLogger(__name__)
 console = Console(width=140)
 T = TypeVar("T")
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    UnknownEntity,
-    UnknownMemory,
-    UnknownVersion,
-    NotIndexed,
-    DatasetError,
-    LookupError,
-    ValueError,
-)
 
-DatasetOpt = typer.Option("ml-100k", "--dataset", "-d", help="indexed dataset name or folder")
-HomeOpt = typer.Option(None, "--home", help="store location (default ./.memrec or MEMREC_HOME)")
-UserOpt = typer.Option(None, "--user", help="a user id")
-ItemOpt = typer.Option(None, "--item", help="an item id")
 LMMemOpt = typer.Option(None, "--lmmem", help="LMMem model spec (default: the preset's)")
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn a bad input into a one-line message and exit code 2, never a traceback."""
-    try:
-        yield
-    except USER_ERRORS as err:
-        console.print(f"[red]error:[/red] {err}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
 
 
 def _open(dataset: str, home: str | None) -> Workspace:
@@ -92,14 +68,14 @@ def feedback(
         True, "--propagate/--no-propagate", help="run the propagation here (else a worker does)"
     ),
     timeout_s: float = typer.Option(60.0, "--timeout", help="with --wait: give up after this"),
-    dataset: str = DatasetOpt,
-    home: str | None = HomeOpt,
+    dataset: str = DATASET,
+    home: str | None = HOME,
     lmmem: str | None = LMMemOpt,
 ) -> None:
     """Record an interaction durably, then propagate it in-process and show the memory diff."""
     from nodes.record import record_interaction
 
-    with _user_errors():
+    with user_errors(LookupError, ValueError):
         ws = _open(dataset, home)
         targets: list[tuple[MemoryKind, str]] = [("user", user), ("item", item)]
         before = {k: ws.memories.get(k, e) for k, e in targets}
@@ -157,11 +133,11 @@ def jobs(
     ),
     retry: bool = typer.Option(False, "--retry", help="put parked (failed) jobs back in the queue"),
     limit: int = typer.Option(50, "--limit", help="rows to show"),
-    dataset: str = DatasetOpt,
-    home: str | None = HomeOpt,
+    dataset: str = DATASET,
+    home: str | None = HOME,
 ) -> None:
     """Show the propagation job queue (counts per status, then the jobs)."""
-    with _user_errors():
+    with user_errors(LookupError, ValueError):
         if status is not None and status not in JOB_STATUSES:
             raise ValueError(f"unknown --status {status!r}; accepted: {', '.join(JOB_STATUSES)}")
         ws = _open(dataset, home)
@@ -194,13 +170,13 @@ memory_app = typer.Typer(help="Read a memory, its audited history, or restore a 
 
 @memory_app.command("show")
 def memory_show(
-    user: str | None = UserOpt,
-    item: str | None = ItemOpt,
-    dataset: str = DatasetOpt,
-    home: str | None = HomeOpt,
+    user: str | None = USER,
+    item: str | None = ITEM,
+    dataset: str = DATASET,
+    home: str | None = HOME,
 ) -> None:
     """Show a memory's current text, version, time and what wrote it."""
-    with _user_errors():
+    with user_errors(LookupError, ValueError):
         kind, entity = _target(user, item)
         ws = _open(dataset, home)
         _check_known(ws, kind, entity)
@@ -216,13 +192,13 @@ def memory_show(
 
 @memory_app.command("history")
 def memory_history(
-    user: str | None = UserOpt,
-    item: str | None = ItemOpt,
-    dataset: str = DatasetOpt,
-    home: str | None = HomeOpt,
+    user: str | None = USER,
+    item: str | None = ITEM,
+    dataset: str = DATASET,
+    home: str | None = HOME,
 ) -> None:
     """Every audited write of a memory: version, cause, time, previous -> new text."""
-    with _user_errors():
+    with user_errors(LookupError, ValueError):
         kind, entity = _target(user, item)
         ws = _open(dataset, home)
         _check_known(ws, kind, entity)
@@ -246,15 +222,15 @@ def memory_history(
 @memory_app.command("rollback")
 def memory_rollback(
     version: int = typer.Option(..., "--version", help="the version whose text to restore"),
-    user: str | None = UserOpt,
-    item: str | None = ItemOpt,
-    dataset: str = DatasetOpt,
-    home: str | None = HomeOpt,
+    user: str | None = USER,
+    item: str | None = ITEM,
+    dataset: str = DATASET,
+    home: str | None = HOME,
 ) -> None:
     """Restore a past version's text as a new version (history is never rewritten)."""
     from memory_store.facet_cache import facet_cache_for
 
-    with _user_errors():
+    with user_errors(LookupError, ValueError):
         kind, entity = _target(user, item)
         ws = _open(dataset, home)
         _check_known(ws, kind, entity)
@@ -272,15 +248,15 @@ def _check_known(ws: Workspace, kind: str, entity: str) -> None:
 
 
 def worker(
-    dataset: str = DatasetOpt,
-    home: str | None = HomeOpt,
+    dataset: str = DATASET,
+    home: str | None = HOME,
     lmmem: str | None = LMMemOpt,
     poll_s: float = typer.Option(0.5, "--poll", help="seconds between polls when idle"),
 ) -> None:
     """Drain the propagation queue forever (Ctrl-C to stop; a killed worker loses nothing)."""
     from memory_store.worker import PropagationWorker
 
-    with _user_errors():
+    with user_errors(LookupError, ValueError):
         ws = _open(dataset, home)
         runner = PropagationWorker(ws, _context(dataset, home, lmmem), poll_s=poll_s)
         console.print(f"worker {runner.owner} draining {ws.name}; Ctrl-C to stop")
