@@ -20,7 +20,7 @@ import pytest
 
 from graph.auth import _parse_tokens, check_run_input
 from tests.support.fixtures import data_dir, indexed_home
-from tests.support.langgraph_dev import langgraph_dev
+from tests.support.langgraph_dev import langgraph_dev, project_config
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +30,16 @@ TOKENS = {ALICE: "1", BOB: "2", ADMIN: {"identity": "ops", "admin": True}}
 
 
 def _config(tmp: Path) -> Path:
-    graphs = {
-        name: f"{REPO}/graph/{name}.py:graph"
-        for name in ("recommend", "chat", "propagate", "rules")
-        if (REPO / "graph" / f"{name}.py").exists()
+    """The shipped langgraph.json, whose `auth` entry is what is under test."""
+    assert json.loads((REPO / "langgraph.json").read_text())["auth"] == {
+        "path": "./graph/auth.py:auth"
     }
-    config = {
-        "dependencies": [str(REPO)],
-        "graphs": graphs,
-        "auth": {"path": f"{REPO}/graph/auth.py:auth"},
+    env = {
+        "MEMREC_HOME": str(indexed_home()),
+        "MEMREC_DATA_DIR": str(data_dir()),
+        "MEMREC_ROLES": "offline",
     }
-    path = tmp / "langgraph.json"
-    path.write_text(json.dumps(config))
-    return path
+    return project_config(tmp, env)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "MEMREC_ROLES": "offline",
     }
     env.pop("MEMREC_AUTH_STUDIO", None)
-    with langgraph_dev(_config(tmp), env, tmp / "server.log", cwd=tmp) as url:
+    with langgraph_dev(_config(tmp), env, tmp / "server.log", cwd=REPO) as url:
         yield url
 
 

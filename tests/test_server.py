@@ -22,7 +22,7 @@ from langgraph_sdk import get_client
 from memory_store.events import EventLog
 from studio.presets import create_assistants, load_presets
 from tests.support.fixtures import DATASET, copy_store, data_dir
-from tests.support.langgraph_dev import langgraph_dev
+from tests.support.langgraph_dev import langgraph_dev, project_config
 
 pytestmark = pytest.mark.integration
 
@@ -41,18 +41,15 @@ class Server:
 
 
 def _config(tmp: Path, home: Path) -> Path:
-    """The project's langgraph.json with its env file replaced by this test's environment."""
-    config = json.loads((REPO / "langgraph.json").read_text())
-    assert set(config["graphs"]) == {"recommend", "chat", "propagate", "rules"}
-    config["env"] = {
-        "MEMREC_HOME": str(home),
-        "MEMREC_DATA_DIR": str(data_dir()),
-        "MEMREC_ROLES": "offline",
-        "LANGSMITH_TRACING": "false",
+    """The shipped config, serving the four graphs over the test's copy of the store."""
+    assert set(json.loads((REPO / "langgraph.json").read_text())["graphs"]) == {
+        "recommend",
+        "chat",
+        "propagate",
+        "rules",
     }
-    path = tmp / "langgraph.json"
-    path.write_text(json.dumps(config))
-    return path
+    env = {"MEMREC_HOME": str(home), "MEMREC_DATA_DIR": str(data_dir()), "MEMREC_ROLES": "offline"}
+    return project_config(tmp, env)
 
 
 @pytest.fixture(scope="module")

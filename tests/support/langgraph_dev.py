@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,19 @@ from cli.chat_cmds import serve_command
 from tests.support.chroma_server import free_port
 
 STARTUP_S = 120.0
+REPO = Path(__file__).resolve().parents[2]
+
+
+def project_config(tmp: Path, env: Mapping[str, str]) -> Path:
+    """The project's own langgraph.json with its env file replaced by ``env`` (serve from REPO).
+
+    The shipped `.env.example` would otherwise override the test's store location.
+    """
+    config = json.loads((REPO / "langgraph.json").read_text())
+    config["env"] = dict(env)
+    path = tmp / "langgraph.json"
+    path.write_text(json.dumps(config))
+    return path
 
 
 @contextmanager
