@@ -55,8 +55,6 @@ _REASONS = {
     "history": "similar to titles in your history",
     "neighbour_items": "co-chosen with your neighbours' items",
     "popularity": "popular with many users",
-    "facets": "matches your facets",
-    "votes": "chosen by your neighbours",
     "own": "close to your history",
 }
 

@@ -4,9 +4,10 @@ from dataclasses import replace
 
 import pytest
 
-from graph.recommend import build_recommend_graph, graph
+from graph.recommend import graph
 from memory_store.workspace import UnknownEntity
 from nodes.curate import InvalidRequest
+from nodes.synthesize import pack_neighbours
 from prompts.synthesis import neighbour_lines
 from prompts.tokens import count_tokens
 from tests.support.fixtures import ctx, ws  # noqa: F401
@@ -61,19 +62,40 @@ async def test_rationales_cite_their_evidence(ws, ctx) -> None:  # noqa: F811
 
 
 async def test_neighbour_context_fits_tau(ws, ctx) -> None:  # noqa: F811
-    small = replace(ctx, tau=120)
-    out = await graph.ainvoke({"user_id": "13"}, context=small, stream_mode="values")
-    state = await build_recommend_graph().compile().ainvoke({"user_id": "13"}, context=small)
-    assert state["facets"] is not None
     from nodes.curate import curate_neighbours
-    from nodes.synthesize import pack_neighbours
 
-    neighbours = curate_neighbours(ws, ws.user_code("13"), ws.rules(), small)
+    neighbours = curate_neighbours(ws, ws.user_code("13"), ws.rules(), ctx)
     packed = pack_neighbours(ws, neighbours, 120)
-    assert count_tokens(neighbour_lines(packed)) <= 120
-    # best-first with skipping: a later, shorter snippet can still fit after a long one is skipped
-    assert 0 < len(packed) < len(neighbours)
-    assert out["ranking"]
+    assert packed and count_tokens(neighbour_lines(packed)) <= 120
+    assert len(packed) < len(neighbours)  # the budget, not the neighbour count, decided
+
+
+def test_packing_skips_what_does_not_fit_and_keeps_going() -> None:
+    from types import SimpleNamespace
+
+    from graph.state import CuratedNeighbour
+    from memory_store.inmemory_store import InMemoryMemoryStore
+    from nodes.roles import NeighbourSnippet
+    from nodes.synthesize import snippet_tokens
+
+    store = InMemoryMemoryStore()
+    texts = {"a": "short memory", "b": "a very long memory " * 40, "c": "another short one"}
+    store.bulk_init("user", list(texts.items()), "test")
+    neighbours = [
+        CuratedNeighbour(ref=f"user:{u}", kind="user", score=score)
+        for u, score in (("a", 3.0), ("b", 2.0), ("c", 1.0))
+    ]
+    cost = {
+        n.ref: snippet_tokens(
+            NeighbourSnippet(ref=n.ref, kind="user", text=texts[n.ref[5:]], score=n.score)
+        )
+        for n in neighbours
+    }
+    tau = cost["user:a"] + cost["user:c"]
+    assert cost["user:a"] + cost["user:b"] > tau  # b alone would not fit after a
+    packed = pack_neighbours(SimpleNamespace(memories=store), neighbours, tau)
+    assert [p.ref for p in packed] == ["user:a", "user:c"]  # b skipped, c still packed
+    assert count_tokens(neighbour_lines(packed)) <= tau
 
 
 async def test_default_candidates_are_the_benchmark_list(ws, ctx) -> None:  # noqa: F811
