@@ -15,7 +15,12 @@ from nodes.roles import InteractionEvent
 
 
 def record_interaction(
-    ws: Workspace, user_id: str, item_id: str, kind: str = "positive", ts: float | None = None
+    ws: Workspace,
+    user_id: str,
+    item_id: str,
+    kind: str = "positive",
+    ts: float | None = None,
+    interaction_id: str | None = None,
 ) -> InteractionEvent:
     """Record one interaction and its propagation job in one transaction, then append the graph.
 
@@ -25,7 +30,9 @@ def record_interaction(
         raise UnknownEntity(f"user {user_id!r} was deleted: nothing is recorded for them")
     user = ws.user_code(user_id)
     item = ws.item_code(item_id)
-    event = ws.events.record_interaction(user_id, item_id, kind=kind, ts=ts or time.time())
+    event = ws.events.record_interaction(
+        user_id, item_id, kind=kind, ts=ts or time.time(), interaction_id=interaction_id
+    )
     with ws.lock:
         ws.graph.append(user, item, event.ts)
     return event

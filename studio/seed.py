@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from pydantic import BaseModel
 from graph.context import MemRecContext
 from memory_store.graph import InteractionGraph
 from memory_store.workspace import Workspace, get_workspace
+from nodes.record import record_interaction
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +53,9 @@ def record_demo_feedback(ws: Workspace, user_id: str, items: list[str]) -> list[
     """Record positive feedback (and its propagation job) once per item."""
     ids = []
     for item_id in items:
-        event = ws.events.record_interaction(
-            user_id,
-            item_id,
-            "positive",
-            ts=time.time(),
-            interaction_id=seed_interaction_id(user_id, item_id),
+        event = record_interaction(
+            ws, user_id, item_id, "positive", interaction_id=seed_interaction_id(user_id, item_id)
         )
-        with ws.lock:
-            ws.graph.append(ws.user_code(user_id), ws.item_code(item_id), event.ts)
         ids.append(event.interaction_id)
     return ids
 
