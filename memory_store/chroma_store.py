@@ -83,6 +83,11 @@ def _record(kind: MemoryKind, entity_id: str, document: str | None, meta: Any) -
     )
 
 
+def _now() -> float:
+    """Write time in milliseconds (Chroma keeps ~16 significant digits; finer reads back off)."""
+    return round(time.time(), 3)
+
+
 def _metadata(entity_id: str, version: int, updated_at: float, source: str) -> dict[str, Any]:
     return {"entity_id": entity_id, "version": version, "updated_at": updated_at, "source": source}
 
@@ -255,7 +260,7 @@ class ChromaMemoryStore:
                 entity_id=entity_id,
                 text=text,
                 version=actual + 1,
-                updated_at=time.time(),
+                updated_at=_now(),
                 source=source,
             )
             collection.upsert(
@@ -306,7 +311,7 @@ class ChromaMemoryStore:
             return 0
         ids = list(fresh)
         vectors = embed_documents(self.embedding_function, list(fresh.values()))
-        now = time.time()
+        now = _now()
         with self._lock:
             raced = set(collection.get(ids=ids, include=[])["ids"])
             keep = [n for n, i in enumerate(ids) if i not in raced]
