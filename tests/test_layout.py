@@ -7,7 +7,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["graph", "nodes", "prompts", "memory_store", "studio", "evaluation", "cli", "bench"]
+PACKAGES = [
+    "graph",
+    "nodes",
+    "roles",
+    "prompts",
+    "memory_store",
+    "studio",
+    "evaluation",
+    "cli",
+    "bench",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
