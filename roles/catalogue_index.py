@@ -21,6 +21,7 @@ import hashlib
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 from typing import Literal
@@ -159,6 +160,7 @@ class CatalogueIndex:
 # ------------------------------------------------------------------------------- the cache
 
 _CACHE: OrderedDict[str, CatalogueIndex] = OrderedDict()
+_BY_OBJECT: dict[int, tuple[weakref.ref[Dataset], str]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -175,12 +177,26 @@ def fingerprint(dataset: Dataset) -> str:
     return digest.hexdigest()
 
 
+def _fingerprint_of(dataset: Dataset) -> str:
+    """The dataset object's fingerprint, computed once per object (held weakly)."""
+    with _CACHE_LOCK:
+        known = _BY_OBJECT.get(id(dataset))
+        if known is not None and known[0]() is dataset:
+            return known[1]
+    digest = fingerprint(dataset)
+    with _CACHE_LOCK:
+        _BY_OBJECT[id(dataset)] = (weakref.ref(dataset), digest)
+        weakref.finalize(dataset, _BY_OBJECT.pop, id(dataset), None)
+    return digest
+
+
 def catalogue_index(dataset: Dataset) -> CatalogueIndex:
     """The dataset's index, built on first use and cached by catalogue content.
 
-    Popularity (the tie-break between equal title matches) is taken when the index is built.
+    A loaded catalogue is treated as immutable (a workspace's catalog snapshot). Popularity, the
+    tie-break between equal title matches, is taken when the index is built.
     """
-    key = fingerprint(dataset)
+    key = _fingerprint_of(dataset)
     with _CACHE_LOCK:
         found = _CACHE.get(key)
         if found is not None:

@@ -97,9 +97,12 @@ class TitleIndex:
         self._max_idf = float(np.log(1 + n)) + 1.0
         self._common_df = max(3, int(0.1 * n))
         self._vocab = list(self._postings)
-        self._keys = list(self.full)
+        self._keys_by_length: dict[int, list[str]] = defaultdict(list)
+        for key in self.full:
+            self._keys_by_length[len(key)].append(key)
+        self._variants: dict[str, tuple[tuple[str, ...], np.ndarray, int]] = {}
         self._memo: dict[tuple[str, int], tuple[TitleMatch, ...]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the memos are shared by concurrent chat turns
 
     def match(self, text: str, limit: int = MAX_MATCHES) -> tuple[TitleMatch, ...]:
         """Items whose title the text names: exact keys first, else fuzzy matches, best first."""
@@ -147,7 +150,24 @@ class TitleIndex:
             for c in order
         )
 
-    def _word_variants(self, word: str) -> tuple[str, ...]:
+    def _word(self, word: str) -> tuple[tuple[str, ...], np.ndarray, int]:
+        """A mention word's title words (forms, typos), the items holding one, the rarest count."""
+        found = self._variants.get(word)
+        if found is None:
+            variants = self._find_variants(word)
+            codes = [self._postings[v] for v in variants]
+            found = (
+                variants,
+                np.unique(np.concatenate(codes)) if codes else np.zeros(0, np.int64),
+                min((len(c) for c in codes), default=0),
+            )
+            with self._lock:
+                if len(self._variants) >= _MEMO_SIZE:
+                    self._variants.clear()
+                self._variants[word] = found
+        return found
+
+    def _find_variants(self, word: str) -> tuple[str, ...]:
         forms = word_forms(word) | {ROMAN.get(word, word), ARABIC.get(word, word)}
         found = {w for w in forms if w in self._postings}
         if not found and len(word) >= 5 and not word.isdigit():
@@ -166,25 +186,32 @@ class TitleIndex:
         matched: set[str] = set()
         informative = False
         for word, weight in zip(words, weights, strict=True):
-            variants = self._word_variants(word)
+            variants, codes, rarest = self._word(word)
             if variants:
-                codes = np.unique(np.concatenate([self._postings[v] for v in variants]))
                 cover[codes] += weight
                 matched.update(variants)
-                informative |= min(len(self._postings[v]) for v in variants) <= self._common_df
+                informative |= rarest <= self._common_df
         scored: dict[int, float] = {}
         if informative and sum(weights) > 0:
             scored = self._covering(cover / sum(weights), matched)
         numbers = {w for w in words if w.isdigit()}
-        if len(key) >= 4:
-            for near, ratio, _ in process.extract(
-                key, self._keys, scorer=fuzz.ratio, score_cutoff=NEAR_MISS_RATIO, limit=MAX_MATCHES
-            ):
-                if {w for w in near.split() if w.isdigit()} != numbers:
-                    continue  # "Godfather 2" is not a typo of "Godfather"
-                for code in self.full[near]:
-                    scored[code] = max(scored.get(code, 0.0), min(FUZZY_CEILING, 0.95 * ratio))
+        for near, ratio, _ in self._near_misses(key):
+            if {w for w in near.split() if w.isdigit()} != numbers:
+                continue  # "Godfather 2" is not a typo of "Godfather"
+            for code in self.full[near]:
+                scored[code] = max(scored.get(code, 0.0), min(FUZZY_CEILING, 0.95 * ratio))
         return scored
+
+    def _near_misses(self, key: str) -> list[tuple[str, float, int]]:
+        """Title keys within ``NEAR_MISS_RATIO`` of the key (only lengths that can reach it)."""
+        if len(key) < 4:
+            return []
+        reach = NEAR_MISS_RATIO / (200 - NEAR_MISS_RATIO)  # shortest / longest that can match
+        lengths = range(int(len(key) * reach), int(len(key) / reach) + 1)
+        keys = [k for n in lengths for k in self._keys_by_length.get(n, ())]
+        return process.extract(
+            key, keys, scorer=fuzz.ratio, score_cutoff=NEAR_MISS_RATIO, limit=MAX_MATCHES
+        )
 
     def _covering(self, share: np.ndarray, matched: set[str]) -> dict[int, float]:
         """Score titles covering the mention: its share of words, then the title's share."""
