@@ -147,6 +147,7 @@ NEGATIVE_ADJECTIVES = _words(
     "mediocre"
 )
 COPULAS = _words("was is were are")
+PAST_COPULAS = _words("was were")  # "that one was great" is about a pick; "this is great" not
 INTENSIFIERS = _words("really so very pretty quite just truly absolutely a")
 
 REFERENCE_LAST = _phrases("that", "this", "it", "that one", "this one")

@@ -28,6 +28,7 @@ from roles.utterance_leftovers import read_leftovers
 from roles.utterance_pieces import Segmenter
 
 MAX_MESSAGE_CHARS = 2000
+_TIGHT = frozenset(",;:!?)")  # marks written without a space before them
 
 Cue = Literal["negative", "positive", "similar", "skip"]
 _CUES: tuple[tuple[Cue, tuple[lx.Phrase, ...]], ...] = (
@@ -114,7 +115,10 @@ class _CueReader:
             start -= 1
         for s in range(start, i):  # the longest stretch before the verb that names a title
             piece = self.pieces.piece(s, i) if msg.tokens[s].word else None
-            if piece is not None and piece.kind != "attr":
+            if piece is None or piece.kind == "attr":
+                continue
+            # A title, or a pick in the past tense: "that one was great", not "this is great".
+            if piece.kind == "title" or msg.tokens[i].norm in lx.PAST_COPULAS:
                 msg.found.feedback.append(Mention(text=piece.text, sentiment=sentiment))
                 msg.consume(s, j + 1)
                 return j + 1
@@ -144,8 +148,8 @@ class _CueReader:
 def kept_request(msg: Message) -> str | None:
     """The words no cue consumed, as the user wrote them, without stray leftovers."""
     fragments: list[list[int]] = [[]]
-    for k in range(len(msg.tokens)):
-        if msg.cut[k]:
+    for k, token in enumerate(msg.tokens):
+        if msg.cut[k] or token.norm in lx.CLAUSE_BREAK_MARKS:
             fragments.append([])
         else:
             fragments[-1].append(k)
@@ -156,8 +160,18 @@ def kept_request(msg: Message) -> str | None:
         while fragment and is_junk(msg.tokens[fragment[-1]]):
             fragment = fragment[:-1]
         if any(is_content(msg.tokens[k]) and not msg.spent[k] for k in fragment):
-            kept.append(msg.text[msg.tokens[fragment[0]].start : msg.tokens[fragment[-1]].end])
+            kept.append(_as_written(msg, fragment))
     return ", ".join(kept) or None
+
+
+def _as_written(msg: Message, fragment: list[int]) -> str:
+    """The fragment with the user's spacing, but no space before a comma or a stop."""
+    out = msg.tokens[fragment[0]].text
+    for prev, k in zip(fragment, fragment[1:], strict=False):
+        token = msg.tokens[k]
+        gap = msg.text[msg.tokens[prev].end : token.start]
+        out += ("" if token.norm in _TIGHT or not gap else " ") + token.text
+    return out
 
 
 def read_offline(text: str, index: CatalogueIndex) -> Reading:

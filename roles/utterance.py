@@ -18,6 +18,7 @@ from roles.catalogue_index import CatalogueIndex, normalise
 
 _TOKEN = re.compile(
     r"(?P<ref>#\d{1,2}\b)"  # "#2": the second pick shown
+    r"|(?P<num>\d+(?:[.,]\d+)+)"  # "1.75", "1,000": one word, not a clause break
     r"|(?P<w>[^\W_]+(?:['\u2019][^\W_]+)*)"  # words, apostrophes inside kept ("didn't")
     r"|(?P<p>[^\w\s\"'\u201c\u201d\u2018\u2019`])"  # marks; quote characters are dropped
 )
@@ -43,7 +44,7 @@ def tokenize(text: str) -> list[Token]:
     out = []
     for m in _TOKEN.finditer(text):
         raw = m.group()
-        if m.lastgroup == "ref":
+        if m.lastgroup in ("ref", "num"):
             out.append(Token(raw, raw, m.start(), m.end(), True))
         elif m.lastgroup == "w":
             out.append(Token(raw, normalise(raw), m.start(), m.end(), True))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from roles.catalogue_index import (
     title_keys,
     word_forms,
 )
+from roles.ground_reading import ground_reading
 from roles.offline_understand import read_offline
 from roles.reading import Reading, ReadingConstraints
 from roles.utterance import tokenize
@@ -451,3 +453,58 @@ def test_benchmark_catalogues_have_vocabulary_and_eras_where_dated(
     assert dataset_index.has_eras == (dataset_index.name == "ml-100k")
     every_title = dataset_index.resolve_titles(dataset_index.titles[:200])
     assert all(r.matches and r.exact for r in every_title)  # each title finds itself exactly
+
+
+def test_a_models_reading_is_grounded_in_the_catalogue(films: CatalogueIndex) -> None:
+    raw = Reading.model_validate(
+        {
+            "intent": "recommend",
+            "request": "  a tense sci-fi film ",
+            "constraints": {
+                "include": ["science fiction", "SCI-FI movies", "Thriller", "space westerns"],
+                "exclude": ["horror films"],
+                "decades": ["90s", "1980s", "the past"],
+                "year_min": 2001,
+                "year_max": 1985,
+            },
+            "feedback": [
+                {"text": "the second one", "sentiment": "negative"},
+                {"text": " ", "sentiment": "positive"},
+            ],
+            "skip": ["That one", "Alien"],
+            "similar_to": ["Star Wars"],
+            "count": 3,
+        }
+    )
+    grounded = ground_reading(raw, films)
+    assert grounded.constraints == ReadingConstraints(
+        include=["Sci-Fi", "Thriller"],
+        exclude=["Horror"],
+        decades=["1990s", "1980s"],
+        year_min=1985,
+        year_max=2001,
+    )
+    assert [(m.text, m.sentiment) for m in grounded.feedback] == [("#2", "negative")]
+    assert grounded.skip == ["that", "Alien"] and grounded.similar_to == ["Star Wars"]
+    assert grounded.request == "a tense sci-fi film" and grounded.count == 3
+    (alien,) = films.resolve_titles(grounded.skip[1:])  # titles are resolved afterwards
+    assert alien.best is not None and alien.best.item_id == "2"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_any_text_reads_without_error_and_keeps_a_clean_request(
+    seed: int, films: CatalogueIndex
+) -> None:
+    rng = random.Random(seed)
+    words = (
+        [w for text, _ in FILM_ROWS for w in text.split()]
+        + [t for _, t, _ in FILMS]
+        + list(",.;!?&#-'\"()")
+    )
+    for _ in range(150):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 14)))
+        reading = read_offline(text, films)
+        request = reading.request
+        if request is not None:
+            assert request == request.strip(" ,.;:!?&-/") and " ," not in request, (text, request)
+        assert reading.count is None or 1 <= reading.count <= 50
