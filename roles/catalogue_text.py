@@ -18,7 +18,8 @@ _TRAILING_ARTICLE = re.compile(
     r"^(.*?),\s*(the|a|an|la|le|les|il|das|der|die|el|los|las)\s*$", re.IGNORECASE
 )
 _BRACKETS = re.compile(r"\([^)]*\)|\[[^\]]*\]")
-_TRAILING_YEAR = re.compile(r"^(.*\S)\s+(1[89]\d\d|20\d\d)$")
+_TRAILING_YEAR = re.compile(r"^(?P<key>.*\S)\s+(?P<year>1[89]\d\d|20\d\d)$")
+_LEADING_YEAR = re.compile(r"^(?P<year>1[89]\d\d|20\d\d)\s+(?:the\s+)?(?P<key>\S.*)$")
 _SHORT_TITLE = re.compile(r"\s[-\u2013\u2014]\s")
 _APOSTROPHES = re.compile(r"['\u2019`\u00b4]")
 _NON_WORD = re.compile(r"[\W_]+")
@@ -84,12 +85,12 @@ def verbatim_key(title: str) -> str:
 
 
 def query_keys(text: str) -> list[tuple[str, int | None]]:
-    """The keys a mention may stand for: as written, and without a trailing year ("Heat 1995")."""
+    """The keys a mention may stand for: as written, and without its year ("Heat 1995")."""
     full, _, year = title_keys(text)
     keys: list[tuple[str, int | None]] = [(full, year)] if full else []
-    trailing = _TRAILING_YEAR.match(full)
+    trailing = _TRAILING_YEAR.match(full) or _LEADING_YEAR.match(full)  # "Heat 1995", "1995 Heat"
     if year is None and trailing:
-        keys.append((trailing.group(1), int(trailing.group(2))))
+        keys.append((trailing.group("key"), int(trailing.group("year"))))
     return keys
 
 

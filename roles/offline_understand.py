@@ -23,11 +23,19 @@ from graph.chat_state import Mention, Sentiment
 from roles import lexicon as lx
 from roles.catalogue_index import CatalogueIndex
 from roles.reading import Reading, ReadingConstraints
-from roles.utterance import Message, Piece, is_content, is_junk, looks_foreign
+from roles.utterance import (
+    Message,
+    Piece,
+    is_content,
+    is_junk,
+    looks_foreign,
+    looks_like_a_name,
+)
 from roles.utterance_leftovers import read_leftovers
 from roles.utterance_pieces import Segmenter
 
 MAX_MESSAGE_CHARS = 2000
+MAX_ANTECEDENT_WORDS = 8  # longest title "it" may refer back to
 _TIGHT = frozenset(",;:!?)")  # marks written without a space before them
 
 Cue = Literal["negative", "positive", "similar", "skip"]
@@ -81,10 +89,32 @@ class _CueReader:
             if cue != "skip":  # "I loved Inception": a title this catalogue lacks, said so later
                 pieces, stop = self.pieces.unknown_titles(pieces, start, stop, end)
             if pieces:
-                self._apply(cue, pieces)
+                self._apply(cue, [self._antecedent(p, start, i) for p in pieces])
                 self.msg.consume(i, stop)
                 return stop
         return None
+
+    def _antecedent(self, piece: Piece, start: int, cue: int) -> Piece:
+        """Read "it" after a title in the same message as that title ("saw Heat and loved it").
+
+        The title stays in the request text but is spent: its words are not read again.
+        """
+        msg = self.msg
+        if piece.kind != "ref" or msg.tokens[start].norm != "it":
+            return piece
+        for e in range(cue, 0, -1):  # the nearest title, as long as it goes
+            for s in range(max(0, e - MAX_ANTECEDENT_WORDS), e):
+                words = [t for t in msg.tokens[s:e] if t.word]
+                body = words[1:] if words[:1] and words[0].norm in ("the", "a", "an") else words
+                if any(msg.cut[s:e]) or not msg.tokens[e - 1].word or not looks_like_a_name(body):
+                    continue
+                named = self.pieces.piece(s, e)
+                one_word_guess = len(body) < 2 and named is not None and named.quality < 3
+                if named is not None and named.kind == "title" and not one_word_guess:
+                    for k in range(s, e):
+                        msg.spent[k] = True
+                    return named
+        return piece
 
     def _like_is_a_verb(self, i: int, end: int) -> bool:
         """Whether "like" is the verb ("I'd like a comedy"), not "similar to" ("like Alien")."""
@@ -119,6 +149,7 @@ class _CueReader:
                 continue
             # A title, or a pick in the past tense: "that one was great", not "this is great".
             if piece.kind == "title" or msg.tokens[i].norm in lx.PAST_COPULAS:
+                piece = self._antecedent(piece, s, s)
                 msg.found.feedback.append(Mention(text=piece.text, sentiment=sentiment))
                 msg.consume(s, j + 1)
                 return j + 1

@@ -202,6 +202,15 @@ FILM_ROWS: list[tuple[str, dict[str, Any]]] = [
     ("before 1960, no romance", {"exclude": ["Romance"], "year_max": 1959}),
     ("anything since the 80s", {"year_min": 1980}),
     ("an old comedy", {"request": "an old comedy", "include": ["Comedy"], "relative_era": "older"}),
+    ("Can you recommend three?", {"count": 3}),
+    ("another one", {"count": 1, "exclude_shown": True}),
+    ("I'm 25 and love sci-fi", {"request": "I'm 25 and love sci-fi", "include": ["Sci-Fi"]}),
+    ("a comedy or a romance", {"request": "a comedy or a romance", "include": ["Comedy", "Romance"]}),
+    ("I saw The Shining last week, hated it", {"request": "I saw The Shining last week", "feedback": [("Shining, The (1980)", "negative")]}),
+    ("I loved the 1995 Heat", {"intent": "feedback", "feedback": [("Heat (1995)", "positive")]}),
+    ("This is great", {}),
+    ("It was great", {"intent": "feedback", "feedback": [("that", "positive")]}),
+    ("the third one was boring", {"intent": "feedback", "feedback": [("#3", "negative")]}),
     ("Je voudrais un film pour ce soir", {"intent": "other_language"}),
     ("映画を見たい", {"intent": "other_language"}),
     ("?!", {"intent": "empty"}),
@@ -223,6 +232,8 @@ PRODUCT_ROWS: list[tuple[str, dict[str, Any]]] = [
     ("soldering stuff from Weller", {"request": "soldering stuff from Weller", "include": ["Soldering", "Weller"]}),
     ("more like the second one", {"exclude_shown": True, "similar_to": ["#2"]}),
     ("I loved the HATCHBOX filament", {"intent": "feedback", "feedback": [("the HATCHBOX filament (2 matches)", "positive")]}),
+    ("recommend 1.75 mm filament", {"request": "recommend 1.75 mm filament", "include": ["3D Printing Filament"]}),
+    ("I bought the Kapton tape and it was great", {"request": "I bought the Kapton tape", "feedback": [("Kapton Polyimide Tape 1/2 in", "positive")]}),
 ]  # fmt: skip
 
 
@@ -419,6 +430,8 @@ GAMES_ROWS: list[tuple[str, dict[str, Any]]] = [
     ("something else", {"exclude_shown": True}),
     ("newer ones please", {"relative_era": "newer"}),
     ("any good controllers?", {"request": "any good controllers", "include": ["controller"]}),
+    ("I played Halo 3 and loved it, something similar for the PS3?", {"request": "I played Halo 3, something similar for the PS3", "include": ["ps3"], "feedback": [("Halo 3", "positive")]}),
+    ("show me 4 more like the first one", {"count": 4, "exclude_shown": True, "similar_to": ["#1"]}),
 ]  # fmt: skip
 
 
