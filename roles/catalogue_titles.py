@@ -24,6 +24,7 @@ MIN_FUZZY_COVER = 0.8  # IDF-weighted share of a mention's words a title must co
 FUZZY_CEILING = 97.0  # a fuzzy match always scores below an exact one
 MIN_CLEAR_SCORE = 55.0  # a fuzzy match below this never stands alone
 CLEAR_MARGIN = 8.0  # a fuzzy match this far ahead of the next one stands alone
+SURE_SCORE = 80.0  # a clear fuzzy match this good is recorded without confirmation
 MAX_FUZZY_CANDIDATES = 400
 NEAR_MISS_RATIO = 88  # whole-key similarity (0-100) for a misspelt title
 _MEMO_SIZE = 4096
@@ -60,6 +61,16 @@ class TitleResolution:
         if top.score >= MIN_CLEAR_SCORE and (not others or top.score - others[0] >= CLEAR_MARGIN):
             return top
         return None
+
+    @property
+    def confident(self) -> TitleMatch | None:
+        """The best match when it is sure enough to record without asking "did you mean ...?".
+
+        An exact title, or a fuzzy one scoring ``SURE_SCORE`` or more (a typo, "Godfather 2");
+        a partial mention ("pride" for "Celtic Pride") is a guess to confirm first.
+        """
+        best = self.best
+        return best if best is not None and (best.exact or best.score >= SURE_SCORE) else None
 
     @property
     def exact(self) -> bool:

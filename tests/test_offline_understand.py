@@ -279,6 +279,9 @@ def test_resolution_exact_fuzzy_ambiguous_and_missing(films: CatalogueIndex) -> 
     assert sabrina95.best is not None and sabrina95.best.item_id == "14"
     assert monkeys.best is not None and monkeys.best.item_id == "8" and not monkeys.exact
     assert nothing.matches == () and nothing.best is None
+    assert heat.confident == heat.best and monkeys.confident == monkeys.best  # a typo is sure
+    (guess,) = films.resolve_titles(["Groundhog"])  # a partial mention: best, but confirm first
+    assert guess.best is not None and guess.best.item_id == "20" and guess.confident is None
 
 
 def test_identical_titles_resolve_to_the_most_popular_copy() -> None:
