@@ -11,7 +11,15 @@ import typer
 
 from bench.common import DEFAULT_HOME, DEFAULT_OUT, BenchOptions, BenchResult, default_data_dir
 
-BENCHMARKS = ("online", "tokens", "propagation_degree", "throughput", "index", "chroma", "catalogue")
+BENCHMARKS = (
+    "online",
+    "tokens",
+    "propagation_degree",
+    "throughput",
+    "index",
+    "chroma",
+    "catalogue",
+)
 
 app = typer.Typer(
     name="bench",
