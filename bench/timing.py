@@ -1,6 +1,6 @@
 """Instruments for measuring our own time: model HTTP round trips and per-node wall time.
 
-``HttpClock`` wraps the model client's transport (``nodes.models.PerLoopTransport``) and adds up
+``HttpClock`` wraps the model client's transport (``roles.models.PerLoopTransport``) and adds up
 the wall time of every HTTP round trip (request sent -> response headers; the test server's small
 JSON bodies arrive with the headers). Subtracting it from a node's wall time leaves our own work:
 prompt rendering, parsing, validation, memory reads, LangChain and the openai client's own code.
@@ -24,7 +24,7 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 
 import graph.recommend as recommend_module
-from nodes.models import PerLoopTransport
+from roles.models import PerLoopTransport
 
 NODES = ("curate", "synthesize", "rank", "record")
 

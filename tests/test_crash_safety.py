@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from memory_store.doctor import check_workspace
 from memory_store.events import EventLog
 from memory_store.workspace import open_workspace
+from services.doctor import check_workspace
 from tests.support.fixtures import base_workspace, copy_store
 from tests.support.line_process import LineProcess
 from tests.test_worker import Zygote
@@ -149,7 +149,7 @@ def test_propagation_survives_sigkill_and_doctor_agrees(tmp_path: Path) -> None:
 
 def _zygote(data: str, home: str) -> None:
     """Fork one ``build_index`` per ``run`` line; ``reap <pid>`` waits for it."""
-    from memory_store.index import build_index
+    from services.index import build_index
 
     def say(line: str) -> None:
         sys.stdout.write(line + "\n")

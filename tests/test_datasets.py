@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memory_store.datasets import (
+from dataio.datasets import (
     KNOWN_DATASETS,
     Dataset,
     DatasetError,
     load_dataset,
 )
-from memory_store.paths import resolve_data_dir, resolve_home, store_dir
+from dataio.paths import resolve_data_dir, resolve_home, store_dir
 
 DATA_DIR = Path(
     os.environ.get("MEMREC_DATA_DIR")

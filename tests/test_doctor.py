@@ -9,10 +9,10 @@ import typer
 from typer.testing import CliRunner
 
 from cli.doctor_cmds import register, validate_user_id
-from memory_store.doctor import check_workspace
-from nodes.propagation import propagate_event
 from nodes.record import record_interaction
+from services.doctor import check_workspace
 from tests.support.fixtures import copy_store, ctx, ws  # noqa: F401
+from tests.support.propagation import propagate
 
 
 def _codes(ws) -> set[str]:  # noqa: F811
@@ -21,9 +21,8 @@ def _codes(ws) -> set[str]:  # noqa: F811
 
 async def test_consistent_store_after_propagation(ws, ctx) -> None:  # noqa: F811
     event = record_interaction(ws, "1", "1000")
-    await propagate_event(ws, ctx, event)
-    claimed = ws.events.claim_job("t")
-    assert claimed is not None and ws.events.complete_job(event.interaction_id, "t")
+    await propagate(ws, ctx, event)  # the propagate graph settles the job itself
+    assert ws.events.claim_job("t") is None
     report = check_workspace(ws)
     assert report.ok, report.problems
     assert report.counts["interactions_logged"] == 1 and report.counts["jobs_done"] == 1

@@ -7,15 +7,15 @@ from __future__ import annotations
 import pytest
 
 import nodes.synthesize as synthesize_node
-from graph.context import MemRecContext
 from graph.recommend import build_recommend_graph
 from memory_store.facet_cache import FacetCache, facet_cache_for
 from memory_store.workspace import Workspace
-from nodes.offline_roles import OfflineLMMem
-from nodes.propagation import propagate_event
 from nodes.record import record_interaction
-from nodes.roles import Facet, FacetSet, RoleOutput, SynthesisInput
+from roles.offline_roles import OfflineLMMem
+from schemas.context import MemRecContext
+from schemas.records import Facet, FacetSet, RoleOutput, SynthesisInput
 from tests.support.fixtures import ctx, ws  # noqa: F401 (fixtures)
+from tests.support.propagation import propagate
 
 
 def facet(name: str) -> Facet:
@@ -69,7 +69,7 @@ async def test_repeat_request_skips_synthesis_until_a_write(
     cache = facet_cache_for(ws)
     entries = len(cache)
     event = record_interaction(ws, "1", "300")
-    await propagate_event(ws, ctx, event)  # rewrites user 1 and patches neighbours
+    await propagate(ws, ctx, event)  # rewrites user 1 and patches neighbours
     assert len(cache) < entries  # the entries built from those memories were dropped
     third = await graph.ainvoke(inp, context=ctx)
     assert role.calls == 4 and third["usage"]["synthesize"].model != "cache"

@@ -19,18 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from graph.context import MemRecContext
 from graph.recommend import graph as recommend_graph
-from memory_store.index import build_index
 from memory_store.workspace import Workspace, open_workspace, register_workspace
 from nodes.apply_patches import screen_patches
-from nodes.load_context import LoadedContext
-from nodes.propagation import propagate_event
 from nodes.record import record_interaction
-from nodes.roles import InteractionEvent, NeighbourPatch, NeighbourSnippet, PropagationInput
 from prompts.blocks import extract_block
+from schemas.context import MemRecContext
+from schemas.propagate_state import LoadedContext
+from schemas.records import InteractionEvent, NeighbourPatch, NeighbourSnippet, PropagationInput
+from services.index import build_index
 from tests.support.injection_corpus import GHOST_ITEM, INJECTIONS, MARKERS
 from tests.support.openai_server import OpenAITestServer, RecordedRequest, Reply
+from tests.support.propagation import propagate
 
 N_USERS, N_CLEAN = 14, 10
 ECHO_USER_MEMORY = {"USER_MEMORY"}  # what the gullible model copies into its patches
@@ -190,7 +190,7 @@ async def _propagate_injected(ws: Workspace, ctx: MemRecContext, user: str) -> d
     )
     before = _others_memories(ws, user)
     event = record_interaction(ws, user, item)
-    report = await propagate_event(ws, ctx, event)
+    report = await propagate(ws, ctx, event)
     return {"before": before, "after": _others_memories(ws, user), "report": report}
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graph.context import MemRecContext
-from memory_store.doctor import check_workspace
-from memory_store.privacy import delete_user, load_privacy, read_privacy, set_opt_out
+from memory_store.privacy_log import read_privacy
 from memory_store.summaries import notes_of
 from memory_store.workspace import Workspace, open_workspace
 from nodes.curate import curate_neighbours
-from nodes.propagation import propagate_event
 from nodes.record import record_interaction
+from schemas.context import MemRecContext
+from services.doctor import check_workspace
+from services.privacy import delete_user, load_privacy, set_opt_out
 from tests.support.fixtures import DATASET, copy_store, ctx, ws  # noqa: F401
+from tests.support.propagation import propagate
 
 
 def _user_neighbours(ws: Workspace, ctx: MemRecContext, user: str) -> list[str]:  # noqa: F811
@@ -28,7 +29,7 @@ def _unseen_item(ws: Workspace, user: str, skip: int = 0) -> str:  # noqa: F811
 
 async def _interact(ws: Workspace, ctx: MemRecContext, user: str, skip: int = 0):  # noqa: F811
     event = record_interaction(ws, user, _unseen_item(ws, user, skip))
-    return await propagate_event(ws, ctx, event)
+    return await propagate(ws, ctx, event)
 
 
 async def test_opted_out_user_is_never_curated_nor_patched(ws, ctx) -> None:  # noqa: F811

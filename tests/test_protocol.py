@@ -12,13 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation import protocol
-from evaluation.protocol import (
+from dataio import candidates as protocol
+from dataio.candidates import (
     ProtocolError,
-    Split,
     candidate_rng,
     candidates_path,
-    dataset_fingerprint,
     ensure_candidates,
     ensure_user_sample,
     make_candidates,
@@ -26,11 +24,11 @@ from evaluation.protocol import (
     read_user_sample,
     sample_path,
     sample_users,
-    split_leave_one_out,
     write_candidates,
     write_user_sample,
 )
-from memory_store.datasets import Dataset, DatasetError, load_dataset
+from dataio.datasets import Dataset, DatasetError, load_dataset
+from dataio.split import Split, dataset_fingerprint, split_leave_one_out
 
 DATA_DIR = Path(
     os.environ.get("MEMREC_DATA_DIR")

@@ -73,10 +73,10 @@ async def test_neighbour_context_fits_tau(ws, ctx) -> None:  # noqa: F811
 def test_packing_skips_what_does_not_fit_and_keeps_going() -> None:
     from types import SimpleNamespace
 
-    from graph.state import CuratedNeighbour
     from memory_store.inmemory_store import InMemoryMemoryStore
-    from nodes.roles import NeighbourSnippet
     from nodes.synthesize import snippet_tokens
+    from schemas.recommend_state import CuratedNeighbour
+    from schemas.records import NeighbourSnippet
 
     store = InMemoryMemoryStore()
     texts = {"a": "short memory", "b": "a very long memory " * 40, "c": "another short one"}

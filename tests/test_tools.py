@@ -12,12 +12,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import create_react_agent
 from typing_extensions import TypedDict
 
-from graph.context import MemRecContext
+from graph.background import stop_shared_workers
 from graph.recommend import graph as recommend_graph
-from memory_store.worker import stop_shared_workers
-from nodes.models import make_chat_model
-from nodes.roles import RankedItem
-from nodes.tools import ExplainArgs, FeedbackArgs, RecommendArgs, make_tools
+from roles.models import make_chat_model
+from schemas.context import MemRecContext
+from schemas.records import RankedItem
+from services.tools import ExplainArgs, FeedbackArgs, RecommendArgs, make_tools
 from tests.support.fixtures import ctx, ws  # noqa: F401
 from tests.support.openai_server import OpenAITestServer, Reply
 

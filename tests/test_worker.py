@@ -17,18 +17,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-import nodes.scheduling as scheduling
-from graph.context import MemRecContext
+import graph.background as scheduling
+from graph.background import shared_worker, stop_shared_workers
 from memory_store.events import EventLog
-from memory_store.worker import (
-    PropagationWorker,
-    busy_jobs,
-    shared_worker,
-    stop_shared_workers,
-)
+from memory_store.job_runner import busy_jobs
 from memory_store.workspace import Workspace, open_workspace
 from nodes.record import record_interaction
-from nodes.roles import PropagationInput, PropagationResult, RoleOutput
+from schemas.context import MemRecContext
+from schemas.records import PropagationInput, PropagationResult, RoleOutput
+from services.worker import PropagationWorker
 from tests.support.fixtures import base_workspace, copy_store, ctx, ws  # noqa: F401 (fixtures)
 from tests.support.line_process import LineProcess
 
@@ -64,9 +61,9 @@ class BrokenLMMem:
 async def test_failing_job_backs_off_then_parks_and_keeps_interaction(
     ws: Workspace, ctx: MemRecContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nodes.propagation as propagation
+    import nodes.reflect as reflect
 
-    monkeypatch.setattr(propagation, "build_roles", lambda c, w: (BrokenLMMem(), None))
+    monkeypatch.setattr(reflect, "build_roles", lambda c, w: (BrokenLMMem(), None))
     event = record_interaction(ws, "5", unseen_items(ws, "5", 1)[0])
     worker = PropagationWorker(ws, ctx, max_attempts=3, base_backoff_s=0.05, max_backoff_s=0.2)
     deadline = time.monotonic() + 10

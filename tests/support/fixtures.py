@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from graph.context import MemRecContext
 from memory_store.workspace import Workspace, open_workspace, register_workspace
+from schemas.context import MemRecContext
 
 DATASET = "ml-100k"
 
@@ -32,7 +32,7 @@ def data_dir() -> Path:
 @functools.cache
 def indexed_home() -> Path:
     """A home folder holding an indexed ml-100k store (built once per process)."""
-    from memory_store.index import build_index
+    from services.index import build_index
 
     home = Path(tempfile.mkdtemp(prefix="memrec-prop-"))
     atexit.register(shutil.rmtree, home, True)
