@@ -104,10 +104,15 @@ def timed_recommend_graph(clock: NodeClock) -> CompiledStateGraph:
 
     Only valid for one request at a time (the clock is shared).
     """
-    originals = {name: getattr(recommend_module, name) for name in NODES}
+    plain = [name for name in NODES if name != "record"]  # record is built by make_record
+    originals: dict[str, Any] = {name: getattr(recommend_module, name) for name in plain}
+    originals["make_record"] = make_record = recommend_module.make_record
     try:
-        for name, fn in originals.items():
-            setattr(recommend_module, name, _timed_node(name, fn, clock))
+        for name in plain:
+            setattr(recommend_module, name, _timed_node(name, originals[name], clock))
+        recommend_module.make_record = lambda schedule: _timed_node(  # type: ignore[assignment]
+            "record", make_record(schedule), clock
+        )
         return recommend_module.build_recommend_graph().compile(name="recommend-timed")
     finally:
         for name, fn in originals.items():

@@ -316,6 +316,7 @@ async def test_studio_samples_run_on_their_graphs(ws, ctx, chat) -> None:
     assert set(json.loads((SAMPLES / "propagate.json").read_text())) == {"interaction_id"}
 
 
+@pytest.mark.slow  # the studio seed on ml-100k (the samples name its items)
 async def test_seed_records_and_propagates_the_demo_feedback_once(tmp_path: Path) -> None:
     home = copy_store(tmp_path / "seed-home")
     report = await seed(home=home, data_dir=data_dir())

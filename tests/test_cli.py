@@ -11,6 +11,9 @@ import pytest
 
 from tests.support.fixtures import data_dir, indexed_home
 
+# Subprocesses of `memrec` on ml-100k.
+pytestmark = pytest.mark.slow
+
 MEMREC = str(Path(sys.executable).parent / "memrec")
 
 

@@ -28,6 +28,9 @@ from tests.support.fixtures import base_workspace, copy_store
 from tests.support.line_process import LineProcess
 from tests.test_worker import Zygote
 
+# SIGKILL loops against subprocesses.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 N_USERS, N_ITEMS, PER_USER = 300, 400, 12
 

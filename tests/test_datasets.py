@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,9 +24,14 @@ DATA_DIR = Path(
     os.environ.get("MEMREC_DATA_DIR")
     or Path(__file__).resolve().parents[1].parent / "shared" / "data"
 )
-needs_data = pytest.mark.skipif(
+_skip_without_data = pytest.mark.skipif(
     not (DATA_DIR / "ml-100k" / "u.data").is_file(), reason=f"benchmark data not at {DATA_DIR}"
 )
+
+
+def needs_data(test: Callable[..., Any]) -> Callable[..., Any]:
+    """A test of the benchmark data: the slow lane, skipped when the data is absent."""
+    return pytest.mark.slow(_skip_without_data(test))
 
 
 def assert_sorted_by_user_then_time(ds: Dataset) -> None:

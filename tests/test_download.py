@@ -16,6 +16,9 @@ import pytest
 from dataio.datasets import DatasetError, load_dataset
 from dataio.download import DownloadError, download_dataset
 
+# A local HTTP server stands in for GroupLens.
+pytestmark = pytest.mark.slow
+
 GENRES = ["unknown", "Action"] + [f"G{i}" for i in range(2, 19)]
 
 

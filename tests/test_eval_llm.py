@@ -14,10 +14,10 @@ from evaluation import warmup
 from evaluation.results import load_run
 from evaluation.runner import run_eval
 from services.index import build_index
-from tests.support.fixtures import data_dir
+from tests.support.fixtures import data_dir, needs_data
 from tests.support.openai_server import OpenAITestServer, Reply
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_data]
 
 USERS = 48
 FAULTS = {30: Reply.error(500), 60: Reply(fault="invalid_json"), 90: Reply.error(429, "0")}

@@ -144,6 +144,7 @@ def gullible_ctx(injected) -> Iterator[MemRecContext]:
         yield replace(ctx, lmmem=spec, llmrec=spec, timeout_s=10.0)
 
 
+@pytest.mark.slow  # an OpenAI-compatible test server on 127.0.0.1
 async def test_llm_recommend_keeps_schema_and_candidates(injected, gullible_ctx) -> None:
     ws, _ = injected
     candidates = _candidates(ws)
@@ -155,6 +156,7 @@ async def test_llm_recommend_keeps_schema_and_candidates(injected, gullible_ctx)
         assert out["usage"]["rank"].repairs >= 1  # the ghost was dropped, and counted
 
 
+@pytest.mark.slow  # an OpenAI-compatible test server on 127.0.0.1
 async def test_untrusted_text_reaches_the_model_only_in_data_blocks(injected) -> None:
     ws, ctx = injected
     with OpenAITestServer() as server:
@@ -206,6 +208,7 @@ async def test_offline_propagation_copies_no_injection(injected) -> None:
     assert _new_markers(run["before"], run["after"]) == {}
 
 
+@pytest.mark.slow  # an OpenAI-compatible test server on 127.0.0.1
 async def test_llm_propagation_copies_no_identifying_text(injected, gullible_ctx) -> None:
     ws, _ = injected
     user = "u5"
@@ -219,6 +222,7 @@ async def test_llm_propagation_copies_no_identifying_text(injected, gullible_ctx
     assert _new_markers(run["before"], run["after"]) == {}
 
 
+@pytest.mark.slow  # an OpenAI-compatible test server on 127.0.0.1
 async def test_llm_propagation_copies_no_injection(injected, gullible_ctx, monkeypatch) -> None:
     ws, _ = injected
     monkeypatch.setattr(f"{__name__}.ECHO_USER_MEMORY", set())

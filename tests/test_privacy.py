@@ -12,8 +12,11 @@ from nodes.record import record_interaction
 from schemas.context import MemRecContext
 from services.doctor import check_workspace
 from services.privacy import delete_user, load_privacy, set_opt_out
-from tests.support.fixtures import DATASET, copy_store, ctx, ws  # noqa: F401
+from tests.support.fixtures import TINY_MOVIES, copy_store, workspace_fixtures
 from tests.support.propagation import propagate
+
+DATASET = TINY_MOVIES
+ws, ctx = workspace_fixtures(DATASET)
 
 
 def _user_neighbours(ws: Workspace, ctx: MemRecContext, user: str) -> list[str]:  # noqa: F811
@@ -56,7 +59,7 @@ def test_opt_out_is_persisted_and_loaded(ws) -> None:  # noqa: F811
 
 
 def test_open_workspace_loads_opt_outs(tmp_path: Path) -> None:
-    home = copy_store(tmp_path / "home")
+    home = copy_store(tmp_path / "home", DATASET)
     first = open_workspace(DATASET, home=home)
     set_opt_out(first, "9")
     first.events.close()

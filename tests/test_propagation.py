@@ -27,10 +27,11 @@ from schemas.records import (
     PropagationResult,
     RoleOutput,
 )
-from tests.support.fixtures import copy_store, ctx, ws  # noqa: F401 (fixtures)
+from tests.support.fixtures import TINY_MOVIES, copy_store, workspace_fixtures
 from tests.support.propagation import propagate
 
-USER, ITEM = "1", "300"  # user 1 has not rated item 300 in ml-100k
+ws, ctx = workspace_fixtures(TINY_MOVIES)
+USER, ITEM = "1", "7"  # user 1 has not seen item 7 in tests/data/tiny-movies
 
 
 class CountingLMMem:
@@ -76,7 +77,7 @@ async def test_one_call_writes_user_item_and_capped_neighbours(
     user = ws.memories.get("user", USER)
     assert before_user is not None and user is not None
     assert user.version == before_user.version + 1 and user.source == event.interaction_id
-    assert "Air Force One" in user.text  # item 300 re-summarised into the user memory
+    assert ws.title(ws.item_code(ITEM)) in user.text  # the item re-summarised into the memory
     assert "Recently chosen by" in ws.memory_text("item", ITEM)
     assert (ws.vectors.users[ws.user_code(USER)] != before_vec).any()
     audit = ws.events.writes_caused_by(event.interaction_id)
@@ -151,7 +152,7 @@ async def test_bad_patches_dropped_leaks_refused_rest_applied(
     loaded = load_propagation_context(ws, ctx, event)
     users = [n.ref for n in loaded.inp.neighbours if n.kind == "user"]
     assert len(users) >= 4
-    acting = loaded.inp.user_memory.split(". ")[0]  # "Interacted with 271 items"
+    acting = loaded.inp.user_memory.split(". ")[0]  # "Interacted with 18 items"
     profile_words = " ".join(loaded.inp.user_memory.split("Recently: ")[1].split()[:7])
     patches = [
         NeighbourPatch(ref=users[0], note="Shares a liked thriller."),  # good
@@ -225,7 +226,7 @@ async def test_graph_by_interaction_id_and_by_event(ws: Workspace, ctx: MemRecCo
 
 @pytest.fixture(scope="module")
 def cli_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_store(tmp_path_factory.mktemp("cli"))
+    return copy_store(tmp_path_factory.mktemp("cli"), TINY_MOVIES)
 
 
 def run_cli(home: Path, *args: str) -> tuple[int, str]:
@@ -235,6 +236,8 @@ def run_cli(home: Path, *args: str) -> tuple[int, str]:
 
     app = typer.Typer()
     register(app)
+    if "--dataset" not in args:
+        args = (*args, "--dataset", TINY_MOVIES)
     result = CliRunner().invoke(app, [*args, "--home", str(home)])
     return result.exit_code, result.output
 
@@ -243,16 +246,16 @@ def test_cli_feedback_history_rollback_jobs(cli_home: Path) -> None:
     code, out = run_cli(cli_home, "feedback", "--user", USER, "--item", ITEM, "--wait")
     assert code == 0, out
     assert "recorded interaction" in out and "job " in out and ": done" in out
-    assert "Air Force One" in out  # the memory diff shows the new user memory
+    assert "The Electric Orchard" in out  # the memory diff shows the new user memory (item 7)
     code, out = run_cli(cli_home, "memory", "history", "--user", USER)
-    assert code == 0 and "history of user:1" in out and "Interacted with 27" in out
+    assert code == 0 and "history of user:1" in out and "Interacted with 18" in out
     code, out = run_cli(cli_home, "memory", "rollback", "--user", USER, "--version", "1")
     assert code == 0 and "restored version 1 as version 3" in out, out
     code, out = run_cli(cli_home, "memory", "show", "--user", USER)
     assert code == 0 and "version 3" in out and "rollback:1" in out
     code, out = run_cli(cli_home, "jobs")
     assert code == 0 and "done: 1" in out
-    code, out = run_cli(cli_home, "feedback", "--user", USER, "--item", "301", "--no-propagate")
+    code, out = run_cli(cli_home, "feedback", "--user", USER, "--item", "8", "--no-propagate")
     assert code == 0 and "queued" in out
     code, out = run_cli(cli_home, "jobs", "--status", "pending")
     assert code == 0 and "pending: 1" in out

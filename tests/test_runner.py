@@ -28,9 +28,12 @@ DATA_DIR = Path(
 )
 USERS = 40
 
-pytestmark = pytest.mark.skipif(
-    not (DATA_DIR / "ml-100k" / "u.data").is_file(), reason=f"benchmark data not at {DATA_DIR}"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (DATA_DIR / "ml-100k" / "u.data").is_file(), reason=f"benchmark data not at {DATA_DIR}"
+    ),
+]
 
 
 @pytest.fixture(scope="session")

@@ -26,9 +26,10 @@ from nodes.record import record_interaction
 from schemas.context import MemRecContext
 from schemas.records import PropagationInput, PropagationResult, RoleOutput
 from services.worker import PropagationWorker
-from tests.support.fixtures import base_workspace, copy_store, ctx, ws  # noqa: F401 (fixtures)
+from tests.support.fixtures import TINY_MOVIES, base_workspace, copy_store, workspace_fixtures
 from tests.support.line_process import LineProcess
 
+ws, ctx = workspace_fixtures(TINY_MOVIES)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -151,14 +152,14 @@ async def test_on_the_server_background_runs_else_fallback(
         assert runs.created == [
             (None, "propagate", {"interaction_id": event.interaction_id}, runs.created[0][3])
         ]
-        assert runs.created[0][3]["dataset"] == "ml-100k"
+        assert runs.created[0][3]["dataset"] == TINY_MOVIES
         assert not worker.running
     await stop_shared_workers()
 
 
 async def test_200_concurrent_interactions_over_10_users(ws: Workspace, ctx: MemRecContext) -> None:
     users = [str(u) for u in range(1, 11)]
-    plan = [(u, item) for u in users for item in unseen_items(ws, u, 20, offset=200)]
+    plan = [(u, item) for u in users for item in unseen_items(ws, u, 20)]
     random.Random(7).shuffle(plan)
     assert len(plan) == 200
     recorded: list[str] = []
@@ -199,11 +200,12 @@ def _staleness(ws: Workspace) -> list[float]:
     return out
 
 
+@pytest.mark.slow  # a timed load loop
 async def test_staleness_under_steady_load(ws: Workspace, ctx: MemRecContext) -> None:
     seconds = float(os.environ.get("MEMREC_STALENESS_SECONDS", "2"))
     rate = float(os.environ.get("MEMREC_STALENESS_RATE", "20"))
-    users = [str(u) for u in range(20, 60)]
-    pool = {u: iter(unseen_items(ws, u, 100, offset=300)) for u in users}
+    users = [str(u) for u in range(1, 41)]
+    pool = {u: iter(unseen_items(ws, u, 100)) for u in users}
     worker = PropagationWorker(ws, ctx, poll_s=0.05)
     worker.start()
     start = time.perf_counter()
@@ -244,6 +246,7 @@ class Zygote(LineProcess):
         return int(self.expect(f"reaped {pid}", timeout_s).split()[2])
 
 
+@pytest.mark.slow  # worker subprocesses on ml-100k, SIGKILLed 20 times
 @pytest.mark.timeout(280)
 def test_sigkill_loop_every_job_done_exactly_once(tmp_path: Path) -> None:
     home = copy_store(tmp_path)
