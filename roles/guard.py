@@ -213,7 +213,7 @@ async def call_structured(
     ValueError to have the reply treated as malformed.
     """
     policy = policy or GuardPolicy()
-    usage = CallUsage.model_validate({"model": model_name or model_name(model)})
+    usage = CallUsage.model_validate({"model": model_name or chat_model_name(model)})
     runnable: Any = model
     if policy.json_mode:
         runnable = model.bind(response_format={"type": "json_object"})
@@ -237,7 +237,7 @@ async def call_structured(
     return value, usage
 
 
-def model_name(model: BaseChatModel) -> str:
+def chat_model_name(model: BaseChatModel) -> str:
     """A readable name of a chat model for usage reports."""
     for attr in ("model_name", "model"):
         name = getattr(model, attr, None)

@@ -30,7 +30,14 @@ from roles.cleanup import (
     dedupe_ranking,
     fill_rationales,
 )
-from roles.guard import GuardPolicy, Validator, call_structured, finish, model_name, with_fallback
+from roles.guard import (
+    GuardPolicy,
+    Validator,
+    call_structured,
+    chat_model_name,
+    finish,
+    with_fallback,
+)
 from schemas.records import (
     CallUsage,
     FacetSet,
@@ -70,7 +77,7 @@ class _GuardedRole(Generic[F]):
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         self.model = model
         self.fallback: F = fallback
-        self.name = name or model_name(model)
+        self.name = name or chat_model_name(model)
         self.policy = GuardPolicy(
             timeout_s=timeout_s,
             max_attempts=max_attempts,
