@@ -126,6 +126,44 @@ def _row(
     }
 
 
+def _dataset_rows(
+    result: BenchResult, dataset: str, req: dict[str, Any], prop: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Append one dataset's rows to ``result``; the request, repeat and propagation rows."""
+    first = _row(dataset, "request", req["calls"], req["in"], req["out"], req["server_calls"])
+    repeat = _row(
+        dataset,
+        "repeat request",
+        req["r_calls"],
+        req["r_in"],
+        req["r_out"],
+        req["r_server"],
+    )
+    propagation = _row(
+        dataset, "propagation", prop["calls"], prop["in"], prop["out"], prop["server_calls"]
+    )
+    per_user = first["total_mean"] + propagation["total_mean"]
+    result.rows += [first, repeat, propagation]
+    for node in ("synthesize", "rank"):
+        result.rows.append(
+            {
+                "dataset": dataset,
+                "what": f"  of which {node}",
+                "tokens_in_mean": round(float(np.mean(req[f"{node}_in"])), 1),
+                "tokens_out_mean": round(float(np.mean(req[f"{node}_out"])), 1),
+            }
+        )
+    result.rows.append(
+        {
+            "dataset": dataset,
+            "what": "request + propagation (per user)",
+            "calls_max": first["calls_max"] + propagation["calls_max"],
+            "total_mean": round(per_user, 1),
+        }
+    )
+    return first, repeat, propagation
+
+
 def run(opts: BenchOptions) -> BenchResult:
     """Run the token benchmark and write ``tokens.json``."""
     n = opts.size(50, 20, 2)
@@ -146,39 +184,7 @@ def run(opts: BenchOptions) -> BenchResult:
                 prop = asyncio.run(_propagations(clone, ctx, users, server))
             finally:
                 clone.events.close()
-            first = _row(
-                dataset, "request", req["calls"], req["in"], req["out"], req["server_calls"]
-            )
-            repeat = _row(
-                dataset,
-                "repeat request",
-                req["r_calls"],
-                req["r_in"],
-                req["r_out"],
-                req["r_server"],
-            )
-            propagation = _row(
-                dataset, "propagation", prop["calls"], prop["in"], prop["out"], prop["server_calls"]
-            )
-            per_user = first["total_mean"] + propagation["total_mean"]
-            result.rows += [first, repeat, propagation]
-            for node in ("synthesize", "rank"):
-                result.rows.append(
-                    {
-                        "dataset": dataset,
-                        "what": f"  of which {node}",
-                        "tokens_in_mean": round(float(np.mean(req[f"{node}_in"])), 1),
-                        "tokens_out_mean": round(float(np.mean(req[f"{node}_out"])), 1),
-                    }
-                )
-            result.rows.append(
-                {
-                    "dataset": dataset,
-                    "what": "request + propagation (per user)",
-                    "calls_max": first["calls_max"] + propagation["calls_max"],
-                    "total_mean": round(per_user, 1),
-                }
-            )
+            first, repeat, propagation = _dataset_rows(result, dataset, req, prop)
             _targets(result, dataset, first, repeat, propagation)
     result.rows.append(
         {

@@ -133,6 +133,27 @@ def build_index(
     save_catalog(directory, dataset, split)
     graph = _graph(directory, dataset, split)
     progress("split", 1, 1)
+    skipped = _candidate_files(directory, dataset, split)
+    store = memories or open_chroma(directory, chroma_url)
+    created = _memories(store, dataset, graph, progress, lmmem)
+    _vectors(directory, store, dataset)
+    _rules(directory, dataset, graph)
+    _write_marker(marker, dataset, fingerprint, split)
+    return IndexReport(
+        dataset=dataset.name,
+        directory=str(directory),
+        users=dataset.n_users,
+        items=dataset.n_items,
+        train_interactions=int(len(split.train)),
+        memories_created=created,
+        reused=reused and created == 0,
+        skipped_candidates=skipped,
+        seconds=round(time.perf_counter() - start, 2),
+    )
+
+
+def _candidate_files(directory: Path, dataset: Dataset, split: Split) -> list[str]:
+    """Write the benchmark candidate files; the ones the catalogue is too small for are skipped."""
     skipped = []
     for which in ("valid", "test"):
         for n in (10, 20):
@@ -141,15 +162,20 @@ def build_index(
             except ProtocolError as err:  # a small catalogue: serving works, that benchmark not
                 log.warning("no %s candidate file with %d candidates: %s", which, n, err)
                 skipped.append(f"{which}-n{n}")
+    return skipped
 
-    store = memories or open_chroma(directory, chroma_url)
-    created = _memories(store, dataset, graph, progress, lmmem)
-    _vectors(directory, store, dataset)
+
+def _rules(directory: Path, dataset: Dataset, graph: InteractionGraph) -> None:
+    """The generic rule set and the offline generated one, unless they are there already."""
     rules_dir = directory / "rules"
     if not (rules_dir / "generic.json").exists():
         generic_rules().save(rules_dir / "generic.json")
     if not (rules_dir / "generated.json").exists():
         offline_rules(domain_stats(dataset, graph)).save(rules_dir / "generated.json")
+
+
+def _write_marker(marker: Path, dataset: Dataset, fingerprint: str, split: Split) -> None:
+    """The ``index.json`` marker, written last: its presence means the index is complete."""
     marker.write_text(
         json.dumps(
             {
@@ -162,17 +188,6 @@ def build_index(
             },
             indent=2,
         )
-    )
-    return IndexReport(
-        dataset=dataset.name,
-        directory=str(directory),
-        users=dataset.n_users,
-        items=dataset.n_items,
-        train_interactions=int(len(split.train)),
-        memories_created=created,
-        reused=reused and created == 0,
-        skipped_candidates=skipped,
-        seconds=round(time.perf_counter() - start, 2),
     )
 
 
