@@ -1,4 +1,4 @@
-"""`memrec --help` starts at once: the command modules import no heavy stack until a command runs."""
+"""`memrec --help` starts at once: commands import no heavy stack until they run."""
 
 import json
 import subprocess
