@@ -5,7 +5,7 @@ import json
 import pytest
 from langgraph_sdk import Auth
 
-from graph.auth import LOCAL_ADMIN, authenticate
+from services.auth import LOCAL_ADMIN, authenticate
 
 
 async def test_no_token_table_means_local_development(monkeypatch) -> None:
