@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from bench.common import BenchOptions, BenchResult, finish, new_result, summary, target
-from memory_store.datasets import load_dataset
+from dataio.datasets import load_dataset
 from roles.catalogue_index import CatalogueIndex, catalogue_index
 from roles.offline_understand import read_offline
 

@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 
-from memory_store.datasets import Dataset
+from dataio.dataset import Dataset
 from roles.catalogue_eras import Eras
 from roles.catalogue_text import normalise, title_keys, word_forms
 from roles.catalogue_titles import MAX_MATCHES, TitleIndex, TitleMatch, TitleResolution

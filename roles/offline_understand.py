@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from graph.chat_state import Mention, Sentiment
 from roles import lexicon as lx
 from roles.catalogue_index import CatalogueIndex
 from roles.reading import Reading, ReadingConstraints
@@ -33,6 +32,7 @@ from roles.utterance import (
 )
 from roles.utterance_leftovers import read_leftovers
 from roles.utterance_pieces import Segmenter
+from schemas.chat_state import Mention, Sentiment
 
 MAX_MESSAGE_CHARS = 2000
 MAX_ANTECEDENT_WORDS = 8  # longest title "it" may refer back to

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from graph.chat_state import Constraints, Understanding
+from schemas.chat_state import Constraints, Understanding
 
 RelativeEra = Literal["older", "newer"]
 

@@ -12,9 +12,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
 
-from graph.chat_state import Mention
 from roles import lexicon as lx
 from roles.catalogue_index import CatalogueIndex, normalise
+from schemas.chat_state import Mention
 
 _TOKEN = re.compile(
     r"(?P<ref>#\d{1,2}\b)"  # "#2": the second pick shown

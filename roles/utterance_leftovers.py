@@ -48,29 +48,40 @@ def _eras(msg: Message, run: list[int]) -> None:
         before = [w for w in words[:j] if w != "the"]
         prev, prev2 = (before[-1] if before else ""), (before[-2] if len(before) > 1 else "")
         nxt = words[j + 1] if j + 1 < len(words) else ""
-        decade = _decade(msg, word)
-        if decade is not None:
-            _at_decade(msg, decade, prev, prev2)
-        elif YEAR.match(word):
-            taken = _at_year(msg, int(word), prev, prev2, words[j + 1 : j + 3])
-            if not taken:
-                continue
-            for k in range(j + 1, j + taken):
-                msg.spent[run[k]] = True
-        elif word in lx.OLDER and nxt != "than":
-            msg.found.relative = "older"
-        elif word in lx.NEWER and nxt != "than":
-            msg.found.relative = "newer"
-            if prev in lx.MORE:  # "more recent" asks for nothing "more"
-                msg.spent[run[j - 1]] = True
-        elif word in lx.OLD and (nxt in lx.GENERIC_NOUNS or prev in {"something", "an", "some"}):
-            msg.found.relative = "older"
-        else:
+        if not _era_word(msg, run, words, j, (prev, prev2, nxt)):
             continue
         msg.spent[run[j]] = True
         for k in range(max(0, j - 3), j):  # "before", "older than", "since the": era words too
             if words[k] in _ERA_LEAD:
                 msg.spent[run[k]] = True
+
+
+def _era_word(
+    msg: Message, run: list[int], words: list[str], j: int, around: tuple[str, str, str]
+) -> bool:
+    """Read the era word at ``j`` (decade, year, older / newer); False when it is none."""
+    prev, prev2, nxt = around
+    word = words[j]
+    decade = _decade(msg, word)
+    if decade is not None:
+        _at_decade(msg, decade, prev, prev2)
+    elif YEAR.match(word):
+        taken = _at_year(msg, int(word), prev, prev2, words[j + 1 : j + 3])
+        if not taken:
+            return False
+        for k in range(j + 1, j + taken):
+            msg.spent[run[k]] = True
+    elif word in lx.OLDER and nxt != "than":
+        msg.found.relative = "older"
+    elif word in lx.NEWER and nxt != "than":
+        msg.found.relative = "newer"
+        if prev in lx.MORE:  # "more recent" asks for nothing "more"
+            msg.spent[run[j - 1]] = True
+    elif word in lx.OLD and (nxt in lx.GENERIC_NOUNS or prev in {"something", "an", "some"}):
+        msg.found.relative = "older"
+    else:
+        return False
+    return True
 
 
 def _decade(msg: Message, word: str) -> int | None:

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memory_store.datasets import Dataset, load_dataset
+from dataio.dataset import Dataset
+from dataio.datasets import load_dataset
 from roles.catalogue_index import (
     CatalogueIndex,
     catalogue_index,
