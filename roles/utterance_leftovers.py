@@ -42,7 +42,7 @@ def read_leftovers(msg: Message) -> None:
 
 def _eras(msg: Message, run: list[int]) -> None:
     words = [msg.tokens[k].norm for k in run]
-    for j, word in enumerate(words):
+    for j in range(len(words)):
         if msg.spent[run[j]]:
             continue
         before = [w for w in words[:j] if w != "the"]
