@@ -18,6 +18,7 @@ BENCHMARKS = (
     "online",
     "tokens",
     "propagation_degree",
+    "propagation",
     "throughput",
     "index",
     "chroma",
