@@ -8,8 +8,11 @@ The builders hand :func:`schedule_propagation` to the nodes that record (`record
   of the current event loop.
 - LangGraph server (``langgraph dev`` / ``langgraph up``: the ``langgraph_api`` package is loaded
   in-process, or ``LANGGRAPH_API_URL`` is set): one background run of the ``propagate`` graph per
-  interaction through the SDK's in-process client, not awaited. If that fails, the in-process
-  runner takes the jobs instead.
+  interaction through the SDK's in-process client, not awaited. The run claims its job itself
+  (``memory_store/claims.py``), so a ``memrec worker`` draining the same queue, or the server
+  replaying the run after a restart, never propagates it twice. A sweeper (the in-process runner
+  with ``min_age_s``) picks up jobs whose run never started. If starting the runs fails, the
+  in-process runner takes the jobs instead.
 
 ``MEMREC_PROPAGATION`` = ``auto`` (default), ``worker`` or ``server`` forces one path. The
 standalone ``memrec worker`` process (``services/worker.py``) runs the same handler.
@@ -45,12 +48,15 @@ PROPAGATE_ASSISTANT = "propagate"
 Mode = Literal["worker", "server"]
 
 
+ORPHAN_AGE_S = 30.0  # a job still pending this long after recording lost its background run
+
+
 def propagation_handler(ctx: MemRecContext, graph: Any = None) -> Handler:
-    """A job handler that runs the propagate graph (default: the compiled one) on an event."""
+    """A job handler that runs the propagate graph (default: the compiled one) under a claim."""
     runnable: Any = graph if graph is not None else propagate_graph
 
-    async def propagate(event: InteractionEvent) -> PropagationReport:
-        out = await runnable.ainvoke({"event": event}, context=ctx)
+    async def propagate(event: InteractionEvent, owner: str) -> PropagationReport:
+        out = await runnable.ainvoke({"event": event, "lease_owner": owner}, context=ctx)
         report: PropagationReport = out["report"]
         return report
 
@@ -110,6 +116,14 @@ async def start_server_runs(ctx: MemRecContext, events: list[InteractionEvent]) 
     return run_ids
 
 
+def _start_sweeper(ctx: MemRecContext) -> None:
+    """Run the in-process runner on orphaned jobs only (pending > ``ORPHAN_AGE_S``)."""
+    runner = shared_worker(workspace_for(ctx), ctx)
+    runner.min_age_s = ORPHAN_AGE_S
+    runner.poll_s = max(runner.poll_s, 5.0)
+    runner.start()
+
+
 async def schedule_propagation(ctx: MemRecContext, events: list[InteractionEvent]) -> None:
     """Hand recorded interactions to background propagation; never waits for it to finish."""
     if not events:
@@ -117,6 +131,7 @@ async def schedule_propagation(ctx: MemRecContext, events: list[InteractionEvent
     if propagation_mode() == "server":
         try:
             await start_server_runs(ctx, events)
+            _start_sweeper(ctx)
             return
         except (httpx.HTTPError, OSError, RuntimeError, ValueError, ImportError) as err:
             logger.warning(
@@ -125,4 +140,7 @@ async def schedule_propagation(ctx: MemRecContext, events: list[InteractionEvent
                 err,
                 len(events),
             )
-    wake_shared_worker(workspace_for(ctx), ctx)
+    runner = shared_worker(workspace_for(ctx), ctx)
+    runner.min_age_s = 0.0  # this runner is the executor now, not a sweeper
+    runner.start()
+    runner.wake()

@@ -24,6 +24,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
+from memory_store.claims import release_after_error, still_held
 from memory_store.facet_cache import facet_cache_for
 from memory_store.memories import MemoryKind
 from memory_store.summaries import append_note, notes_of
@@ -192,6 +193,9 @@ def apply_propagation(
     if loaded.skip_reason:
         report.notes.append(loaded.skip_reason)
         return report
+    if not still_held(ws.events, loaded.owner, event.interaction_id):
+        report.notes.append("another executor took this job over (lease lapsed): nothing written")
+        return report
     screened = screen_patches(loaded, result.neighbour_patches)
     report.dropped_patches, report.refused_patches = len(screened.dropped), len(screened.refused)
     report.notes.extend([*screened.dropped, *screened.refused])
@@ -230,7 +234,7 @@ def _write(
 
 
 async def apply_patches(state: PropagateState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
-    """LangGraph adapter: write the result and settle the interaction's job."""
+    """LangGraph adapter: write the result and complete the interaction's job (when held)."""
     ctx = runtime.context or MemRecContext()
     ws = await aworkspace_for(ctx)
     loaded: LoadedContext = state["loaded"]
@@ -238,6 +242,14 @@ async def apply_patches(state: PropagateState, runtime: Runtime[MemRecContext]) 
     if result is None:  # skipped before the model call
         result = PropagationResult(user_memory="", item_memory="")
     usage = state.get("usage") or CallUsage()
-    report = await asyncio.to_thread(apply_propagation, ws, loaded, result, usage)
-    await asyncio.to_thread(ws.events.settle_job, report.interaction_id)
+    try:
+        report = await asyncio.to_thread(apply_propagation, ws, loaded, result, usage)
+    except Exception as err:
+        iid = loaded.event.interaction_id
+        await asyncio.to_thread(
+            release_after_error, ws.events, loaded.owner, loaded.own_claim, iid, err
+        )
+        raise
+    if loaded.owner is not None:
+        await asyncio.to_thread(ws.events.complete_job, report.interaction_id, loaded.owner)
     return {"report": report}

@@ -53,6 +53,7 @@ class RecommendInput(TypedDict, total=False):
     candidates: list[str] | None  # item ids to rank; None = the benchmark candidate list
     request: str | None  # optional free-text request
     feedback: list[Feedback] | None  # interactions to record after responding
+    idempotency_key: str | None  # the same key on a retry records the feedback only once
 
 
 class RecommendOutput(TypedDict, total=False):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from memory_store.events import EventLog, InteractionConflict, SchemaMismatch
+from memory_store.events import SCHEMA_VERSION, EventLog, InteractionConflict, SchemaMismatch
 
 
 class FakeClock:
@@ -49,7 +49,9 @@ def test_record_is_durable_across_reopen_in_wal_mode(tmp_path: Path) -> None:
     reopened.close()
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
+    assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+        SCHEMA_VERSION
+    )
     raw.close()
 
 
