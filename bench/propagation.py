@@ -78,14 +78,11 @@ def _pairs(ws: Workspace, n: int, seed: int) -> list[tuple[str, str]]:
 
 
 def _worker(ws: Workspace, ctx: MemRecContext, in_flight: int) -> PropagationWorker:
-    # main has no concurrency inside one worker: the in-process runner is sequential
-    return PropagationWorker(ws, ctx, poll_s=0.05)
+    return PropagationWorker(ws, ctx, in_flight=in_flight, poll_s=0.05)
 
 
 async def _drain(ws: Workspace, ctx: MemRecContext, in_flight: int) -> int:
-    # main: `in_flight` runners side by side on the same event log
-    workers = [_worker(ws, ctx, 1) for _ in range(in_flight)]
-    return sum(await asyncio.gather(*(w.drain() for w in workers)))
+    return await _worker(ws, ctx, in_flight).drain()
 
 
 def _drain_row(

@@ -6,10 +6,14 @@ restored (``version_text``, ``memory_store/writes.rollback``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel, Field
 
 from memory_store.event_db import EventDb
 
+# (kind, entity_id, version, previous_text, new_text, cause, at)
+AuditValues = tuple[str, str, int, str | None, str, str, float]
 _AUDIT_COLUMNS = "a.id, a.kind, a.entity_id, a.version, a.previous_text, a.new_text, a.cause, a.at"
 
 
@@ -58,6 +62,26 @@ class AuditLog(EventDb):
                 ),
             ).rowcount
         return bool(inserted)
+
+    def audit_writes(self, rows: Sequence[AuditValues]) -> None:
+        """Record many writes in one transaction: (kind, entity, version, previous, new, cause, at).
+
+        A row whose (kind, entity, version) is audited already is ignored, as in ``audit_write``.
+        """
+        if not rows:
+            return
+        with self._tx() as conn:
+            for row in rows:
+                conn.execute(
+                    "INSERT OR IGNORE INTO audit(kind, entity_id, version, previous_text, new_text,"
+                    " cause, at) VALUES (?,?,?,?,?,?,?)",
+                    row,
+                )
+
+    def applied_records(self, cause: str) -> set[tuple[str, str]]:
+        """The (kind, entity) memories ``cause`` has written already."""
+        rows = self._read("SELECT DISTINCT kind, entity_id FROM audit WHERE cause=?", (cause,))
+        return {(r["kind"], r["entity_id"]) for r in rows}
 
     def history(self, kind: str, entity_id: str) -> list[AuditRow]:
         """Every audited write of one memory, oldest version first."""

@@ -10,13 +10,19 @@ import copy as copy_module
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import get_args
+from typing import Any, get_args
 
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction
 
 from memory_store.embeddings import HashingEmbedding, embed_documents, embed_query
-from memory_store.memories import MemoryKind, MemoryRecord, MemoryStore, VersionConflict
+from memory_store.memories import (
+    BatchPut,
+    MemoryKind,
+    MemoryRecord,
+    MemoryStore,
+    VersionConflict,
+)
 
 KINDS: tuple[str, ...] = get_args(MemoryKind)
 _BATCH = 4096
@@ -210,6 +216,37 @@ class InMemoryMemoryStore:
             )
             shelf.set(record)
             return record.model_copy()
+
+    def put_many(
+        self,
+        kind: MemoryKind,
+        writes: Sequence[tuple[str, str, int]],
+        *,
+        source: str,
+        vectors: Any = None,
+    ) -> BatchPut:
+        """Batched compare-and-set (see the MemoryStore protocol)."""
+        shelf = self._shelves[check_kind(kind)]
+        out = BatchPut()
+        now = time.time()
+        with self._lock:
+            for n, (entity_id, text, expected) in enumerate(writes):
+                current = shelf.records.get(entity_id)
+                actual = current.version if current else 0
+                if actual != expected or entity_id in out.written:
+                    out.conflicts[entity_id] = actual
+                    continue
+                record = MemoryRecord(
+                    kind=kind,
+                    entity_id=entity_id,
+                    text=text,
+                    version=actual + 1,
+                    updated_at=now,
+                    source=source,
+                )
+                shelf.set(record, None if vectors is None else np.asarray(vectors[n]))
+                out.written[entity_id] = record.model_copy()
+        return out
 
     def bulk_init(
         self,

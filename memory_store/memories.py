@@ -9,7 +9,7 @@ can never silently overwrite each other.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -43,6 +43,15 @@ class MemoryRecord(BaseModel):
         return record_id(self.kind, self.entity_id)
 
 
+class BatchPut(BaseModel):
+    """What a batched compare-and-set write did: the records written and the ids that conflicted."""
+
+    written: dict[str, MemoryRecord] = Field(default_factory=dict, description="id -> record")
+    conflicts: dict[str, int] = Field(
+        default_factory=dict, description="id -> the version found instead of the expected one"
+    )
+
+
 def record_id(kind: str, entity_id: str) -> str:
     """Stable document id for a memory."""
     return f"{kind}:{entity_id}"
@@ -72,6 +81,22 @@ class MemoryStore(Protocol):
         """Compare-and-set write: succeeds only if the current version is ``expected_version``.
 
         ``expected_version=0`` means the record must not exist yet. Raises VersionConflict.
+        """
+        ...
+
+    def put_many(
+        self,
+        kind: MemoryKind,
+        writes: Sequence[tuple[str, str, int]],
+        *,
+        source: str,
+        vectors: Any = None,
+    ) -> BatchPut:
+        """Compare-and-set many records of one kind at once: ``(id, text, expected_version)``.
+
+        Every write whose expected version holds is applied (one store write for all of them);
+        the others are reported as conflicts and change nothing. ``vectors`` (one row per write)
+        are the texts' embeddings when the caller has them already.
         """
         ...
 

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +25,7 @@ from dataio.split import Split
 from memory_store.cached_store import CachedMemoryStore
 from memory_store.catalog import load_catalog
 from memory_store.embedding_factory import make_embedding
+from memory_store.embeddings import HashingEmbedding
 from memory_store.events import EventLog
 from memory_store.graph import InteractionGraph
 from memory_store.memories import MemoryKind, MemoryStore
@@ -136,10 +138,24 @@ class Workspace:
         return path
 
     # ------------------------------------------------------------------ writes
-    def on_memory_write(self, kind: MemoryKind, entity_id: str, text: str) -> None:
-        """Keep the vector cache in step with a memory write."""
+    def on_memory_write(
+        self, kind: MemoryKind, entity_id: str, text: str, vector: Any = None
+    ) -> None:
+        """Keep the vector cache in step with a memory write (``vector``: from ``embedder``)."""
         code = self.user_code(entity_id) if kind == "user" else self.item_code(entity_id)
-        self.vectors.refresh(kind, code, text)
+        self.vectors.refresh(kind, code, text, vector)
+
+    def embedder(self) -> Callable[[list[str]], Any] | None:
+        """Embeds texts once for both the memory store and the vector cache, when they agree.
+
+        None when the store embeds with another model than the cache's local hashing.
+        """
+        store = getattr(self.memories, "inner", self.memories)
+        function = getattr(store, "embedding_function", None)
+        mine = self.vectors.embedding
+        if isinstance(function, HashingEmbedding) and function.get_config() == mine.get_config():
+            return mine.embed_texts
+        return None
 
     def benchmark_candidates(
         self, which: str = "test", n: int = 10, seed: int = 0

@@ -110,10 +110,11 @@ def load_propagation_context(
     skip = claim.refusal if claim is not None else None
     if skip is None and not ctx.collab_write:
         skip = "collaborative write is off (collab_write=False)"
-    if skip is None and already_propagated(ws, event):
+    answer = stored_answer(claim) if claim is not None and not skip else None
+    # with a kept answer the writes are re-applied (each skipped when made): no shortcut needed
+    if skip is None and answer is None and already_propagated(ws, event):
         skip = ALREADY_PROPAGATED
     neighbours = [] if skip else _snippets(ws, _fanout(ws, ctx, event, claim), versions)
-    answer = stored_answer(claim) if claim is not None and not skip else None
     inp = PropagationInput(
         event=event,
         item_title=ws.title(item_code),
@@ -177,15 +178,15 @@ async def load_context(state: PropagateState, runtime: Runtime[MemRecContext]) -
     """LangGraph adapter: resolve the event (by id from the log, or given) and load its context."""
     ctx = runtime.context or MemRecContext()
     ws = await aworkspace_for(ctx)
-    event = await asyncio.to_thread(
-        resolve_event, ws, state.get("interaction_id"), state.get("event")
-    )
     runner = state.get("lease_owner")
     owner = run_owner(runner, _run_id())
-    claim = await asyncio.to_thread(
-        claim_for_run, ws.events, event.interaction_id, owner, self_claimed=not runner
-    )
-    loaded = await asyncio.to_thread(load_propagation_context, ws, ctx, event, claim)
+
+    def load() -> tuple[InteractionEvent, LoadedContext]:
+        event = resolve_event(ws, state.get("interaction_id"), state.get("event"))
+        claim = claim_for_run(ws.events, event.interaction_id, owner, self_claimed=not runner)
+        return event, load_propagation_context(ws, ctx, event, claim)
+
+    event, loaded = await asyncio.to_thread(load)  # one hop: log, store and graph reads
     return {"interaction_id": event.interaction_id, "loaded": loaded}
 
 

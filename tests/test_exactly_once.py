@@ -241,15 +241,22 @@ class _FailOnUserWrite:
     def __init__(self, ws: Workspace, user_id: str) -> None:
         self.raised = 0
         store = ws.memories
-        original = store.put
+        put, put_many = store.put, store.put_many
 
-        def put(kind: str, entity_id: str, *args: Any, **kwargs: Any) -> Any:
-            if kind == "user" and entity_id == user_id and not self.raised:
+        def fail_once(kind: str, ids: list[str]) -> None:
+            if kind == "user" and user_id in ids and not self.raised:
                 self.raised += 1
                 raise OSError("disk went away")
-            return original(kind, entity_id, *args, **kwargs)  # type: ignore[arg-type]
 
-        store.put = put  # type: ignore[method-assign]
+        def one(kind: str, entity_id: str, *args: Any, **kwargs: Any) -> Any:
+            fail_once(kind, [entity_id])
+            return put(kind, entity_id, *args, **kwargs)  # type: ignore[arg-type]
+
+        def many(kind: str, writes: list[tuple[str, str, int]], **kwargs: Any) -> Any:
+            fail_once(kind, [w[0] for w in writes])
+            return put_many(kind, writes, **kwargs)  # type: ignore[arg-type]
+
+        store.put, store.put_many = one, many  # type: ignore[method-assign]
 
 
 async def test_the_runner_keeps_in_flight_jobs_running_at_once(

@@ -106,6 +106,27 @@ def test_create_on_existing_record_conflicts(store: MemoryStore) -> None:
     assert store.get("item", "absent") is None
 
 
+def test_put_many_writes_what_holds_and_reports_conflicts(store: MemoryStore) -> None:
+    store.bulk_init("item", DOCS, source="warmup")
+    store.put("item", "g2", "racing, now with notes", expected_version=1, source="other")
+    out = store.put_many(
+        "item",
+        [("g1", "dragons v2", 1), ("g2", "stale write", 1), ("g3", "puzzles v2", 1)],
+        source="job-1",
+    )
+    assert set(out.written) == {"g1", "g3"} and out.conflicts == {"g2": 2}
+    assert [out.written[i].version for i in ("g1", "g3")] == [2, 2]
+    assert store.get("item", "g1") == out.written["g1"]
+    assert store.get("item", "g2").text == "racing, now with notes"  # the conflict wrote nothing
+    got = store.get_many("item", ["g1", "g3"])
+    assert {i: (r.text, r.source) for i, r in got.items()} == {
+        "g1": ("dragons v2", "job-1"),
+        "g3": ("puzzles v2", "job-1"),
+    }
+    hits = store.search("item", "dragons v2", k=1)
+    assert hits[0][0].entity_id == "g1"  # the new text was embedded and indexed
+
+
 def test_bulk_init_is_idempotent(store: MemoryStore) -> None:
     store.put("item", "g2", "already written", expected_version=0, source="earlier")
     ticks: list[int] = []
