@@ -30,6 +30,7 @@ from memory_store.events import EventLog
 from memory_store.graph import InteractionGraph
 from memory_store.memories import MemoryKind, MemoryStore
 from memory_store.privacy_log import PrivacyState, read_privacy
+from memory_store.record_locks import FileRecordLocks
 from memory_store.vectors import MemoryVectors
 from schemas.context import MemRecContext
 from schemas.ruleset import RuleSet, generic_rules
@@ -223,8 +224,10 @@ def open_chroma(directory: Path, chroma_url: str | None) -> ChromaMemoryStore:
     # MEMREC_EMBEDDING: "hash" (local, the default) or "openai:<model>" /
     # "openai-compatible:<model>@<url>"; fixed per store (Chroma keeps it with the collection).
     embedding = make_embedding(os.environ.get("MEMREC_EMBEDDING", "hash"))
-    if chroma_url:
-        return ChromaMemoryStore(url=chroma_url, embedding=embedding)
+    if chroma_url:  # several processes may write: their compare-and-set shares a lock
+        store = ChromaMemoryStore(url=chroma_url, embedding=embedding)
+        store.record_lock = FileRecordLocks(directory / "record.locks")
+        return store
     return ChromaMemoryStore(path=directory / "chroma", embedding=embedding)
 
 
