@@ -274,6 +274,9 @@ def worker(
     home: str | None = HOME,
     lmmem: str | None = LMMemOpt,
     poll_s: float = typer.Option(0.5, "--poll", help="seconds between polls when idle"),
+    in_flight: int = typer.Option(
+        8, "--in-flight", min=1, help="jobs propagated at once (model calls overlap)"
+    ),
 ) -> None:
     """Drain the propagation queue forever (Ctrl-C to stop; a killed worker loses nothing)."""
     from services.worker import PropagationWorker
@@ -281,7 +284,7 @@ def worker(
     with user_errors(LookupError, ValueError):
         ctx = _context(dataset, home, lmmem)
         ws = _open_for(ctx)
-        runner = PropagationWorker(ws, ctx, poll_s=poll_s)
+        runner = PropagationWorker(ws, ctx, poll_s=poll_s, in_flight=in_flight)
         console.print(f"worker {runner.owner} draining {ws.name}; Ctrl-C to stop")
         try:
             asyncio.run(_forever(runner))

@@ -14,8 +14,9 @@ The builders hand :func:`schedule_propagation` to the nodes that record (`record
   with ``min_age_s``) picks up jobs whose run never started. If starting the runs fails, the
   in-process runner takes the jobs instead.
 
-``MEMREC_PROPAGATION`` = ``auto`` (default), ``worker`` or ``server`` forces one path. The
-standalone ``memrec worker`` process (``services/worker.py``) runs the same handler.
+``MEMREC_PROPAGATION`` = ``auto`` (default), ``worker`` or ``server`` forces one path;
+``external`` only records (the jobs are durable): ``memrec worker`` processes
+(``services/worker.py``, the same handler) drain them, as in the scaled deployment.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 MODE_ENV = "MEMREC_PROPAGATION"
 PROPAGATE_ASSISTANT = "propagate"
-Mode = Literal["worker", "server"]
+Mode = Literal["worker", "server", "external"]
 
 
 ORPHAN_AGE_S = 30.0  # a job still pending this long after recording lost its background run
@@ -86,8 +87,10 @@ def on_langgraph_server() -> bool:
 def propagation_mode() -> Mode:
     """Where propagation runs from here (see the module docstring)."""
     forced = (os.environ.get(MODE_ENV) or "auto").strip().lower()
-    if forced not in ("auto", "worker", "server"):
-        raise ValueError(f"{MODE_ENV}={forced!r}: accepted values are auto, worker, server")
+    if forced not in ("auto", "worker", "server", "external"):
+        raise ValueError(
+            f"{MODE_ENV}={forced!r}: accepted values are auto, worker, server, external"
+        )
     if forced != "auto":
         return forced  # type: ignore[return-value]
     return "server" if on_langgraph_server() else "worker"
@@ -128,7 +131,10 @@ async def schedule_propagation(ctx: MemRecContext, events: list[InteractionEvent
     """Hand recorded interactions to background propagation; never waits for it to finish."""
     if not events:
         return
-    if propagation_mode() == "server":
+    mode = propagation_mode()
+    if mode == "external":  # durable already: a `memrec worker` process drains the queue
+        return
+    if mode == "server":
         try:
             await start_server_runs(ctx, events)
             _start_sweeper(ctx)

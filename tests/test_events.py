@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from memory_store.events import SCHEMA_VERSION, EventLog, InteractionConflict, SchemaMismatch
+from tests.support.postgres import fresh_dataset_name, pg_url  # noqa: F401 (a fixture)
 
 
 class FakeClock:
@@ -27,8 +28,17 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def log(tmp_path: Path, clock: FakeClock) -> Iterator[EventLog]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def log(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[EventLog]:
+    """The event log on its SQLite file, and the same operations on Postgres."""
+    if request.param == "postgres":
+        from memory_store.pg_events import PgEventLog
+
+        url = request.getfixturevalue("pg_url")
+        pg = PgEventLog(url, fresh_dataset_name(), clock=clock, rng=random.Random(7))
+        yield pg  # type: ignore[misc]
+        pg.close()
+        return
     with EventLog(tmp_path / "events.db", clock=clock, rng=random.Random(7)) as opened:
         yield opened
 

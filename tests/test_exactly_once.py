@@ -30,6 +30,7 @@ from schemas.recommend_state import Feedback
 from schemas.records import CallUsage, PropagationInput, PropagationResult, RoleOutput
 from services.worker import PropagationWorker
 from tests.support.fixtures import TINY_MOVIES, workspace_fixtures
+from tests.support.postgres import fresh_dataset_name, pg_url  # noqa: F401 (a fixture)
 
 ws, ctx = workspace_fixtures(TINY_MOVIES)
 
@@ -71,9 +72,15 @@ def patches_per_cause(ws: Workspace, iid: str) -> Counter[tuple[str, str]]:
 # ------------------------------------------------------------------------------ the job API
 
 
-@pytest.fixture
-def log(tmp_path: Path) -> EventLog:
-    events = EventLog(tmp_path / "events.sqlite")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> EventLog:
+    """The job API on the SQLite event log and on Postgres (``MEMREC_DATABASE_URL``)."""
+    if request.param == "postgres":
+        from memory_store.pg_events import PgEventLog
+
+        events: EventLog = PgEventLog(request.getfixturevalue("pg_url"), fresh_dataset_name())  # type: ignore[assignment]
+    else:
+        events = EventLog(tmp_path / "events.sqlite")
     events.record_interaction("u", "i", interaction_id="a")
     return events
 
