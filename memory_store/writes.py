@@ -200,6 +200,7 @@ def _commit_kind(
     """
     results: list[tuple[int, Written | None]] = []
     batch, texts, current = plan.batch, plan.texts, plan.current
+    found: dict[str, int] = {}
     for attempt in range(max_retries + 1):
         if not batch:
             break
@@ -224,6 +225,7 @@ def _commit_kind(
                 results.append((n, Written(record, None if vectors is None else vectors[row])))
         log.audit_writes(rows)
         lost = [n for n in batch if writes[n].entity_id in put.conflicts]
+        found = put.conflicts
         if lost and attempt < max_retries:
             time.sleep(min(0.1, 0.002 * 2**attempt) * random.uniform(0.5, 1.5))
         retry = _plan_kind(store, log, plan.kind, writes, lost, cause) if lost else None
@@ -232,11 +234,11 @@ def _commit_kind(
         current = retry.current if retry else current
         vectors = None  # the store embeds recomputed texts itself
     if batch:
-        first = writes[batch[0]]
+        first = writes[batch[0]].entity_id
         raise WriteContention(
-            VersionConflict(plan.kind, first.entity_id, current[first.entity_id].version, -1),
+            VersionConflict(plan.kind, first, current[first].version, found.get(first, -1)),
             plan.kind,
-            first.entity_id,
+            first,
             max_retries + 1,
         )
     for n in plan.later:  # a second write of the same memory in one batch: after the first
