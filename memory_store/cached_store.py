@@ -115,10 +115,17 @@ class CachedMemoryStore:
                 self._records.pop((kind, entity_id), None)
         return out
 
-    def bulk_init(self, kind: MemoryKind, items: Iterable[tuple[str, str]], source: str) -> int:
+    def bulk_init(
+        self,
+        kind: MemoryKind,
+        items: Iterable[tuple[str, str]],
+        source: str,
+        *,
+        vectors: Any = None,
+    ) -> int:
         """Pass through, then forget cached absences."""
         pairs = list(items)
-        created = self.inner.bulk_init(kind, pairs, source)
+        created = self.inner.bulk_init(kind, pairs, source, vectors=vectors)
         with self._lock:
             for entity_id, _ in pairs:
                 self._records.pop((kind, entity_id), None)

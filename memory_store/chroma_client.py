@@ -25,6 +25,12 @@ HNSW_SETTINGS: dict[str, Any] = {
 }
 
 
+# The memory text lives in the metadata, not in Chroma's ``documents``: documents are full-text
+# indexed (an FTS5 index nothing here searches: search is by embedding), which costs about a third
+# of the CPU of a bulk add. Stores written before keep their documents and are read as before.
+TEXT_KEY = "text"
+
+
 def client_for(path: Path | None, url: str | None) -> ClientAPI:
     """Build the Chroma client: HTTP when ``url`` is given, else persistent or ephemeral."""
     settings = Settings(anonymized_telemetry=False)
@@ -46,11 +52,12 @@ def client_for(path: Path | None, url: str | None) -> ClientAPI:
 def record_from_row(
     kind: MemoryKind, entity_id: str, document: str | None, meta: Any
 ) -> MemoryRecord:
-    """A MemoryRecord from one Chroma row."""
+    """A MemoryRecord from one Chroma row: the text from its metadata, else its document."""
+    text = meta.get(TEXT_KEY)
     return MemoryRecord(
         kind=kind,
         entity_id=str(meta.get("entity_id", entity_id)),
-        text=document or "",
+        text=str(text) if text is not None else document or "",
         version=int(meta["version"]),
         updated_at=float(meta["updated_at"]),
         source=str(meta["source"]),
@@ -62,9 +69,17 @@ def now_ms() -> float:
     return round(time.time(), 3)
 
 
-def metadata_for(entity_id: str, version: int, updated_at: float, source: str) -> dict[str, Any]:
-    """The metadata of one memory row."""
-    return {"entity_id": entity_id, "version": version, "updated_at": updated_at, "source": source}
+def metadata_for(
+    entity_id: str, version: int, updated_at: float, source: str, text: str
+) -> dict[str, Any]:
+    """The metadata of one memory row, its text included (see ``TEXT_KEY``)."""
+    return {
+        "entity_id": entity_id,
+        "version": version,
+        "updated_at": updated_at,
+        "source": source,
+        TEXT_KEY: text,
+    }
 
 
 def chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:

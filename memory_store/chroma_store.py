@@ -1,10 +1,11 @@
-"""Chroma-backed MemoryStore: user and item memories as embedded documents.
+"""Chroma-backed MemoryStore: user and item memories as embedded records.
 
 Two collections, ``<prefix>_user_memories`` and ``<prefix>_item_memories`` (cosine space), hold one
-document per entity: id = entity id, document = memory text, metadata = ``entity_id``, ``version``,
-``updated_at``, ``source``. The embedding function is always set explicitly (the local
-:class:`~memory_store.embeddings.HashingEmbedding` by default) because Chroma's own default
-downloads a model; telemetry is off.
+record per entity: id = entity id, the embedding of the memory text, metadata = ``entity_id``,
+``version``, ``updated_at``, ``source`` and ``text`` (the memory text: kept out of Chroma's
+full-text-indexed documents, ``chroma_client.TEXT_KEY``). The embedding function is always set
+explicitly (the local :class:`~memory_store.embeddings.HashingEmbedding` by default) because
+Chroma's own default downloads a model; telemetry is off.
 
 Clients: an embedded ``PersistentClient(path)`` by default, ``HttpClient`` against a Chroma server
 when ``url`` is given, an in-process ``EphemeralClient`` when neither is.
@@ -267,9 +268,8 @@ class ChromaMemoryStore:
                 collection.upsert(
                     ids=[r.entity_id for r, _ in rows],
                     embeddings=np.asarray([v for _, v in rows], dtype=np.float32),
-                    documents=[r.text for r, _ in rows],
                     metadatas=[
-                        metadata_for(r.entity_id, r.version, r.updated_at, r.source)
+                        metadata_for(r.entity_id, r.version, r.updated_at, r.source, r.text)
                         for r, _ in rows
                     ],
                 )
@@ -281,39 +281,46 @@ class ChromaMemoryStore:
         source: str,
         *,
         progress: Callable[[int], None] | None = None,
+        vectors: Any = None,
     ) -> int:
         """Create version-1 records for ids not present yet; returns how many were created.
 
         Works in batches of the client's max batch size; ``progress`` is called after each batch
         with the number of input items it handled. A repeated id keeps its first text.
+        ``vectors`` (one row per item, in order): the texts' embeddings, already computed.
         """
         collection = self._collection(kind)
         created = 0
-        batch: list[tuple[str, str]] = []
-        for item in items:
-            batch.append(item)
+        batch: list[tuple[int, str, str]] = []
+        for row, (entity_id, text) in enumerate(items):
+            batch.append((row, entity_id, text))
             if len(batch) == self._batch:
-                created += self._init_batch(collection, batch, source)
+                created += self._init_batch(collection, batch, source, vectors)
                 if progress is not None:
                     progress(len(batch))
                 batch = []
         if batch:
-            created += self._init_batch(collection, batch, source)
+            created += self._init_batch(collection, batch, source, vectors)
             if progress is not None:
                 progress(len(batch))
         return created
 
-    def _init_batch(self, collection: Collection, batch: list[tuple[str, str]], source: str) -> int:
+    def _init_batch(
+        self, collection: Collection, batch: list[tuple[int, str, str]], source: str, vectors: Any
+    ) -> int:
         """Add the batch's ids that do not exist yet (checked again under the lock)."""
-        fresh: dict[str, str] = {}
-        for entity_id, text in batch:
-            fresh.setdefault(entity_id, text)
+        fresh: dict[str, tuple[int, str]] = {}
+        for row, entity_id, text in batch:
+            fresh.setdefault(entity_id, (row, text))
         for entity_id in collection.get(ids=list(fresh), include=[])["ids"]:
             fresh.pop(entity_id, None)
         if not fresh:
             return 0
         ids = list(fresh)
-        vectors = embed_documents(self.embedding_function, list(fresh.values()))
+        if vectors is None:
+            embedded = embed_documents(self.embedding_function, [t for _, t in fresh.values()])
+        else:
+            embedded = np.asarray(vectors, dtype=np.float32)[[r for r, _ in fresh.values()]]
         now = now_ms()
         with self._lock:
             raced = set(collection.get(ids=ids, include=[])["ids"])
@@ -322,9 +329,8 @@ class ChromaMemoryStore:
                 return 0
             collection.add(
                 ids=[ids[n] for n in keep],
-                embeddings=vectors[keep],
-                documents=[fresh[ids[n]] for n in keep],
-                metadatas=[metadata_for(ids[n], 1, now, source) for n in keep],
+                embeddings=embedded[keep],
+                metadatas=[metadata_for(ids[n], 1, now, source, fresh[ids[n]][1]) for n in keep],
             )
         return len(keep)
 

@@ -255,38 +255,46 @@ class InMemoryMemoryStore:
         source: str,
         *,
         progress: Callable[[int], None] | None = None,
+        vectors: Any = None,
     ) -> int:
         """Create version-1 records for ids not present yet; returns how many were created.
 
         ``progress`` is called after each batch with the number of input items it handled.
-        A repeated id within ``items`` keeps its first text.
+        A repeated id within ``items`` keeps its first text. ``vectors``: one embedding row per
+        item, already computed.
         """
         shelf = self._shelves[check_kind(kind)]
         created = 0
-        batch: list[tuple[str, str]] = []
-        for item in items:
-            batch.append(item)
+        batch: list[tuple[int, str, str]] = []
+        for row, (entity_id, text) in enumerate(items):
+            batch.append((row, entity_id, text))
             if len(batch) == _BATCH:
-                created += self._init_batch(shelf, kind, batch, source, progress)
+                created += self._init_batch(shelf, kind, batch, source, progress, vectors)
                 batch = []
         if batch:
-            created += self._init_batch(shelf, kind, batch, source, progress)
+            created += self._init_batch(shelf, kind, batch, source, progress, vectors)
         return created
 
     def _init_batch(
         self,
         shelf: _Shelf,
         kind: MemoryKind,
-        batch: list[tuple[str, str]],
+        batch: list[tuple[int, str, str]],
         source: str,
         progress: Callable[[int], None] | None,
+        given: Any,
     ) -> int:
         fresh: dict[str, str] = {}
+        rows: list[int] = []
         with self._lock:
-            for entity_id, text in batch:
+            for row, entity_id, text in batch:
                 if entity_id not in fresh and entity_id not in shelf.records:
                     fresh[entity_id] = text
-        vectors = embed_documents(self.embedding_function, list(fresh.values()))
+                    rows.append(row)
+        if given is None:
+            vectors = embed_documents(self.embedding_function, list(fresh.values()))
+        else:
+            vectors = np.asarray(given, dtype=np.float32)[rows]
         now = time.time()
         created = 0
         with self._lock:

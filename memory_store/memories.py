@@ -100,10 +100,18 @@ class MemoryStore(Protocol):
         """
         ...
 
-    def bulk_init(self, kind: MemoryKind, items: Iterable[tuple[str, str]], source: str) -> int:
+    def bulk_init(
+        self,
+        kind: MemoryKind,
+        items: Iterable[tuple[str, str]],
+        source: str,
+        *,
+        vectors: Any = None,
+    ) -> int:
         """Create version-1 records for ids that do not exist yet; returns how many were created.
 
-        Existing records are left untouched, so indexing twice is idempotent.
+        Existing records are left untouched, so indexing twice is idempotent. ``vectors`` (one
+        row per item, in order) are the texts' embeddings when the caller computed them already.
         """
         ...
 

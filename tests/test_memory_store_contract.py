@@ -252,6 +252,22 @@ def test_chroma_embedded_reopens_persisted_data(tmp_path: Path) -> None:
         assert reopened.search("item", "racing cars", k=1)[0][0].entity_id == "g2"
 
 
+def test_chroma_reads_a_store_written_with_documents_and_writes_over_it(tmp_path: Path) -> None:
+    """Stores indexed before the text moved to the metadata keep working."""
+    with ChromaMemoryStore(path=tmp_path / "db") as store:
+        old = store._collection("item")  # the former layout: text in the documents
+        old.add(
+            ids=["g1"],
+            embeddings=store.embedding_function(["dragons"]),
+            documents=["dragons and magic"],
+            metadatas=[{"entity_id": "g1", "version": 1, "updated_at": 1.0, "source": "warmup"}],
+        )
+        assert store.get("item", "g1").text == "dragons and magic"
+        store.put("item", "g1", "dragons, rewritten", expected_version=1, source="ev")
+        assert store.get("item", "g1").text == "dragons, rewritten"
+        assert store.search("item", "dragons rewritten", k=1)[0][0].text == "dragons, rewritten"
+
+
 def test_chroma_refuses_a_different_embedding_config(tmp_path: Path) -> None:
     with ChromaMemoryStore(path=tmp_path / "db") as first:
         first.put("user", "u1", "x", expected_version=0, source="w")

@@ -77,7 +77,9 @@ class DictStore:
                 out.conflicts[entity_id] = conflict.actual
         return out
 
-    def bulk_init(self, kind: MemoryKind, items: Iterable[tuple[str, str]], source: str) -> int:
+    def bulk_init(
+        self, kind: MemoryKind, items: Iterable[tuple[str, str]], source: str, *, vectors=None
+    ) -> int:
         created = 0
         for entity_id, text in items:
             if (kind, entity_id) not in self.records:
