@@ -3,8 +3,9 @@
 The index build has every memory text in hand (the item texts, the offline user summaries). Its
 embeddings serve twice, as the store's vectors and as the vectors file curation reads
 (``memory_store/vectors.py``), so they are computed once here when the store embeds with the
-same local hashing; and the store's add (Chroma: its own native threads, the GIL released)
-runs on a thread while the build writes its candidate files and rules.
+same local hashing; and the store's add (Chroma: native code, the GIL released) runs on a thread
+while the build writes its candidate files and rules. The embedding itself (Python and numpy)
+runs before the thread starts: two Python-bound threads would only take turns on the GIL.
 """
 
 from __future__ import annotations
@@ -46,7 +47,14 @@ class BackgroundLoad:
     _thread: threading.Thread | None = None
 
     def start(self) -> BackgroundLoad:
-        """Begin on a thread; returns self."""
+        """Embed every text here, then add them on a thread; returns self."""
+        for kind, pairs in self.work:
+            texts = [text for _, text in pairs]
+            self.vectors[kind] = (
+                self.embedding.embed_texts(texts)
+                if texts
+                else np.zeros((0, self.embedding.dim), np.float32)
+            )
         self._thread = threading.Thread(target=self._run, name="memrec-bulk-load", daemon=True)
         self._thread.start()
         return self
@@ -70,17 +78,12 @@ class BackgroundLoad:
         total = sum(len(pairs) for _, pairs in self.work)
         done = 0
         for kind, pairs in self.work:
-            rows = []
+            vectors = self.vectors[kind]
             for start in range(0, len(pairs), CHUNK):
                 chunk = pairs[start : start + CHUNK]
-                vectors = self.embedding.embed_texts([text for _, text in chunk])
-                rows.append(vectors)
-                self.created += self.store.bulk_init(
-                    kind, chunk, self.source, vectors=vectors if reuse else None
-                )
+                rows = vectors[start : start + CHUNK] if reuse else None
+                self.created += self.store.bulk_init(kind, chunk, self.source, vectors=rows)
                 done += len(chunk)
                 if self.progress is not None:
                     self.progress("memories", done, total)
-            dim = self.embedding.dim
-            self.vectors[kind] = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
         logger.info("loaded %d memories (%d new), embedded once", total, self.created)
