@@ -84,6 +84,14 @@ def _store_home(dataset: str, opts: BenchOptions, root: Path, chroma_url: str) -
     return home
 
 
+def _checkpoint_tables(database_url: str) -> None:
+    """Create LangGraph's checkpoint tables (``PostgresSaver.setup``)."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    with PostgresSaver.from_conn_string(database_url) as saver:
+        saver.setup()
+
+
 def _wait_ok(url: str, procs: list[subprocess.Popen[bytes]], log: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -124,6 +132,7 @@ def scaled_deployment(
             database_url = stack.enter_context(postgres_cluster(root / "postgres"))
             chroma_url = stack.enter_context(chroma_server(root))
             home = _store_home(dataset, opts, root, chroma_url)
+            _checkpoint_tables(database_url)  # once, before the servers race to create them
             env = {
                 **os.environ,
                 "MEMREC_HOME": str(home),
@@ -135,7 +144,13 @@ def scaled_deployment(
                 "MEMREC_PROPAGATION": "external",
                 "LANGSMITH_TRACING": "false",
             }
-            yield _start(stack, root, home, env, servers, workers, database_url, chroma_url)
+            try:
+                yield _start(stack, root, home, env, servers, workers, database_url, chroma_url)
+            except BaseException:
+                log = root / "deployment.log"
+                tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+                sys.stderr.write(f"scaled deployment failed; its log ends with:\n{tail}\n")
+                raise
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

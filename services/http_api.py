@@ -119,11 +119,16 @@ async def _setup(saver: Any, attempts: int = 5) -> None:
     """Create the checkpoint tables; several processes starting at once may race: retry."""
     import psycopg
 
+    raced = (
+        psycopg.errors.UniqueViolation,
+        psycopg.errors.DuplicateTable,
+        psycopg.errors.DuplicateObject,
+    )
     for attempt in range(attempts):
         try:
             await saver.setup()
             return
-        except psycopg.errors.UniqueViolation:  # another process created them meanwhile
+        except raced:  # another process created them meanwhile
             if attempt == attempts - 1:
                 raise
             await asyncio.sleep(0.2 * (attempt + 1))
