@@ -6,7 +6,7 @@ restored (``version_text``, ``memory_store/writes.rollback``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, Field
 
@@ -94,6 +94,22 @@ class AuditLog(EventDb):
             (kind, entity_id, version),
         )
         return rows[0]["new_text"] if rows else None
+
+    def audited_versions(self, kind: str, versions: Mapping[str, int]) -> set[str]:
+        """The entities of ``versions`` (entity -> version) whose given version is audited."""
+        items = list(versions.items())
+        found: set[str] = set()
+        for start in range(0, len(items), 200):
+            chunk = items[start : start + 200]
+            match = " OR ".join(["(entity_id=? AND version=?)"] * len(chunk))
+            params: list[object] = [kind]
+            for entity_id, version in chunk:
+                params += [entity_id, version]
+            rows = self._read(
+                f"SELECT entity_id FROM audit WHERE kind=? AND ({match})", tuple(params)
+            )
+            found.update(r["entity_id"] for r in rows)
+        return found
 
     def applied(self, cause: str, kind: str, entity_id: str) -> bool:
         """Whether ``cause`` has already written this memory."""

@@ -27,6 +27,7 @@ from memory_store.memories import MemoryKind, MemoryRecord, MemoryStore, Version
 logger = logging.getLogger(__name__)
 
 NewText = str | Callable[[str], str]
+WARMUP_SOURCE = "warmup"  # the indexed version 1 of every memory: written before auditing began
 
 
 class UnknownMemory(KeyError):
@@ -171,14 +172,19 @@ def _plan_kind(
     for n in todo:
         first.setdefault(writes[n].entity_id, n)
     current = store.get_many(kind, list(first)) if first else {}
+    missing = [entity_id for entity_id in first if entity_id not in current]
+    if missing:
+        raise UnknownMemory(kind, missing[0])
+    caused = {e: r.version for e, r in current.items() if _caused(r)}
+    audited = log.audited_versions(kind, caused) if caused else set()
     batch = []
     for entity_id, n in first.items():
-        record = current.get(entity_id)
-        if record is None:
-            raise UnknownMemory(kind, entity_id)
-        if record.source == cause:  # written, audit lost (a crash in between)
+        record = current[entity_id]
+        if entity_id in caused and entity_id not in audited:
+            # A write whose audit row was lost (its job crashed in between): audit it before
+            # anything else happens, so that job's retry sees it as applied.
             _repair_audit(log, record)
-        else:
+        if record.source != cause:
             batch.append(n)
     texts = [_text_of(writes[n].new_text, current[writes[n].entity_id].text) for n in batch]
     later = [n for n in todo if first[writes[n].entity_id] != n]
@@ -330,8 +336,13 @@ def _cas_loop(
         current = store.get(kind, entity_id)
         if current is None and not create:
             raise UnknownMemory(kind, entity_id)
+        if (
+            current is not None
+            and _caused(current)
+            and log.version_text(kind, entity_id, current.version) is None
+        ):
+            _repair_audit(log, current)  # its job crashed before auditing: see _repair_audit
         if idempotent and current is not None and current.source == cause:
-            _repair_audit(log, current)
             return None
         previous = current.text if current is not None else ""
         text = new_text(previous) if callable(new_text) else new_text
@@ -357,8 +368,18 @@ def _cas_loop(
     raise WriteContention(last, kind, entity_id, max_retries + 1)
 
 
+def _caused(record: MemoryRecord) -> bool:
+    """Whether a cause wrote this version (so it must be audited): all but the indexed warm-up."""
+    return record.version > 1 or record.source != WARMUP_SOURCE
+
+
 def _repair_audit(log: EventLog, current: MemoryRecord) -> None:
-    """The store holds this cause's write but the audit row is missing (crash between the two)."""
+    """Audit a write the store holds without its audit row (its job crashed between the two).
+
+    Done before the memory is overwritten and when the writing cause retries: otherwise another
+    cause's write would hide it, and the crashed cause's retry, finding no row of its own, would
+    apply its patch a second time.
+    """
     previous = log.version_text(current.kind, current.entity_id, current.version - 1)
     log.audit_write(
         current.kind,

@@ -286,6 +286,10 @@ def test_audit_history_is_oldest_first_and_replay_ignored(log: EventLog) -> None
     assert log.version_text("user", "u1", 2) == "b"
     assert log.version_text("user", "u1", 9) is None
     assert log.history("item", "u1") == []
+    versions = {"u1": 3, "u2": 1} | {f"n{n}": 1 for n in range(300)}  # more than one chunk
+    assert log.audited_versions("user", versions) == {"u1"}
+    assert log.audited_versions("user", {"u1": 4}) == set()
+    assert log.audited_versions("item", {"u1": 3}) == set()
 
 
 def test_applied_and_writes_caused_by(log: EventLog) -> None:

@@ -314,3 +314,33 @@ def test_apply_writes_batches_per_kind_and_retries_only_the_loser(log: EventLog)
     ]
     assert apply_writes(store, log, plan, cause="job") == [None] * 4  # a replay writes nothing
     assert len(store.batches) == 3
+
+
+def _write(path: str, store: MemoryStore, log: EventLog, note: str, cause: str) -> object:
+    def patch(text: str) -> str:
+        return f"{text} +{note}"
+
+    if path == "single":
+        return apply_write(store, log, "user", "u1", patch, cause=cause)
+    return apply_writes(store, log, [PlannedWrite("user", "u1", patch)], cause=cause)[0]
+
+
+@pytest.mark.parametrize("overwrite", ["single", "batched"])
+@pytest.mark.parametrize("retry", ["single", "batched"])
+def test_write_that_lost_its_audit_row_and_was_overwritten_is_not_applied_again(
+    store: MemoryStore, log: EventLog, overwrite: str, retry: str
+) -> None:
+    """Job X writes, is killed before auditing; job Y overwrites; X's retry must not write again."""
+    store.bulk_init("user", [("u1", "seed")], source="warmup")  # v1: indexed, never audited
+    _write("single", store, log, "a", "A")  # v2, audited
+    store.put("user", "u1", "seed +a +x", expected_version=2, source="X")  # v3; X dies here
+    assert _write(overwrite, store, log, "y", "Y") is not None  # v4
+    assert _write(retry, store, log, "x", "X") is None  # X's retry: applied already
+    current = store.get("user", "u1")
+    assert current is not None and (current.version, current.text) == (4, "seed +a +x +y")
+    history = [(r.version, r.cause, r.previous_text, r.new_text) for r in log.history("user", "u1")]
+    assert history == [
+        (2, "A", "seed", "seed +a"),
+        (3, "X", "seed +a", "seed +a +x"),  # repaired before Y overwrote it
+        (4, "Y", "seed +a +x", "seed +a +x +y"),
+    ]
