@@ -57,7 +57,7 @@ def make_feedback(schedule: Schedule) -> Callable[..., Awaitable[dict[str, Any]]
             "recorded": [e.interaction_id for e in events],
             "liked": list(dict.fromkeys([*(state.get("liked") or []), *liked])),
             "rejected": list(dict.fromkeys([*(state.get("rejected") or []), *rejected])),
-            "notes": [*(state.get("notes") or []), *notes],
+            "notes": notes,
         }
 
     return feedback

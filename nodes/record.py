@@ -13,6 +13,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from memory_store.graph import is_choice
 from memory_store.workspace import UnknownEntity, Workspace, aworkspace_for
 from schemas.context import MemRecContext
 from schemas.recommend_state import Feedback, RecommendState
@@ -41,8 +42,11 @@ def record_interaction(
     event = ws.events.record_interaction(
         user_id, item_id, kind=kind, ts=ts or time.time(), interaction_id=interaction_id
     )
-    with ws.lock:
-        ws.graph.append(user, item, event.ts)
+    with ws.lock:  # a dislike is no co-choice: it only stays out of the user's suggestions
+        if is_choice(kind):
+            ws.graph.append(user, item, event.ts)
+        else:
+            ws.graph.reject(user, item)
     return event
 
 
