@@ -22,6 +22,7 @@ from typing import Any
 
 from langchain_core.messages import AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_config
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
@@ -169,10 +170,9 @@ def turn_start(user_id: str, usage: CallUsage | None) -> dict[str, Any]:
     }
 
 
-async def understand(
-    state: ChatState, runtime: Runtime[MemRecContext], config: RunnableConfig
-) -> dict[str, Any]:
+async def understand(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
     """LangGraph adapter: this turn's reading, matched feedback and constraints in force."""
+    config = get_config()  # the run's config: the signed-in user, the thread
     ctx = runtime.context or MemRecContext()
     ws = await aworkspace_for(ctx)
     index = await asyncio.to_thread(catalogue_index, ws.dataset)

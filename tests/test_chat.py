@@ -141,7 +141,8 @@ async def test_liked_feedback_is_recorded_and_propagated(ws, ctx, chat) -> None:
     assert "Noted: you loved Heat (1995)." in reply_of(out)
     (iid,) = out["recorded"]
     event = ws.events.get_interaction(iid)
-    assert (event.user_id, title_of(ws, event.item_id), event.kind) == ("1", "Heat (1995)", "positive")
+    got = (event.user_id, title_of(ws, event.item_id), event.kind)
+    assert got == ("1", "Heat (1995)", "positive")
     assert ws.graph.has(ws.user_code("1"), ws.item_code(event.item_id))
     await stop_shared_workers(timeout_s=20)  # the in-process worker propagated the event
     assert ws.events.get_job(iid).status == "done"
