@@ -68,7 +68,7 @@ class MemRecStore(BaseStore):
         self.ctx = ctx or MemRecContext()
         self._ws: Workspace | None = None
         self._other = other
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------------ plumbing
 

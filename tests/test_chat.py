@@ -334,8 +334,8 @@ async def test_llm_reading_is_grounded_and_only_the_reply_streams(ws, ctx, chat)
         config = {"configurable": {"thread_id": "llm"}}
         inp = {"messages": [{"role": "user", "content": "uh, you know, spooky"}], "user_id": "1"}
         streamed: dict[str, list[str]] = {}
-        async for message, meta in chat.astream(
-            inp, config, context=llm, stream_mode="messages", subgraphs=False
+        async for _ns, (message, meta) in chat.astream(
+            inp, config, context=llm, stream_mode="messages", subgraphs=True
         ):
             if isinstance(message, AIMessageChunk):
                 streamed.setdefault(meta["langgraph_node"], []).append(message.content)
