@@ -420,6 +420,7 @@ SCIENTIFIC_ROWS: list[tuple[str, dict[str, Any]]] = [
     ("something older", {"relative_era": "older"}),
     ("three", {"count": 3}),
     ("I didn't like that one", {"intent": "feedback", "feedback": [("that", "negative")]}),
+    ("something like the HATCHBOX PLA 3D Printer Filament, three of them", {"count": 3, "similar_to": ["the HATCHBOX PLA 3D Printer Filament (8 matches)"]}),
 ]  # fmt: skip
 
 GAMES_ROWS: list[tuple[str, dict[str, Any]]] = [
@@ -438,6 +439,8 @@ GAMES_ROWS: list[tuple[str, dict[str, Any]]] = [
     ("any good controllers?", {"request": "any good controllers", "include": ["controller"]}),
     ("I played Halo 3 and loved it, something similar for the PS3?", {"request": "I played Halo 3, something similar for the PS3", "include": ["ps3"], "feedback": [("Halo 3", "positive")]}),
     ("show me 4 more like the first one", {"count": 4, "exclude_shown": True, "similar_to": ["#1"]}),
+    ("some playstation 4 games", {"request": "some playstation 4 games", "include": ["playstation 4"]}),
+    ("something like The Last of Us Remastered, two please", {"count": 2, "similar_to": ["The Last of Us Remastered (3 matches)"]}),
 ]  # fmt: skip
 
 
