@@ -8,8 +8,8 @@ Pure functions the `understand` node applies to a reading (:class:`Understanding
   "did you mean ...?" question, several matches a "which one?" question, none a helpful note;
 - **skips** ("not that one") and **similar** titles ("something like X") only steer this
   conversation; nothing about them is recorded;
-- **constraints in force**: new wishes replace old ones, exclusions accumulate, an era relative
-  to the picks shown ("older", "newer") becomes year bounds.
+- **constraints in force**: new wishes replace old ones (a new wish without an era drops the old
+  era), exclusions accumulate, an era relative to the picks shown ("older") becomes year bounds.
 """
 
 from __future__ import annotations
@@ -166,11 +166,14 @@ def merged_constraints(
     old = old or Constraints()
     include = [a for a in (new.include or old.include) if a not in new.exclude]
     exclude = [a for a in dict.fromkeys([*old.exclude, *new.exclude]) if a not in new.include]
-    year_min, year_max = old.year_min, old.year_max
     relative = new.relative_era
+    named_era = new.year_min is not None or new.year_max is not None or bool(new.decades)
+    if new.include and not named_era and relative is None:  # a new wish starts a new era
+        old = old.model_copy(update={"decades": [], "year_min": None, "year_max": None})
+    year_min, year_max = old.year_min, old.year_max
     if relative is not None:
         year_min, year_max = index.relative_years(relative, picks)
-    elif new.year_min is not None or new.year_max is not None or new.decades:
+    elif named_era:
         year_min, year_max = new.year_min, new.year_max
     return Constraints(
         include=include,

@@ -71,7 +71,7 @@ SCRIPTS: dict[str, Script] = {
     "tiny-films": Script(
         "1",
         (
-            "I loved Heat and Fargo, two crime films please",
+            "I loved Heat and Fargo, two dramas please",
             "something older",
             "not that one",
             "something else",
