@@ -1,4 +1,4 @@
-"""A scripted multi-turn chat per dataset, runnable as a demo and checked by tests/test_demo_chat.py.
+"""A scripted multi-turn chat per dataset, runnable as a demo (tests/test_demo_chat.py checks it).
 
     uv run python -m tests.demo_chat --dataset ml-100k [--home DIR] [--user ID]
 
