@@ -112,6 +112,19 @@ def _feedback_lines(ws: Workspace, state: ChatState) -> list[str]:
     return lines
 
 
+ROLE_STEPS = {"synthesize": "summarise your neighbours' tastes", "rank": "rank the picks"}
+
+
+def _fallbacks(state: ChatState) -> list[str]:
+    """A note for each recommend step where the language model failed and the offline role did."""
+    usage = coerce(dict[str, CallUsage], state.get("usage") or {})
+    return [
+        f"the language model could not {what}, so the offline role did"
+        for step, what in ROLE_STEPS.items()
+        if step in usage and usage[step].fallbacks
+    ]
+
+
 def draft_reply(ws: Workspace, state: ChatState) -> str:
     """The templated reply for this turn (the offline reply, and the LLM's draft)."""
     reading = coerce(Understanding | None, state.get("understanding"))
@@ -128,7 +141,7 @@ def draft_reply(ws: Workspace, state: ChatState) -> str:
     if pending is not None:
         lines.append(clarification_text(ws, pending))
         return "\n".join(lines)
-    lines += [f"Note: {note}." for note in state.get("notes") or []]
+    lines += [f"Note: {note}." for note in [*(state.get("notes") or []), *_fallbacks(state)]]
     ranking = coerce(list[RankedItem], state.get("ranking") or [])
     picks = pick_lines(ws, ranking, shown_count(state)) if state.get("candidates") else []
     if picks:

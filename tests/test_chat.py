@@ -350,7 +350,7 @@ async def test_llm_reading_is_grounded_and_only_the_reply_streams(ws, ctx, chat)
 
 async def test_llm_failures_fall_back_and_the_reply_says_so(ws, ctx, chat) -> None:
     def handler(request: RecordedRequest) -> Reply | None:
-        if request.task in ("understand", "respond"):
+        if request.task in ("understand", "respond", "rank"):
             return Reply.error(500)
         return None
 
@@ -359,6 +359,7 @@ async def test_llm_failures_fall_back_and_the_reply_says_so(ws, ctx, chat) -> No
     reply = reply_of(out)
     assert "Here are my picks (Comedy, 1990s, no Horror):" in reply
     assert "the offline reader did" in reply and "the template's" in reply
+    assert "could not rank the picks, so the offline role did" in reply
     assert out["usage"]["respond"].fallbacks == 1 and out["usage"]["understand"].fallbacks == 1
 
 
