@@ -160,10 +160,19 @@ def _code(index: CatalogueIndex, item_id: str) -> int:
 
 
 def merged_constraints(
-    index: CatalogueIndex, old: Constraints | None, new: Constraints, picks: Sequence[str]
+    index: CatalogueIndex,
+    old: Constraints | None,
+    new: Constraints,
+    picks: Sequence[str],
+    new_topic: bool = False,
 ) -> Constraints:
-    """Constraints in force: new wishes replace old ones; exclusions accumulate; eras resolve."""
+    """Constraints in force: new wishes replace old ones; exclusions accumulate; eras resolve.
+
+    ``new_topic`` ("something like X"): the old wanted attributes and era no longer apply.
+    """
     old = old or Constraints()
+    if new_topic:
+        old = Constraints(exclude=old.exclude)
     include = [a for a in (new.include or old.include) if a not in new.exclude]
     exclude = [a for a in dict.fromkeys([*old.exclude, *new.exclude]) if a not in new.include]
     relative = new.relative_era

@@ -197,7 +197,9 @@ async def understand(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[
     return {
         **turn_start(user_id, usage),
         "understanding": reading,
-        "constraints": merged_constraints(index, old, reading.constraints, picks),
+        "constraints": merged_constraints(
+            index, old, reading.constraints, picks, new_topic=bool(similar)
+        ),
         "matched_feedback": out.feedback,
         "unmatched": out.unmatched + missed + unknown,
         "already_rated": out.already_rated,
