@@ -78,24 +78,17 @@ def chat_user(state: ChatState, ctx: MemRecContext, config: RunnableConfig | Non
 
 
 def _signed_in_user(conf: dict[str, Any]) -> str | None:
-    """The authenticated user's identity; None without auth and for admins (they pick a user)."""
+    """The authenticated user's identity; None without auth, for admins and for Studio's user.
+
+    langgraph-api puts ``langgraph_auth_user_id``, ``langgraph_auth_permissions`` and the user
+    object ``langgraph_auth_user`` in the run's ``configurable`` when the server runs with auth.
+    """
     user = conf.get("langgraph_auth_user")
-    identity = conf.get("langgraph_auth_user_id") or _field(user, "identity")
-    permissions = conf.get("langgraph_auth_permissions") or _field(user, "permissions") or []
-    if not identity or "admin" in permissions or _field(user, "kind") == "StudioUser":
+    identity = conf.get("langgraph_auth_user_id") or getattr(user, "identity", None)
+    permissions = conf.get("langgraph_auth_permissions") or []
+    if not identity or "admin" in permissions or type(user).__name__ == "StudioUser":
         return None
     return str(identity).strip() or None
-
-
-def _field(user: Any, name: str) -> Any:
-    if user is None:
-        return None
-    if isinstance(user, dict):
-        return user.get(name)
-    try:
-        return user[name] if name != "kind" else type(user).__name__
-    except (KeyError, TypeError):
-        return getattr(user, name, None)
 
 
 # ------------------------------------------------------------------------------ reading
