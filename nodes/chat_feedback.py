@@ -14,6 +14,7 @@ from graph.state import Feedback
 from memory_store.workspace import UnknownEntity, Workspace
 from nodes.record import record_feedback
 from nodes.roles import InteractionEvent
+from nodes.tenancy import check_acting_user
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ async def feedback(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[st
     ctx = runtime.context or MemRecContext()
     ws = await asyncio.to_thread(workspace_for, ctx)
     matched = state.get("matched_feedback") or []
+    check_acting_user(state["user_id"])
     events, notes = await asyncio.to_thread(record_chat_feedback, ws, state["user_id"], matched)
     await schedule_propagation(ctx, events)
     liked = [f.item_id for f in matched if f.sentiment == "positive"]

@@ -12,6 +12,7 @@ from graph.context import MemRecContext, aworkspace_for
 from graph.state import Feedback, RecommendState
 from memory_store.workspace import UnknownEntity, Workspace
 from nodes.roles import InteractionEvent
+from nodes.tenancy import check_acting_user
 
 
 def record_interaction(
@@ -56,6 +57,7 @@ async def record(state: RecommendState, runtime: Runtime[MemRecContext]) -> dict
     ctx = runtime.context or MemRecContext()
     ws = await aworkspace_for(ctx)
     feedback = [Feedback.model_validate(f) for f in state.get("feedback") or []]
+    check_acting_user(state["user_id"])
     events = await asyncio.to_thread(record_feedback, ws, state["user_id"], feedback)
     await schedule_propagation(ctx, events)
     return {"recorded": [e.interaction_id for e in events]}
