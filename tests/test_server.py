@@ -58,6 +58,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = copy_store(tmp / "home")
     log = tmp / "server.log"
     env = {**os.environ, "MEMREC_HOME": str(home), "MEMREC_DATA_DIR": str(data_dir())}
+    env["MEMREC_AUTH"] = "off"  # open local mode: these tests are about the graphs, not auth
+    for name in ("MEMREC_AUTH_TOKENS", "MEMREC_AUTH_TOKENS_FILE", "MEMREC_AUTH_STUDIO"):
+        env.pop(name, None)
     with langgraph_dev(_config(tmp, home), env, log, cwd=REPO) as url:
         yield Server(url, home, log)
 
