@@ -22,7 +22,7 @@ from graph.auth_policy import _parse_tokens, check_run_request
 from tests.support.fixtures import data_dir, indexed_home
 from tests.support.langgraph_dev import langgraph_dev, project_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 ALICE, BOB, ADMIN = "tok-alice-0001-secret", "tok-bob-0002-secret", "tok-admin-0003-secret"

@@ -24,7 +24,7 @@ from studio.presets import create_assistants, load_presets
 from tests.support.fixtures import DATASET, copy_store, data_dir
 from tests.support.langgraph_dev import langgraph_dev, project_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = ["50", "181", "100", "258", "1", "300", "121", "7", "9", "12"]
