@@ -5,13 +5,24 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bench.common import DEFAULT_HOME, DEFAULT_OUT, BenchOptions, BenchResult, default_data_dir
+from bench.paths import DEFAULT_HOME, DEFAULT_OUT, default_data_dir
 
-BENCHMARKS = ("online", "tokens", "propagation_degree", "throughput", "index", "chroma")
+if TYPE_CHECKING:
+    from bench.common import BenchOptions, BenchResult
+
+BENCHMARKS = (
+    "online",
+    "tokens",
+    "propagation_degree",
+    "throughput",
+    "index",
+    "chroma",
+    "catalogue",
+)
 
 app = typer.Typer(
     name="bench",
@@ -43,6 +54,8 @@ def run(
     ] = None,
 ) -> None:
     """Run a benchmark (or all of them, in order)."""
+    from bench.common import BenchOptions
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     opts = BenchOptions(
         quick=quick,

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from cli.options import DATASET, HOME, ROLES, CliError, context, run_cli
-from graph.context import MemRecContext
+from schemas.context import MemRecContext
 
 REPO = Path(__file__).resolve().parents[1]
 QUIT = ("/quit", "/exit")
@@ -35,7 +35,7 @@ async def chat_loop(
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     from graph.chat import build_chat_graph, checkpoint_serde
-    from graph.context import workspace_for
+    from memory_store.workspace import workspace_for
 
     ws = await asyncio.to_thread(workspace_for, ctx)
     conn = await aiosqlite.connect(str(ws.directory / "chat.sqlite"))
@@ -82,7 +82,7 @@ async def _turn(
 
 async def _settle_propagation(ctx: MemRecContext) -> None:
     """Give the in-process propagation worker a bounded moment to finish, then stop it."""
-    from memory_store.worker import stop_shared_workers
+    from graph.background import stop_shared_workers
 
     await stop_shared_workers(timeout_s=10.0)
 
@@ -147,7 +147,7 @@ def serve(
     Auth follows the environment (MEMREC_AUTH_TOKENS, or MEMREC_AUTH=off on loopback only); an
     unsafe or malformed setting stops here, before the server starts.
     """
-    from graph.auth_policy import PolicyError, check_server_policy
+    from services.auth_policy import PolicyError, check_server_policy
 
     def go() -> None:
         if not config.exists():

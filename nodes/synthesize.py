@@ -14,15 +14,15 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import MemRecContext, aworkspace_for
-from graph.state import CuratedNeighbour, RecommendState
 from memory_store.facet_cache import FacetKey, facet_cache_for
-from memory_store.workspace import Workspace
-from nodes.role_factory import build_roles, role_specs
-from nodes.roles import CallUsage, NeighbourSnippet, SynthesisInput
-from nodes.tenancy import shown_to_caller
+from memory_store.workspace import Workspace, aworkspace_for
 from prompts.synthesis import neighbour_lines
 from prompts.tokens import count_tokens
+from roles.factory import build_roles, role_specs
+from schemas.context import MemRecContext
+from schemas.recommend_state import CuratedNeighbour, RecommendState
+from schemas.records import CallUsage, NeighbourSnippet, SynthesisInput
+from schemas.tenancy import shown_to_caller
 
 
 def pack_neighbours(

@@ -1,4 +1,4 @@
-"""Tenancy on the LangGraph server: `langgraph dev` with graph/auth.py, real HTTP on 127.0.0.1.
+"""Tenancy on the LangGraph server: `langgraph dev` with services/auth.py, real HTTP on 127.0.0.1.
 
 The server runs a copy of langgraph.json (written to tmp, absolute paths, plus the ``auth``
 entry) against the indexed ml-100k store. User "1" (alice) and user "2" (bob) hold user tokens,
@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graph.auth_policy import _parse_tokens, check_run_request
+from services.auth_policy import _parse_tokens, check_run_request
 from tests.support.fixtures import data_dir, indexed_home
 from tests.support.langgraph_dev import langgraph_dev, project_config
 
@@ -32,7 +32,7 @@ TOKENS = {ALICE: "1", BOB: "2", ADMIN: {"identity": "ops", "admin": True}}
 def _config(tmp: Path) -> Path:
     """The shipped langgraph.json, whose `auth` entry is what is under test."""
     assert json.loads((REPO / "langgraph.json").read_text())["auth"] == {
-        "path": "./graph/auth.py:auth"
+        "path": "./services/auth.py:auth"
     }
     env = {
         "MEMREC_HOME": str(indexed_home()),

@@ -5,8 +5,8 @@ import json
 import pytest
 from langgraph_sdk import Auth
 
-from graph.auth import authenticate
-from graph.auth_policy import (
+from services.auth import authenticate
+from services.auth_policy import (
     LOCAL_ADMIN,
     PolicyError,
     check_run_request,
@@ -150,8 +150,8 @@ def test_nodes_refuse_to_act_for_another_user_in_a_users_run() -> None:
     from langgraph.graph import START, StateGraph
     from typing_extensions import TypedDict
 
-    from nodes.roles import NeighbourSnippet
-    from nodes.tenancy import WITHHELD, TenancyError, check_acting_user, shown_to_caller
+    from schemas.records import NeighbourSnippet
+    from schemas.tenancy import WITHHELD, TenancyError, check_acting_user, shown_to_caller
 
     class S(TypedDict, total=False):
         user_id: str

@@ -55,8 +55,8 @@ def _langgraph_dev(host: str = "127.0.0.1") -> list[str]:
 def test_shipped_config_loads_no_env_file_and_has_the_guards() -> None:
     config = json.loads((REPO / "langgraph.json").read_text())
     assert "env" not in config  # exported variables are the configuration
-    assert config["auth"] == {"path": "./graph/auth.py:auth"}
-    assert config["http"] == {"app": "./graph/auth_app.py:app", "middleware_order": "auth_first"}
+    assert config["auth"] == {"path": "./services/auth.py:auth"}
+    assert config["http"] == {"app": "./services/auth_app.py:app", "middleware_order": "auth_first"}
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ import httpx
 import pytest
 
 from memory_store.events import EventLog
-from nodes.tenancy import WITHHELD
+from schemas.tenancy import WITHHELD
 from tests.support.fixtures import copy_store, data_dir
 from tests.support.langgraph_dev import langgraph_dev, project_config
 from tests.support.tenancy import (
