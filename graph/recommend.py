@@ -6,7 +6,7 @@ propagation through the propagate graph), never waiting for it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 
@@ -33,7 +33,7 @@ def build_recommend_graph(
     ``pausable_nodes``: as a subgraph, stop before the nodes the context's ``pause_before``
     names (``nodes/pause.py``), since run-level interrupts do not reach inside subgraphs.
     """
-    wrap = pausable if pausable_nodes else (lambda _name, node: node)
+    wrap: Any = pausable if pausable_nodes else (lambda _name, node: node)
     builder = StateGraph(
         RecommendState,
         context_schema=MemRecContext,

@@ -18,6 +18,7 @@ from memory_store.workspace import UnknownEntity, Workspace, aworkspace_for
 from schemas.context import MemRecContext
 from schemas.recommend_state import Feedback, RecommendState
 from schemas.records import InteractionEvent
+from schemas.tenancy import check_acting_user
 
 # Hands recorded interactions to background propagation; never waits for it.
 Schedule = Callable[[MemRecContext, list[InteractionEvent]], Awaitable[None]]
@@ -69,6 +70,7 @@ def make_record(schedule: Schedule) -> Callable[..., Awaitable[dict[str, Any]]]:
         ctx = runtime.context or MemRecContext()
         ws = await aworkspace_for(ctx)
         feedback = [Feedback.model_validate(f) for f in state.get("feedback") or []]
+        check_acting_user(state["user_id"])
         events = await asyncio.to_thread(record_feedback, ws, state["user_id"], feedback)
         await schedule(ctx, events)
         return {"recorded": [e.interaction_id for e in events]}

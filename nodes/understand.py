@@ -51,6 +51,7 @@ from schemas.chat_state import (
 from schemas.coerce import coerce
 from schemas.context import MemRecContext
 from schemas.records import CallUsage
+from schemas.tenancy import run_user
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ GUEST = "guest"
 def chat_user(state: ChatState, ctx: MemRecContext, config: RunnableConfig | None) -> str:
     """Who is chatting: the signed-in user, else the input's, the assistant's, or a guest."""
     conf = (config or {}).get("configurable") or {}
-    signed_in = _signed_in_user(conf)
+    signed_in = run_user()  # a user token's run (admins and Studio pick the user)
     if signed_in:
         return signed_in
     given = str(state.get("user_id") or "").strip() or (ctx.user_id or "").strip()
@@ -75,20 +76,6 @@ def chat_user(state: ChatState, ctx: MemRecContext, config: RunnableConfig | Non
         return given
     thread = str(conf.get("thread_id") or "").strip()
     return f"{GUEST}-{thread}"[:128] if thread else GUEST
-
-
-def _signed_in_user(conf: dict[str, Any]) -> str | None:
-    """The authenticated user's identity; None without auth, for admins and for Studio's user.
-
-    langgraph-api puts ``langgraph_auth_user_id``, ``langgraph_auth_permissions`` and the user
-    object ``langgraph_auth_user`` in the run's ``configurable`` when the server runs with auth.
-    """
-    user = conf.get("langgraph_auth_user")
-    identity = conf.get("langgraph_auth_user_id") or getattr(user, "identity", None)
-    permissions = conf.get("langgraph_auth_permissions") or []
-    if not identity or "admin" in permissions or type(user).__name__ == "StudioUser":
-        return None
-    return str(identity).strip() or None
 
 
 # ------------------------------------------------------------------------------ reading

@@ -1,7 +1,7 @@
 """MCP at ``/mcp`` on the LangGraph server: MemRec's tools as a model can use them.
 
-Mounted through ``langgraph.json`` (``"http": {"app": ...}``, the built-in per-assistant MCP
-turned off): the tools are those of :mod:`services.tools` (recommend_items, record_feedback,
+Mounted by :mod:`services.http_app` (langgraph.json's ``http.app``; the built-in per-assistant
+MCP turned off): the tools are those of :mod:`services.tools` (recommend_items, record_feedback,
 explain_recommendation), each with a task description and typed, described, required arguments;
 results are compact JSON (structured content and its text) with item ids and titles; a bad call
 is a tool error carrying the message. Evaluation, rules and propagation graphs are not tools.
@@ -22,6 +22,7 @@ from pydantic import Field
 from starlette.applications import Starlette
 
 from schemas.context import MemRecContext
+from schemas.tenancy import USER_PERMISSION
 from services import tools
 
 logger = logging.getLogger(__name__)
@@ -46,9 +47,9 @@ def _user(ctx: Context, user_id: str) -> str:
     scope: dict[str, Any] = getattr(request, "scope", None) or {}
     identity = getattr(scope.get("user"), "identity", None)
     permissions = list(getattr(scope.get("auth"), "scopes", None) or [])
-    if identity and "admin" not in permissions:
+    if identity and USER_PERMISSION in permissions:
         if user_id != identity:
-            raise ToolError(f"you may act only for your own user_id {identity!r}")
+            raise ToolError(f"refused (403): you may act only for your own user_id {identity!r}")
         return str(identity)
     if not user_id:
         raise ToolError("user_id is required: the id of the user to act for")

@@ -58,9 +58,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "MEMREC_HOME": str(home),
         "MEMREC_DATASET": dataset,
         "MEMREC_ROLES": "offline",
+        "MEMREC_AUTH": "off",  # open local mode (a local admin): tenancy is tests/test_tenancy.py
     }
     log = tmp / "server.log"
-    with langgraph_dev(project_config(tmp, env), {**os.environ, **env}, log, cwd=REPO) as url:
+    process_env = {**os.environ, **env}
+    for name in ("MEMREC_AUTH_TOKENS", "MEMREC_AUTH_TOKENS_FILE", "MEMREC_AUTH_STUDIO"):
+        process_env.pop(name, None)
+    with langgraph_dev(project_config(tmp, env), process_env, log, cwd=REPO) as url:
         yield Server(url, log, dataset)
 
 
