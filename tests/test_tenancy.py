@@ -250,7 +250,7 @@ def _mcp_tool_error(response: httpx.Response) -> bool:
         return False
     result = response.json().get("result") or {}
     text = (result.get("content") or [{}])[0].get("text") or ""
-    return bool(result.get("isError")) and text.startswith("refused (403): ")
+    return bool(result.get("isError")) and "refused (403): " in text
 
 
 def _mcp_unknown_tool(response: httpx.Response) -> bool:
