@@ -56,7 +56,13 @@ def test_shipped_config_loads_no_env_file_and_has_the_guards() -> None:
     config = json.loads((REPO / "langgraph.json").read_text())
     assert "env" not in config  # exported variables are the configuration
     assert config["auth"] == {"path": "./services/auth.py:auth"}
-    assert config["http"] == {"app": "./services/auth_app.py:app", "middleware_order": "auth_first"}
+    http = config["http"]
+    assert http["app"] == "./services/http_app.py:app" and http["middleware_order"] == "auth_first"
+    assert http["enable_custom_route_auth"] is True  # MemRec's /mcp behind the same auth
+    from services.auth_app import TenancyMiddleware
+    from services.http_app import app
+
+    assert [m.cls for m in app.user_middleware] == [TenancyMiddleware]
 
 
 @pytest.mark.parametrize(
