@@ -291,3 +291,57 @@ async def test_abandoned_stream_is_cancelled_and_frees_the_slot():
         assert cancelled.outcome == "cancelled" and cancelled.tokens < 100
         assert answered.started - cancelled.started < 1.0  # well before the 2 s the stream needed
 
+
+@pytest.mark.slow
+def test_lane_capability_probe_reads_the_emulated_llama_cpp_server(tmp_path):
+    """bench realmodel's capability step sees in the emulation what it saw in the real server."""
+    from bench.realmodel import LaneConfig, StepContext, step_capabilities
+
+    config = LaneConfig(
+        home=tmp_path, model="smollm2", steps=[], n_ctx=4096, budget_s=10, eval_users=1
+    )
+    found = {}
+    for mode in (ServerMode.llama_cpp(runaway_after=50), ServerMode()):
+        with OpenAITestServer(mode=mode) as server:
+            ctx = StepContext(config, server.url + "/v1", tmp_path, tmp_path, tmp_path)
+            assert step_capabilities(ctx).outcome == "ok"
+            found[mode.json_schema] = ctx.endpoint
+    llama, openai_like = found["refuse"], found["accept"]
+    assert llama["json_schema"].startswith("HTTP 500")
+    assert llama["json_object+schema"].startswith("text")
+    assert llama["tool_choice named"].startswith("tool call")
+    assert llama["tool_choice required"].startswith("text")
+    assert llama["usage in streams"] == "missing"
+    assert llama["max_tokens=8"].startswith("honoured")
+    assert llama["max_completion_tokens=8"].startswith("ignored")
+    assert llama["system message"].startswith("kept")
+    assert openai_like["json_schema"].startswith("text")
+    assert openai_like["tool_choice required"].startswith("tool call")
+    assert openai_like["usage in streams"] == "reported"
+    assert openai_like["max_completion_tokens=8"].startswith("honoured")
+
+
+@pytest.mark.slow
+async def test_lane_proxy_records_tokens_validity_and_abandoned_calls():
+    """bench realmodel's recording proxy: what passed, what the server reported, who left."""
+    from bench._model_proxy import RecordingProxy
+
+    mode = ServerMode.llama_cpp(token_latency_s=0.005)  # LONG: 0.5 s
+    with OpenAITestServer(mode=mode) as server, RecordingProxy(server.url) as proxy:
+        api = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key="x", max_retries=0)
+        await api.chat.completions.create(model="m", messages=MESSAGES)
+        stream = await api.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        assert ranked_ids(text) == CANDIDATES
+        server.script(LONG)
+        with pytest.raises(openai.APITimeoutError):
+            await api.chat.completions.create(model="m", messages=MESSAGES, timeout=0.2)
+        await asyncio.sleep(0.6)  # the abandoned generation runs to its end
+        plain, streamed, abandoned = proxy.take()
+    assert (plain.task, plain.valid, plain.finish_reason) == ("rank", True, "stop")
+    assert plain.server_in == plain.est_in == count_tokens(SYSTEM) + count_tokens(USER)
+    assert plain.server_out == plain.est_out > 0
+    assert (streamed.stream, streamed.valid, streamed.server_in) == (True, True, None)
+    assert abandoned.client_gone and abandoned.status is None
+    assert not plain.client_gone and not streamed.client_gone
+    assert server.generations[-1].outcome == "finished" and server.generations[-1].tokens == 100
