@@ -470,7 +470,7 @@ class OpenAITestServer:
             else messages
         )
         content = reply.content if reply.content is not None else self._written(seen, reply)
-        out = _Output(content, *self._capped(content, body), tool=self._forced_tool(body))
+        out = _Output(*self._capped(content, body), tool=self._forced_tool(body))
         generation = Generation(index, stream=bool(body.get("stream")))
         if not self.mode.single_slot:
             await self._generate(send, out, seen, body, reply, generation, disconnected)
@@ -563,7 +563,7 @@ class OpenAITestServer:
         self, out: _Output | str, messages: list[dict[str, Any]], *, choices: bool = True
     ) -> dict[str, Any]:
         if isinstance(out, str):
-            out = _Output(out, out, "stop", False)
+            out = _Output(out, "stop", False)
         message: dict[str, Any] = {"role": "assistant", "content": out.text}
         if out.tool is not None:
             call = {"name": out.tool, "arguments": out.text}
@@ -681,9 +681,8 @@ async def _reset(send: Any) -> None:
 
 @dataclass(frozen=True)
 class _Output:
-    """A reply as written: the model's full text, what was sent, why it ended, the tool called."""
+    """A reply as sent: its text, why it ended, whether a cap cut it, the tool it calls."""
 
-    full: str
     text: str
     finish: str
     cut: bool
