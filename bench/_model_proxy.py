@@ -23,6 +23,7 @@ import httpx
 import uvicorn
 from pydantic import BaseModel, Field
 
+from graph.chat_state import Understanding
 from memory_store.rules import RuleSet
 from nodes.llm_roles import MalformedReply, parse_reply
 from nodes.roles import FacetSet, PropagationResult, Ranking, UserProfile
@@ -36,6 +37,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "propagate": PropagationResult,
     "rules": RuleSet,
     "profile": UserProfile,
+    "understand": Understanding,
 }
 _TASK = re.compile(r"TASK: (\w+)")
 _FORWARDED = ("content-type", "authorization")
@@ -227,6 +229,7 @@ class RecordingProxy:
         task = m.group(1) if (m := _TASK.search(system)) else None
         stream = bool(body.get("stream"))
         text, finish, usage = _reply_of(raw, stream) if status == 200 else ("", None, None)
+        answered = status == 200 and not gone  # a reply cut short by the client is no answer
         record = CallRecord(
             task=task,
             stream=stream,
@@ -238,7 +241,7 @@ class RecordingProxy:
             est_out=count_tokens(text),
             latency_s=round(seconds, 2),
             client_gone=gone,
-            valid=_valid(task, text) if status == 200 else None,
+            valid=_valid(task, text) if answered else None,
             request_keys=sorted(k for k in body if k != "messages"),
             reply_head=text[:160],
         )

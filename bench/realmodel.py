@@ -11,7 +11,9 @@ abandoned by one step cannot slow the next) behind a recording proxy (``bench/_m
   usage in streams, max_tokens vs max_completion_tokens, system messages);
 - ``recommend``, ``feedback``, ``rules``, ``chat``, ``eval``: the ``memrec`` command as a user runs
   it today (``OPENAI_API_KEY=anything OPENAI_BASE_URL=<server> --roles standard``), each within a
-  wall-clock budget; a crash or a timeout is the step's outcome, not the lane's end.
+  wall-clock budget; a crash or a timeout is the step's outcome, not the lane's end;
+- ``recommend_api``: the recommend graph from Python with a per-call timeout of two thirds of the
+  budget (the CLI cannot set one), so a slow model gets to answer (or to run out of context).
 
 Each step's row: calls, server tokens in / out beside the offline estimate, latency, finish
 reasons, schema-valid answers, and the repairs / fallbacks the command reported. Not part of
@@ -141,6 +143,11 @@ class StepContext:
 
     def memrec(self, *args: str, stdin: str | None = None, budget: float | None = None) -> Ran:
         """Run ``memrec <args>`` the way the issue's users did (the undocumented route)."""
+        exe = Path(sys.executable).parent / "memrec"
+        return self.run([str(exe), *args], stdin=stdin, budget=budget)
+
+    def run(self, cmd: list[str], stdin: str | None = None, budget: float | None = None) -> Ran:
+        """Run ``cmd`` against the endpoint and the lane's store, within the step budget."""
         env = {
             **os.environ,
             "OPENAI_API_KEY": "anything",
@@ -149,8 +156,7 @@ class StepContext:
             "MEMREC_DATA_DIR": str(self.data_dir),
             "LANGSMITH_TRACING": "false",
         }
-        exe = Path(sys.executable).parent / "memrec"
-        return run_bounded([str(exe), *args], env, budget or self.config.budget_s, stdin, self.work)
+        return run_bounded(cmd, env, budget or self.config.budget_s, stdin, self.work)
 
 
 @dataclass
@@ -415,6 +421,31 @@ def step_recommend(ctx: StepContext) -> StepOutcome:
     return StepOutcome("ok", answer=answer, repairs=repairs, fallbacks=fallbacks)
 
 
+_GRAPH_SCRIPT = """
+import asyncio, json, sys
+from graph.context import MemRecContext
+from graph.recommend import graph
+spec, timeout, user = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+ctx = MemRecContext(dataset="ml-100k", roles="offline", lmmem=spec, llmrec=spec, timeout_s=timeout)
+out = asyncio.run(graph.ainvoke({"user_id": user}, context=ctx))
+usage = {node: u.model_dump() for node, u in out["usage"].items()}
+print(json.dumps({"ranking": [i.item_id for i in out["ranking"]], "usage": usage}))
+"""
+
+
+def step_recommend_api(ctx: StepContext) -> StepOutcome:
+    """The recommend graph from Python with a long per-call timeout (the CLI cannot set one)."""
+    spec = f"openai-compatible:lane@{ctx.base_url}"
+    timeout = str(int(ctx.config.budget_s * 2 / 3))
+    ran = ctx.run([sys.executable, "-c", _GRAPH_SCRIPT, spec, timeout, USER])
+    if ran.rc != 0:
+        return StepOutcome(ran.outcome)
+    out = json.loads(ran.stdout.strip().splitlines()[-1])
+    repairs, fallbacks = _usage_sums(out["usage"])
+    answer = f"{len(out['ranking'])} ranked with timeout_s={timeout}"
+    return StepOutcome("ok", answer=answer, repairs=repairs, fallbacks=fallbacks)
+
+
 def step_feedback(ctx: StepContext) -> StepOutcome:
     """``memrec feedback`` with LMMem on the server (propagation in-process, waited for)."""
     spec = f"openai-compatible:lane@{ctx.base_url}"
@@ -469,6 +500,7 @@ STEPS: dict[str, Callable[[StepContext], StepOutcome]] = {
     "smoke": step_smoke,
     "capabilities": step_capabilities,
     "recommend": step_recommend,
+    "recommend_api": step_recommend_api,
     "feedback": step_feedback,
     "rules": step_rules,
     "chat": step_chat,
