@@ -31,6 +31,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -61,6 +62,7 @@ METHOD = (
 HOME_ENV = "MEMREC_REALMODEL_HOME"
 DEFAULT_HOME = Path.home() / ".cache" / "memrec" / "realmodel"
 USER = "1"  # the README's example user
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b(:|$)")
 FEEDBACK_ITEM = "50"
 CHAT_MESSAGE = "something light and funny for tonight"
 
@@ -138,6 +140,7 @@ class StepContext:
     memrec_home: Path
     data_dir: Path
     work: Path
+    step: str = "step"
     notes: list[str] = field(default_factory=list)
     endpoint: dict[str, Any] = field(default_factory=dict)
 
@@ -156,7 +159,13 @@ class StepContext:
             "MEMREC_DATA_DIR": str(self.data_dir),
             "LANGSMITH_TRACING": "false",
         }
-        return run_bounded(cmd, env, budget or self.config.budget_s, stdin, self.work)
+        ran = run_bounded(cmd, env, budget or self.config.budget_s, stdin, self.work)
+        log_dir = self.config.home / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / f"{self.step}.cmd.log", "a") as sink:
+            sink.write(f"$ {' '.join(cmd[:2])} ... -> {ran.outcome}\n")
+            sink.write(f"--- stdout\n{ran.stdout}\n--- stderr\n{ran.stderr}\n")
+        return ran
 
 
 @dataclass
@@ -175,8 +184,9 @@ class Ran:
             return f"timeout ({self.seconds:.0f} s)"
         if self.rc == 0:
             return "ok"
-        last = next((ln for ln in reversed(self.stderr.splitlines()) if ln.strip()), "")
-        return f"crash (exit {self.rc}): {last[:160]}"
+        lines = [ln.strip() for ln in self.stderr.splitlines() if ln.strip()]
+        error = next((ln for ln in reversed(lines) if _EXCEPTION.match(ln)), None)
+        return f"crash (exit {self.rc}): {(error or (lines or [''])[-1])[:160]}"
 
 
 def run_bounded(
@@ -562,7 +572,9 @@ def run(opts: BenchOptions) -> BenchResult:
         calls_by_step: dict[str, list[dict[str, Any]]] = {}
         for step in config.steps:
             with llama_server(python, gguf, config, step) as url, RecordingProxy(url) as proxy:
-                ctx = StepContext(config, proxy.url + "/v1", memrec_home, opts.data_dir, work)
+                ctx = StepContext(
+                    config, proxy.url + "/v1", memrec_home, opts.data_dir, work, step=step
+                )
                 started = time.perf_counter()
                 try:
                     done = STEPS[step](ctx)
