@@ -543,7 +543,8 @@ class OpenAITestServer:
             # Not cancellable: a non-streamed generation runs to its end, client or no client.
             await asyncio.sleep(self.mode.token_latency_s * generation.tokens)
         self._finish(generation)
-        await _send_json(send, 200, self._completion(out, seen), reply.headers)
+        body = self._shaped(self._completion(out.text, seen), out)
+        await _send_json(send, 200, body, reply.headers)
 
     def _usage(self, content: str, messages: list[dict[str, Any]]) -> dict[str, int]:
         prompt = sum(count_tokens(_text(m)) for m in messages)
@@ -560,26 +561,37 @@ class OpenAITestServer:
         return self.mode.truncated_tool_finish if out.cut else "tool_calls"
 
     def _completion(
-        self, out: _Output | str, messages: list[dict[str, Any]], *, choices: bool = True
+        self, content: str, messages: list[dict[str, Any]], *, choices: bool = True
     ) -> dict[str, Any]:
-        if isinstance(out, str):
-            out = _Output(out, "stop", False)
-        message: dict[str, Any] = {"role": "assistant", "content": out.text}
-        if out.tool is not None:
-            call = {"name": out.tool, "arguments": out.text}
-            message["content"] = None
-            message["tool_calls"] = [
-                {"id": f"call_{len(self.requests)}", "type": "function", "function": call}
-            ]
-        choice = {"index": 0, "message": message, "finish_reason": self._finish_reason(out)}
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop",
+        }
         return {
             "id": f"chatcmpl-test-{len(self.requests)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model,
             "choices": [choice] if choices else [],
-            "usage": self._usage(out.text, messages),
+            "usage": self._usage(content, messages),
         }
+
+    def _shaped(self, body: dict[str, Any], out: _Output) -> dict[str, Any]:
+        """A completion body as the mode shapes it: cut by a cap, or a forced tool call."""
+        if not body["choices"] or (out.tool is None and not out.cut):
+            return body
+        choice = body["choices"][0]
+        choice["finish_reason"] = self._finish_reason(out)
+        if out.tool is not None:
+            call = {"name": out.tool, "arguments": out.text}
+            call_id = f"call_{len(self.requests)}"
+            choice["message"] = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": call_id, "type": "function", "function": call}],
+            }
+        return body
 
     async def _stream(
         self,
