@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
     """Index ``argv[0]`` under home ``argv[1]`` with data dir ``argv[2]``."""
     dataset, home, data_dir = argv
     started = time.perf_counter()
-    from memory_store.index import build_index  # imports are part of a cold build
+    from services.index import build_index  # imports are part of a cold build
 
     imported = time.perf_counter()
     report = build_index(dataset, data_dir=data_dir, home=home)
@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     peak_kb = peak_rss_kb()
     from pathlib import Path
 
-    from memory_store.workspace import load_catalog
+    from memory_store.catalog import load_catalog
 
     dataset_snapshot, _ = load_catalog(Path(report.directory))  # after the peak was read
     payload = {

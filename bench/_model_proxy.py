@@ -23,11 +23,11 @@ import httpx
 import uvicorn
 from pydantic import BaseModel, Field
 
-from graph.chat_state import Understanding
-from memory_store.rules import RuleSet
-from nodes.llm_roles import MalformedReply, parse_reply
-from nodes.roles import FacetSet, PropagationResult, Ranking, UserProfile
 from prompts.tokens import count_tokens
+from roles.guard import MalformedReply, parse_reply
+from schemas.chat_state import Understanding
+from schemas.records import FacetSet, PropagationResult, Ranking, UserProfile
+from schemas.ruleset import RuleSet
 
 log = logging.getLogger(__name__)
 

@@ -17,17 +17,11 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
+from bench.paths import DEFAULT_HOME, DEFAULT_OUT, REPO, default_data_dir
+
+__all__ = ["DEFAULT_HOME", "DEFAULT_OUT", "REPO", "default_data_dir"]
+
 log = logging.getLogger(__name__)
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = REPO / "bench" / "results"
-DEFAULT_HOME = DEFAULT_OUT / "home"
-
-
-def default_data_dir() -> Path:
-    """The shared benchmark data: ``$MEMREC_DATA_DIR`` or ``<repo>/../shared/data``."""
-    env = os.environ.get("MEMREC_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "data"
 
 
 class BenchOptions(BaseModel):

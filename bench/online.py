@@ -34,7 +34,7 @@ TARGET_P99 = {"ml-100k": 20.0, "amazon-games": 50.0}
 METHOD = (
     "Per request: node wall time (wrapped node functions of the production builder) minus the "
     "model HTTP round-trip time measured on the model client's transport "
-    "(nodes.models.PerLoopTransport.handle_async_request); e2e = graph.ainvoke wall time minus all "
+    "(roles.models.PerLoopTransport.handle_async_request); e2e = graph.ainvoke wall time minus all "
     "HTTP round trips; framework = e2e - sum of nodes. The test server runs in a subprocess with "
     "0 ms latency, so its handling time is inside the excluded round trips and never competes for "
     "our GIL. Distinct users per request (cold facet cache); warm-up requests first."

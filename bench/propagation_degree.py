@@ -2,7 +2,7 @@
 
 A synthetic generic-format dataset (``bench/synthetic.py``) gets one user per degree on top of a
 small background graph; it is indexed into a temporary home. For each degree, a few new
-interactions are recorded and propagated with ``nodes.propagation.propagate_event`` against the
+interactions are recorded and propagated with the propagate graph against the
 test server (a subprocess, 0 ms). Calls are counted twice: the usage the propagation reports and
 the chat-completion requests seen on the model client's transport.
 """
@@ -22,10 +22,10 @@ from bench.servers import model_server
 from bench.setup import context
 from bench.synthetic import degree_dataset
 from bench.timing import HttpClock, http_clock
-from memory_store.index import build_index
+from graph.propagate import graph as propagate_graph
 from memory_store.workspace import Workspace, get_workspace
-from nodes.propagation import propagate_event
 from nodes.record import record_interaction
+from services.index import build_index
 
 NAME = "propagation_degree"
 DEGREES = [5, 50, 500, 5000]
@@ -47,7 +47,7 @@ async def _propagate(
         event = record_interaction(ws, user, ws.dataset.item_ids[int(item)])
         http.reset()
         started = time.perf_counter()
-        report = await propagate_event(ws, ctx, event)
+        report = (await propagate_graph.ainvoke({"event": event}, context=ctx))["report"]
         out["own_ms"].append((time.perf_counter() - started - http.seconds) * 1000.0)
         out["calls"].append(report.usage.calls)
         out["wire"].append(http.calls)

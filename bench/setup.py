@@ -10,10 +10,10 @@ import numpy as np
 from pydantic import BaseModel
 
 from bench.common import BenchOptions
-from graph.context import MemRecContext
-from memory_store.index import build_index
-from memory_store.paths import store_dir
+from dataio.paths import store_dir
 from memory_store.workspace import INDEX_MARKER, Workspace, get_workspace
+from schemas.context import MemRecContext
+from services.index import build_index
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``power_law_dataset`` draws a long-tailed graph of about ``n`` interactions (20 per user and 50 per
 item on average, so users and items grow with ``n``); ``degree_dataset`` adds users of exactly the
-requested train degrees to a small background graph. See ``memory_store/datasets.py`` for the
+requested train degrees to a small background graph. See ``dataio/datasets.py`` for the
 format.
 """
 

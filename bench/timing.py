@@ -1,6 +1,6 @@
 """Instruments for measuring our own time: model HTTP round trips and per-node wall time.
 
-``HttpClock`` wraps the model client's transport (``nodes.models.PerLoopTransport``) and adds up
+``HttpClock`` wraps the model client's transport (``roles.models.PerLoopTransport``) and adds up
 the wall time of every HTTP round trip (request sent -> response headers; the test server's small
 JSON bodies arrive with the headers). Subtracting it from a node's wall time leaves our own work:
 prompt rendering, parsing, validation, memory reads, LangChain and the openai client's own code.
@@ -24,7 +24,7 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 
 import graph.recommend as recommend_module
-from nodes.models import PerLoopTransport
+from roles.models import PerLoopTransport
 
 NODES = ("curate", "synthesize", "rank", "record")
 
@@ -104,10 +104,15 @@ def timed_recommend_graph(clock: NodeClock) -> CompiledStateGraph:
 
     Only valid for one request at a time (the clock is shared).
     """
-    originals = {name: getattr(recommend_module, name) for name in NODES}
+    plain = [name for name in NODES if name != "record"]  # record is built by make_record
+    originals: dict[str, Any] = {name: getattr(recommend_module, name) for name in plain}
+    originals["make_record"] = make_record = recommend_module.make_record
     try:
-        for name, fn in originals.items():
-            setattr(recommend_module, name, _timed_node(name, fn, clock))
+        for name in plain:
+            setattr(recommend_module, name, _timed_node(name, originals[name], clock))
+        recommend_module.make_record = lambda schedule: _timed_node(  # type: ignore[assignment]
+            "record", make_record(schedule), clock
+        )
         return recommend_module.build_recommend_graph().compile(name="recommend-timed")
     finally:
         for name, fn in originals.items():

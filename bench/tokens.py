@@ -1,6 +1,6 @@
 """Model calls and tokens per recommend request, per repeat request and per interaction.
 
-Runs the production recommend graph and ``propagate_event`` against the OpenAI-compatible test
+Runs the production recommend and propagate graphs against the OpenAI-compatible test
 server (in-process here: timing does not matter, and its per-task call counters cross-check the
 usage the nodes report). Everything runs on an isolated clone of the indexed store (in-memory
 memories, fresh event log), so the benchmark's index is never written.
@@ -18,9 +18,9 @@ import numpy as np
 from bench.common import BenchOptions, BenchResult, finish, new_result, summary, target
 from bench.servers import ModelServer, model_server
 from bench.setup import context, ensure_index, sample_users, workspace
+from graph.propagate import graph as propagate_graph
 from graph.recommend import graph as recommend_graph
 from memory_store.workspace import Workspace, register_workspace
-from nodes.propagation import propagate_event
 from nodes.record import record_interaction
 
 NAME = "tokens"
@@ -93,7 +93,7 @@ async def _propagations(
         unseen = [i for i in rng.permutation(ws.dataset.n_items)[:200] if int(i) not in seen]
         event = record_interaction(ws, user, ws.dataset.item_ids[int(unseen[0])])
         server.server.clear()
-        report = await propagate_event(ws, ctx, event)
+        report = (await propagate_graph.ainvoke({"event": event}, context=ctx))["report"]
         out["calls"].append(report.usage.calls)
         out["in"].append(report.usage.tokens_in)
         out["out"].append(report.usage.tokens_out)
@@ -126,6 +126,44 @@ def _row(
     }
 
 
+def _dataset_rows(
+    result: BenchResult, dataset: str, req: dict[str, Any], prop: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Append one dataset's rows to ``result``; the request, repeat and propagation rows."""
+    first = _row(dataset, "request", req["calls"], req["in"], req["out"], req["server_calls"])
+    repeat = _row(
+        dataset,
+        "repeat request",
+        req["r_calls"],
+        req["r_in"],
+        req["r_out"],
+        req["r_server"],
+    )
+    propagation = _row(
+        dataset, "propagation", prop["calls"], prop["in"], prop["out"], prop["server_calls"]
+    )
+    per_user = first["total_mean"] + propagation["total_mean"]
+    result.rows += [first, repeat, propagation]
+    for node in ("synthesize", "rank"):
+        result.rows.append(
+            {
+                "dataset": dataset,
+                "what": f"  of which {node}",
+                "tokens_in_mean": round(float(np.mean(req[f"{node}_in"])), 1),
+                "tokens_out_mean": round(float(np.mean(req[f"{node}_out"])), 1),
+            }
+        )
+    result.rows.append(
+        {
+            "dataset": dataset,
+            "what": "request + propagation (per user)",
+            "calls_max": first["calls_max"] + propagation["calls_max"],
+            "total_mean": round(per_user, 1),
+        }
+    )
+    return first, repeat, propagation
+
+
 def run(opts: BenchOptions) -> BenchResult:
     """Run the token benchmark and write ``tokens.json``."""
     n = opts.size(50, 20, 2)
@@ -146,39 +184,7 @@ def run(opts: BenchOptions) -> BenchResult:
                 prop = asyncio.run(_propagations(clone, ctx, users, server))
             finally:
                 clone.events.close()
-            first = _row(
-                dataset, "request", req["calls"], req["in"], req["out"], req["server_calls"]
-            )
-            repeat = _row(
-                dataset,
-                "repeat request",
-                req["r_calls"],
-                req["r_in"],
-                req["r_out"],
-                req["r_server"],
-            )
-            propagation = _row(
-                dataset, "propagation", prop["calls"], prop["in"], prop["out"], prop["server_calls"]
-            )
-            per_user = first["total_mean"] + propagation["total_mean"]
-            result.rows += [first, repeat, propagation]
-            for node in ("synthesize", "rank"):
-                result.rows.append(
-                    {
-                        "dataset": dataset,
-                        "what": f"  of which {node}",
-                        "tokens_in_mean": round(float(np.mean(req[f"{node}_in"])), 1),
-                        "tokens_out_mean": round(float(np.mean(req[f"{node}_out"])), 1),
-                    }
-                )
-            result.rows.append(
-                {
-                    "dataset": dataset,
-                    "what": "request + propagation (per user)",
-                    "calls_max": first["calls_max"] + propagation["calls_max"],
-                    "total_mean": round(per_user, 1),
-                }
-            )
+            first, repeat, propagation = _dataset_rows(result, dataset, req, prop)
             _targets(result, dataset, first, repeat, propagation)
     result.rows.append(
         {

@@ -6,17 +6,18 @@ import asyncio
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cli.options import DATA_DIR, DATASET, HOME, ROLES, CliError, context, run_cli
-from graph.context import MemRecContext
-from graph.state import RecommendInput
-from memory_store.paths import resolve_data_dir
+from dataio.paths import resolve_data_dir
+from schemas.context import MemRecContext
+
+if TYPE_CHECKING:
+    from schemas.recommend_state import RecommendInput
 
 console = Console()
 T = TypeVar("T")
@@ -28,6 +29,8 @@ rules_app = typer.Typer(help="Curation rule sets: generate and show.", no_args_i
 @contextmanager
 def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
     """A rich progress bar as a (step, done, total) callback."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("{task.description:<10}"),
         BarColumn(),
@@ -52,7 +55,7 @@ def data_download(
     data_dir: str | None = DATA_DIR,
 ) -> None:
     """Download a public dataset into the data directory."""
-    from memory_store.download import download_dataset
+    from dataio.download import download_dataset
 
     def go() -> None:
         path = download_dataset(name, resolve_data_dir(data_dir))
@@ -64,7 +67,7 @@ def data_download(
 @data_app.command("list")
 def data_list(data_dir: str | None = DATA_DIR) -> None:
     """Known datasets and whether they are in the data directory."""
-    from memory_store.datasets import KNOWN_DATASETS
+    from dataio.paths import KNOWN_DATASETS
 
     root = resolve_data_dir(data_dir)
     table = Table("dataset", "present", "folder")
@@ -77,7 +80,7 @@ def index_dataset(
     dataset: str, data_dir: str | None, home: str | None, lmmem: str = "offline"
 ) -> Any:
     """Build (or reuse) a dataset's index with a progress bar."""
-    from memory_store.index import build_index
+    from services.index import build_index
 
     with progress_bar() as update:
         return build_index(dataset, data_dir=data_dir, home=home, lmmem=lmmem, progress=update)
@@ -93,7 +96,7 @@ def index(
 
     With an LLM preset, LMMem writes each user's initial memory (one call per user).
     """
-    from nodes.role_factory import role_specs
+    from roles.factory import role_specs
 
     def go() -> None:
         lmmem = role_specs(context(dataset, home, roles or "offline"))[0]
@@ -132,7 +135,7 @@ def rules_show(
     which: str = typer.Option("generated", help="generated or generic"),
 ) -> None:
     """Show a saved rule set."""
-    from graph.context import workspace_for
+    from memory_store.workspace import workspace_for
 
     def go() -> None:
         if which not in ("generated", "generic"):
@@ -167,7 +170,7 @@ async def _recommend(ctx: MemRecContext, inp: RecommendInput) -> dict[str, Any]:
 
 def print_ranking(out: dict[str, Any], ctx: MemRecContext) -> None:
     """Table of rank, title, score, rationale, plus facets and notes."""
-    from graph.context import workspace_for
+    from memory_store.workspace import workspace_for
 
     ws = workspace_for(ctx)
     table = Table("rank", "item", "title", "score", "rationale", show_lines=False)
@@ -232,12 +235,12 @@ def demo(
     """Index if needed, recommend with rationales, record a feedback, show the memory it changed."""
 
     def go() -> None:
-        from memory_store.paths import store_dir
+        from dataio.paths import store_dir
 
         if not (store_dir(dataset, home) / "index.json").exists():
             root = resolve_data_dir(data_dir)
             if dataset == "ml-100k" and not (root / dataset).is_dir():
-                from memory_store.download import download_dataset
+                from dataio.download import download_dataset
 
                 console.print(f"{dataset} is not in {root}: downloading it")
                 download_dataset(dataset, root)
@@ -253,9 +256,9 @@ def demo(
 
 
 async def _feedback_and_show(ctx: MemRecContext, user: str, item: str) -> None:
-    from graph.context import workspace_for
-    from memory_store.worker import PropagationWorker
+    from memory_store.workspace import workspace_for
     from nodes.record import record_interaction
+    from services.worker import PropagationWorker
 
     ws = workspace_for(ctx)
     console.rule(f"Feedback: user {user} liked {ws.title(ws.item_code(item))}")

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 import re
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from cli.options import DATASET, HOME, user_errors
-from memory_store.doctor import check_workspace
-from memory_store.privacy import delete_user, set_opt_out
-from memory_store.workspace import Workspace, open_workspace
+
+if TYPE_CHECKING:
+    from memory_store.workspace import Workspace
 
 console = Console(width=140)
 MAX_ID_CHARS = 128
@@ -42,11 +43,15 @@ def validate_user_id(user_id: str) -> str:
 
 
 def _open(dataset: str, home: str | None) -> Workspace:
+    from memory_store.workspace import open_workspace
+
     return open_workspace(dataset, home=home)
 
 
 def doctor(dataset: str = DATASET, home: str | None = HOME, as_json: bool = JsonOpt) -> None:
     """Check that graph, memories and event log agree; exit 1 when they do not."""
+    from services.doctor import check_workspace
+
     with user_errors(ValueError):
         ws = _open(dataset, home)
     try:
@@ -68,6 +73,8 @@ def doctor(dataset: str = DATASET, home: str | None = HOME, as_json: bool = Json
 
 
 def _privacy(dataset: str, home: str | None, user: str, action: str) -> None:
+    from services.privacy import delete_user, set_opt_out
+
     with user_errors(ValueError):
         user = validate_user_id(user)
         ws = _open(dataset, home)

@@ -8,20 +8,25 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markdown import Markdown
 
 from cli.options import CliError, user_errors
 from evaluation.methods import METHODS
-from evaluation.runner import CANDIDATE_COUNTS, LeakageError
 
 _console = Console()
-# Errors a user can fix from the message: bad names, foreign or old files, missing index or data.
-_EVAL_ERRORS = (ValueError, LookupError, LeakageError, OSError)
+
+
+def _eval_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can fix from the message: bad names, foreign or old files, missing data."""
+    from evaluation.warmup import LeakageError
+
+    return (ValueError, LookupError, LeakageError, OSError)
 
 
 def _print_table(table: str) -> None:
     """Rendered on a terminal; plain Markdown otherwise (pipes and logs keep every digit)."""
     if _console.is_terminal:
+        from rich.markdown import Markdown
+
         _console.print(Markdown(table))
     else:
         _console.print(table, markup=False, highlight=False, soft_wrap=True)
@@ -54,12 +59,12 @@ def eval_command(
     ] = 1,
 ) -> None:
     """Evaluate one method (or all) under the benchmark protocol; prints the results table."""
-    from evaluation.report import markdown_table
-    from evaluation.runner import run_eval
+    from evaluation.runner import CANDIDATE_COUNTS, run_eval
+    from evaluation.tables import markdown_table
 
     names = list(METHODS) if method == "all" else [m.strip() for m in method.split(",") if m]
     results = []
-    with user_errors(*_EVAL_ERRORS):
+    with user_errors(*_eval_errors()):
         if candidates not in CANDIDATE_COUNTS:
             raise CliError(f"--candidates must be one of {CANDIDATE_COUNTS}, not {candidates}")
         if jobs > 1 and len(names) > 1:
@@ -114,7 +119,7 @@ def _run_in_processes(groups: list[list[str]], out: Path) -> list[Any]:
     import sys
     import time
 
-    from evaluation.runner import load_run
+    from evaluation.results import load_run
 
     started = time.time()
     base = _strip_options(sys.argv[1:], ("--method", "--jobs"))
@@ -164,7 +169,7 @@ def report_command(
     """Combine every run in DIR... into report.md and PNG plots (written into the first DIR)."""
     from evaluation.report import build_report
 
-    with user_errors(*_EVAL_ERRORS):
+    with user_errors(*_eval_errors()):
         report = build_report(dirs)
     _print_table(report.table)
     _console.print(f"wrote {report.markdown_path} and {len(report.plots)} plots")

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-from graph.context import MemRecContext
+from schemas.context import MemRecContext
 
 USER = typer.Option(None, "--user", help="a user id")
 ITEM = typer.Option(None, "--item", help="an item id")
@@ -39,13 +39,13 @@ def context(dataset: str, home: str | None, roles: str | None, **extra: object) 
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from evaluation.protocol import ProtocolError
-    from memory_store.datasets import DatasetError
+    from dataio.candidates import ProtocolError
+    from dataio.datasets import DatasetError
     from memory_store.events import SchemaMismatch
     from memory_store.workspace import NotIndexed, UnknownEntity
     from memory_store.writes import UnknownMemory, UnknownVersion
     from nodes.curate import InvalidRequest
-    from nodes.models import ModelConfigError
+    from roles.models import ModelConfigError
 
     return (
         CliError,

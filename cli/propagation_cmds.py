@@ -11,18 +11,22 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from cli.options import DATASET, HOME, ITEM, USER, user_errors
-from graph.context import MemRecContext
-from memory_store.events import JOB_STATUSES
-from memory_store.memories import MemoryKind, MemoryRecord
-from memory_store.workspace import Workspace, open_workspace
-from memory_store.writes import UnknownMemory, rollback
+from schemas.context import MemRecContext
+
+if TYPE_CHECKING:
+    from memory_store.memories import MemoryKind, MemoryRecord
+    from memory_store.workspace import Workspace
+
+# The job statuses of memory_store/jobs.py (tests/test_cli.py checks they agree), written out so
+# `--help` does not import the store.
+JOB_STATUSES = ("pending", "running", "done", "failed")
 
 logger = logging.getLogger(__name__)
 console = Console(width=140)
@@ -33,7 +37,17 @@ LMMemOpt = typer.Option(None, "--lmmem", help="LMMem model spec (default: the pr
 
 
 def _open(dataset: str, home: str | None) -> Workspace:
+    """The store (read-only commands): opened on its own, closed with the process."""
+    from memory_store.workspace import open_workspace
+
     return open_workspace(dataset, home=home)
+
+
+def _open_for(ctx: MemRecContext) -> Workspace:
+    """The store a command propagates in: the one the propagate graph resolves ``ctx`` to."""
+    from memory_store.workspace import workspace_for
+
+    return workspace_for(ctx)
 
 
 def _context(dataset: str, home: str | None, lmmem: str | None) -> MemRecContext:
@@ -76,7 +90,8 @@ def feedback(
     from nodes.record import record_interaction
 
     with user_errors(LookupError, ValueError):
-        ws = _open(dataset, home)
+        ctx = _context(dataset, home, lmmem)
+        ws = _open_for(ctx)
         targets: list[tuple[MemoryKind, str]] = [("user", user), ("item", item)]
         before = {k: ws.memories.get(k, e) for k, e in targets}
         event = record_interaction(ws, user, item, kind)
@@ -84,7 +99,6 @@ def feedback(
         if not propagate:
             console.print("propagation queued (run `memrec worker` to apply it)")
             return
-        ctx = _context(dataset, home, lmmem)
         job = asyncio.run(_drain_for(ws, ctx, event.interaction_id, wait, timeout_s))
         console.print(f"job {event.interaction_id}: {job}")
         for kind_, entity in targets:
@@ -95,7 +109,7 @@ async def _drain_for(
     ws: Workspace, ctx: MemRecContext, interaction_id: str, wait: bool, timeout_s: float
 ) -> str:
     """Drain due jobs (this one included); with ``wait`` keep going through its backoffs."""
-    from memory_store.worker import PropagationWorker
+    from services.worker import PropagationWorker
 
     worker = PropagationWorker(ws, ctx, base_backoff_s=0.5)
     await worker.reclaim()
@@ -182,6 +196,8 @@ def memory_show(
         _check_known(ws, kind, entity)
         rec = ws.memories.get(kind, entity)
         if rec is None:
+            from memory_store.writes import UnknownMemory
+
             raise UnknownMemory(kind, entity)
         console.print(
             f"[bold]{kind}:{entity}[/bold] version {rec.version}, {_when(rec.updated_at)}, "
@@ -229,6 +245,7 @@ def memory_rollback(
 ) -> None:
     """Restore a past version's text as a new version (history is never rewritten)."""
     from memory_store.facet_cache import facet_cache_for
+    from memory_store.writes import rollback
 
     with user_errors(LookupError, ValueError):
         kind, entity = _target(user, item)
@@ -254,11 +271,12 @@ def worker(
     poll_s: float = typer.Option(0.5, "--poll", help="seconds between polls when idle"),
 ) -> None:
     """Drain the propagation queue forever (Ctrl-C to stop; a killed worker loses nothing)."""
-    from memory_store.worker import PropagationWorker
+    from services.worker import PropagationWorker
 
     with user_errors(LookupError, ValueError):
-        ws = _open(dataset, home)
-        runner = PropagationWorker(ws, _context(dataset, home, lmmem), poll_s=poll_s)
+        ctx = _context(dataset, home, lmmem)
+        ws = _open_for(ctx)
+        runner = PropagationWorker(ws, ctx, poll_s=poll_s)
         console.print(f"worker {runner.owner} draining {ws.name}; Ctrl-C to stop")
         try:
             asyncio.run(_forever(runner))

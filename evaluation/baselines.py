@@ -20,9 +20,10 @@ from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from pydantic import BaseModel
 
-logger = logging.getLogger(__name__)
+from evaluation.methods import BASELINES
+from memory_store.similarity import as_binary_csr, item_cosine
 
-BASELINES: tuple[str, ...] = ("random", "mostpop", "itemknn", "bpr", "als")
+logger = logging.getLogger(__name__)
 
 # Users whose dense score rows ItemKNN materialises at once (bounds memory on big catalogues).
 _USER_CHUNK = 256
@@ -78,19 +79,6 @@ class TunedBaseline(BaseModel):
     valid_h1: float
     valid_mrr: float
     trials: list[TrialResult] = []
-
-
-def as_binary_csr(train: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
-    """Return ``train`` as a float32 CSR matrix with every stored interaction set to 1."""
-    if not sp.issparse(train):
-        raise TypeError(
-            f"train must be a scipy.sparse user x item matrix, got {type(train).__name__}"
-        )
-    csr = sp.csr_matrix(train, dtype=np.float32, copy=True)
-    csr.sum_duplicates()
-    csr.eliminate_zeros()
-    csr.data[:] = 1.0
-    return csr
 
 
 class _Scorer:
@@ -185,30 +173,6 @@ class MostPop(_Scorer):
 
     def _score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.popularity[items]
-
-
-def _top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Keep the ``k`` largest entries of each row of a CSR matrix (ties: lower column first)."""
-    matrix.sort_indices()
-    counts = np.diff(matrix.indptr)
-    rows = np.repeat(np.arange(matrix.shape[0]), counts)
-    order = np.lexsort((-matrix.data, rows))
-    position = np.arange(order.size) - matrix.indptr[rows[order]]
-    keep = np.sort(order[position < k])  # back to row-major order, so CSR arrays stay valid
-    indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, k))])
-    return sp.csr_matrix((matrix.data[keep], matrix.indices[keep], indptr), shape=matrix.shape)
-
-
-def item_cosine(train: sp.csr_matrix, k: int, shrink: float = 0.0) -> sp.csr_matrix:
-    """Item x item shrunk cosine similarity of a binary matrix, ``k`` neighbours kept per row."""
-    binary = as_binary_csr(train)
-    co = (binary.T @ binary).tocsr().astype(np.float64)
-    norms = np.sqrt(co.diagonal())
-    co.setdiag(0.0)
-    co.eliminate_zeros()
-    rows = np.repeat(np.arange(co.shape[0]), np.diff(co.indptr))
-    co.data = co.data / (norms[rows] * norms[co.indices] + shrink)
-    return _top_k_per_row(co, k)
 
 
 class ItemKNN(_Scorer):

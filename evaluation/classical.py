@@ -14,9 +14,10 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
+from dataio.candidates import CandidateFile
+from dataio.datasets import Dataset
+from dataio.split import Split
 from evaluation.baselines import make_baseline, target_ranks, tune
-from evaluation.protocol import CandidateFile, Split
-from memory_store.datasets import Dataset
 
 logger = logging.getLogger(__name__)
 

@@ -7,30 +7,30 @@ Every agentic method runs through the same recommend graph; a method is nothing 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from schemas.context import MemRecContext
 
-from evaluation.baselines import BASELINES
-from graph.context import MemRecContext
+# The classical baselines (``evaluation/baselines.py`` implements them under these names).
+BASELINES: tuple[str, ...] = ("random", "mostpop", "itemknn", "bpr", "als")
 
 
 class UnknownMethod(ValueError):
     """A method name the benchmark does not know; the message lists the accepted names."""
 
 
-class MethodSpec(BaseModel):
-    """One benchmark method: its family and, for agentic methods, the context switches it sets."""
+@dataclass(frozen=True)
+class MethodSpec:
+    """One benchmark method: its family and, for agentic methods, the context switches it sets.
 
-    model_config = ConfigDict(frozen=True)
+    A plain dataclass (no pydantic): the CLI lists the methods in ``--help`` without loading it.
+    """
 
-    name: str = Field(description="the name used on the command line and in reports")
-    family: Literal["agentic", "classical"] = Field(description="recommend graph or baseline")
-    switches: dict[str, Any] = Field(
-        default_factory=dict, description="MemRecContext fields the method sets"
-    )
-    description: str = Field("", description="one line for reports and --help")
+    name: str  # the name used on the command line and in reports
+    family: Literal["agentic", "classical"]  # recommend graph or baseline
+    switches: dict[str, Any] = field(default_factory=dict)  # MemRecContext fields it sets
+    description: str = ""  # one line for reports and --help
 
     @property
     def agentic(self) -> bool:

@@ -7,12 +7,20 @@ chat, in-memory in tests) so a thread remembers the conversation.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 
-from graph.chat_state import (
+from graph.background import schedule_propagation
+from graph.recommend import graph as recommend_graph
+from nodes.feedback import make_feedback
+from nodes.recommend import make_recommend
+from nodes.record import Schedule
+from nodes.respond import respond
+from nodes.retrieve import retrieve
+from nodes.understand import understand
+from schemas.chat_state import (
     ChatInput,
     ChatOutput,
     ChatState,
@@ -22,13 +30,9 @@ from graph.chat_state import (
     ResolvedFeedback,
     Understanding,
 )
-from graph.context import MemRecContext
-from graph.state import CuratedNeighbour
-from nodes.chat_feedback import feedback
-from nodes.respond import respond
-from nodes.retrieve import recommend, retrieve
-from nodes.roles import CallUsage, Facet, RankedItem
-from nodes.understand import understand
+from schemas.context import MemRecContext
+from schemas.recommend_state import CuratedNeighbour
+from schemas.records import CallUsage, Facet, RankedItem
 
 CHECKPOINT_TYPES: tuple[type, ...] = (
     Understanding,
@@ -62,15 +66,17 @@ def after_feedback(state: ChatState) -> Literal["retrieve", "respond"]:
     return "respond" if state.get("pending") is not None else "retrieve"
 
 
-def build_chat_graph() -> StateGraph[ChatState, MemRecContext, ChatInput, ChatOutput]:
-    """Wire the conversational path (the recommend graph runs inside ``recommend``)."""
+def build_chat_graph(
+    recommend: Any = recommend_graph, schedule: Schedule = schedule_propagation
+) -> StateGraph[ChatState, MemRecContext, ChatInput, ChatOutput]:
+    """Wire the conversational path (the compiled ``recommend`` graph runs inside `recommend`)."""
     builder = StateGraph(
         ChatState, context_schema=MemRecContext, input_schema=ChatInput, output_schema=ChatOutput
     )
     builder.add_node("understand", understand)
-    builder.add_node("feedback", feedback)
+    builder.add_node("feedback", make_feedback(schedule))
     builder.add_node("retrieve", retrieve)
-    builder.add_node("recommend", recommend)
+    builder.add_node("recommend", make_recommend(recommend))
     builder.add_node("respond", respond)
     builder.add_edge(START, "understand")
     builder.add_conditional_edges("understand", after_understand)

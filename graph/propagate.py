@@ -1,49 +1,32 @@
-"""The propagate graph (background): load_context -> reflect (one LMMem call) -> apply_patches."""
+"""The propagate graph (background): load_context -> reflect (one LMMem call) -> apply_patches.
+
+A replayed or write-disabled interaction loads with a skip reason and goes straight to
+``apply_patches``, which reports the skip and settles the job: no model call, no write.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
-from typing_extensions import TypedDict
 
-from graph.context import MemRecContext
-from nodes.apply_patches import PropagationReport, apply_patches
-from nodes.load_context import LoadedContext, load_context
-from nodes.reflect import reflect
-from nodes.roles import CallUsage, InteractionEvent, PropagationResult
-
-
-class PropagateInput(TypedDict, total=False):
-    """What starts a propagation: an interaction id from the event log, or the full event."""
-
-    interaction_id: str  # a recorded interaction (its event is read from the log)
-    event: InteractionEvent | dict[str, Any] | None  # or the event itself
-
-
-class PropagateOutput(TypedDict, total=False):
-    """What a propagation returns."""
-
-    report: PropagationReport  # writes, skips, dropped / refused patches, the call's usage
-
-
-class PropagateState(PropagateInput, PropagateOutput, total=False):
-    """Internal state between the three nodes."""
-
-    loaded: LoadedContext  # the event, its memories and the chosen neighbours
-    result: PropagationResult  # the one LMMem call's answer
-    usage: CallUsage  # what that call cost
+from nodes.apply_patches import apply_patches
+from nodes.load_context import load_context
+from nodes.reflect import make_reflect
+from schemas.context import MemRecContext
+from schemas.propagate_state import PropagateInput, PropagateOutput, PropagateState
+from schemas.roles import LMMem
 
 
 def after_load(state: PropagateState) -> Literal["reflect", "apply_patches"]:
-    """Skip the model call when nothing is to be propagated (collaborative write off)."""
+    """Skip the model call when nothing is to be propagated (replayed, collaborative write off)."""
     return "apply_patches" if state["loaded"].skip_reason else "reflect"
 
 
-def build_propagate_graph() -> StateGraph[
-    PropagateState, MemRecContext, PropagateInput, PropagateOutput
-]:
-    """Wire the background write path."""
+def build_propagate_graph(
+    lmmem: LMMem | None = None,
+) -> StateGraph[PropagateState, MemRecContext, PropagateInput, PropagateOutput]:
+    """Wire the background write path (``lmmem`` replaces the context's role, for fakes)."""
     builder = StateGraph(
         PropagateState,
         context_schema=MemRecContext,
@@ -51,7 +34,7 @@ def build_propagate_graph() -> StateGraph[
         output_schema=PropagateOutput,
     )
     builder.add_node("load_context", load_context)
-    builder.add_node("reflect", reflect)
+    builder.add_node("reflect", make_reflect(lmmem))
     builder.add_node("apply_patches", apply_patches)
     builder.add_edge(START, "load_context")
     builder.add_conditional_edges("load_context", after_load)

@@ -1,4 +1,8 @@
-"""The recommend graph: curate -> synthesize -> rank, then the post-response branch `record`."""
+"""The recommend graph: curate -> synthesize -> rank, then the post-response branch `record`.
+
+`record` hands what it recorded to ``schedule`` (default: ``graph/background.py``'s background
+propagation through the propagate graph), never waiting for it.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
 
-from graph.context import MemRecContext
-from graph.state import RecommendInput, RecommendOutput, RecommendState
+from graph.background import schedule_propagation
 from nodes.curate import curate
 from nodes.rank import rank
-from nodes.record import record
+from nodes.record import Schedule, make_record
 from nodes.synthesize import synthesize
+from schemas.context import MemRecContext
+from schemas.recommend_state import RecommendInput, RecommendOutput, RecommendState
 
 
 def after_rank(state: RecommendState) -> Literal["record", "__end__"]:
@@ -19,9 +24,9 @@ def after_rank(state: RecommendState) -> Literal["record", "__end__"]:
     return "record" if state.get("feedback") else "__end__"
 
 
-def build_recommend_graph() -> StateGraph[
-    RecommendState, MemRecContext, RecommendInput, RecommendOutput
-]:
+def build_recommend_graph(
+    schedule: Schedule = schedule_propagation,
+) -> StateGraph[RecommendState, MemRecContext, RecommendInput, RecommendOutput]:
     """Wire the online path (two model calls at most: synthesize and rank)."""
     builder = StateGraph(
         RecommendState,
@@ -32,7 +37,7 @@ def build_recommend_graph() -> StateGraph[
     builder.add_node("curate", curate)
     builder.add_node("synthesize", synthesize)
     builder.add_node("rank", rank)
-    builder.add_node("record", record)
+    builder.add_node("record", make_record(schedule))
     builder.add_edge(START, "curate")
     builder.add_edge("curate", "synthesize")
     builder.add_edge("synthesize", "rank")

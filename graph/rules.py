@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from langgraph.graph import END, START, StateGraph
-from typing_extensions import TypedDict
 
-from graph.context import MemRecContext
-from graph.state import merge_usage
-from memory_store.rules import DomainStats, RuleSet
-from nodes.generate_rules import generate_rules, save_rules
-from nodes.roles import CallUsage
-from nodes.rules_stats import domain_stats_node
-
-
-class RulesInput(TypedDict, total=False):
-    """The rules graph takes no input: the dataset comes from the run context."""
-
-
-class RulesOutput(TypedDict, total=False):
-    """What the rules graph returns."""
-
-    stats: DomainStats  # the statistics the rules were written from
-    rules: RuleSet  # the validated rule set (data, never code)
-    path: str  # where it was saved
-    usage: Annotated[dict[str, CallUsage], merge_usage]  # model usage of generate_rules
-
-
-class RulesState(RulesInput, RulesOutput, total=False):
-    """Internal state of the rules graph (input and output together)."""
+from nodes.domain_stats import domain_stats_node
+from nodes.generate_rules import generate_rules
+from nodes.save_rules import save_rules
+from schemas.context import MemRecContext
+from schemas.rules_state import RulesInput, RulesOutput, RulesState
 
 
 def build_rules_graph() -> StateGraph[RulesState, MemRecContext, RulesInput, RulesOutput]:

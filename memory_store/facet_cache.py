@@ -13,7 +13,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
 
-from nodes.roles import Facet
+from schemas.records import Facet
 
 MAX_ENTRIES = 4096
 

@@ -3,7 +3,7 @@
 User neighbours are the users who share items with the user (2-hop in the memory graph); item
 neighbours are the items the user interacted with (1-hop), whose memories carry what other users
 brought to them. Every feature is an array aligned with the neighbour codes (see
-``memory_store.rules.FEATURES`` for their meaning).
+``schemas.ruleset.FEATURES`` for their meaning).
 """
 
 from __future__ import annotations

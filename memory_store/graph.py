@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from memory_store import similarity
+
 log = logging.getLogger(__name__)
 
 _SECONDS_PER_DAY = 86400.0
@@ -145,9 +147,7 @@ class InteractionGraph:
         self._iu = self._ui.T.tocsr()
         pair_rows = np.repeat(items, len(items))
         pair_cols = np.tile(items, len(items))
-        own = sp.csr_matrix(
-            (np.ones(len(pair_rows)), (pair_rows, pair_cols)), shape=self._co.shape
-        )
+        own = sp.csr_matrix((np.ones(len(pair_rows)), (pair_rows, pair_cols)), shape=self._co.shape)
         self._co = (self._co - own).tocsr()
         self._co.eliminate_zeros()
         self.item_degree[items] -= 1
@@ -240,9 +240,7 @@ class InteractionGraph:
         counts (``co_counts``) always include them.
         """
         if self._similar is None:
-            from evaluation.baselines import item_cosine
-
-            self._similar = item_cosine(self._ui, SIMILAR_K, SIMILAR_SHRINK)
+            self._similar = similarity.item_cosine(self._ui, SIMILAR_K, SIMILAR_SHRINK)
         return self._similar
 
     def similar_scores(

@@ -8,27 +8,29 @@ is opened, so the graph, the memories and the log always agree.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
-import pickle
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
-from evaluation.protocol import Split
+from dataio.candidates import candidates_path, read_candidates
+from dataio.dataset import Dataset
+from dataio.paths import store_dir as default_store_dir
+from dataio.split import Split
 from memory_store.cached_store import CachedMemoryStore
-from memory_store.datasets import Dataset
-from memory_store.embeddings import HashingEmbedding
+from memory_store.catalog import load_catalog
+from memory_store.embedding_factory import make_embedding
 from memory_store.events import EventLog
 from memory_store.graph import InteractionGraph
 from memory_store.memories import MemoryKind, MemoryStore
-from memory_store.paths import store_dir as default_store_dir
-from memory_store.rules import RuleSet, generic_rules
+from memory_store.privacy_log import PrivacyState, read_privacy
+from memory_store.vectors import MemoryVectors
+from schemas.context import MemRecContext
+from schemas.ruleset import RuleSet, generic_rules
 
 if TYPE_CHECKING:
     from memory_store.chroma_store import ChromaMemoryStore
@@ -47,32 +49,6 @@ class UnknownEntity(LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0])
-
-
-@dataclass
-class MemoryVectors:
-    """Embeddings of every user and item memory, kept in numpy for cheap curation features."""
-
-    users: np.ndarray
-    items: np.ndarray
-    embedding: HashingEmbedding = field(default_factory=HashingEmbedding)
-
-    def refresh(self, kind: MemoryKind, code: int, text: str) -> None:
-        """Re-embed one memory after a write."""
-        target = self.users if kind == "user" else self.items
-        target[code] = self.embedding.embed_texts([text])[0]
-
-    def save(self, directory: Path) -> None:
-        """Write both arrays."""
-        np.save(directory / "vectors_users.npy", self.users)
-        np.save(directory / "vectors_items.npy", self.items)
-
-    @classmethod
-    def load(cls, directory: Path) -> MemoryVectors:
-        """Read arrays written by ``save``."""
-        return cls(
-            np.load(directory / "vectors_users.npy"), np.load(directory / "vectors_items.npy")
-        )
 
 
 class Workspace:
@@ -101,6 +77,9 @@ class Workspace:
         self.deleted: set[str] = set()  # user ids deleted for privacy: nothing is recorded for them
         self._candidates: dict[tuple[str, int, int], dict[int, list[int]]] = {}
         self.warm = threading.Event()  # set once the memory read cache is filled (see _warm)
+        # Objects built from this workspace (its role pair, its job runner), kept and dropped with
+        # it: the cycle workspace -> derived -> role -> workspace is collected as a whole.
+        self.derived: dict[str, Any] = {}
 
     @property
     def name(self) -> str:
@@ -166,8 +145,6 @@ class Workspace:
         self, which: str = "test", n: int = 10, seed: int = 0
     ) -> dict[int, list[int]]:
         """The benchmark candidate lists (user code -> item codes), read once and cached."""
-        from evaluation.protocol import candidates_path, read_candidates
-
         key = (which, n, seed)
         if key not in self._candidates:
             path = candidates_path(self.directory, which, n, seed)  # type: ignore[arg-type]
@@ -202,6 +179,16 @@ class Workspace:
         ws._candidates = self._candidates
         return ws
 
+    def apply_privacy(self, state: PrivacyState) -> None:
+        """Exclude opted-out and deleted users (the choices ``memory_store/privacy_log`` keeps)."""
+        for user_id in state.opted_out | state.deleted:
+            code = self.dataset.user_index.get(user_id)
+            if code is not None:
+                self.opted_out.add(code)
+                if user_id in state.deleted:  # the snapshot on disk predates the deletion
+                    self.graph.remove_user(code)
+        self.deleted |= state.deleted
+
     def replay_events(self) -> int:
         """Append interactions recorded after indexing onto the graph; returns how many."""
         added = 0
@@ -216,7 +203,6 @@ class Workspace:
 def open_chroma(directory: Path, chroma_url: str | None) -> ChromaMemoryStore:
     """The store's Chroma: a server when a URL is configured, else embedded under the store."""
     from memory_store.chroma_store import ChromaMemoryStore
-    from nodes.models import make_embedding
 
     # MEMREC_EMBEDDING: "hash" (local, the default) or "openai:<model>" /
     # "openai-compatible:<model>@<url>"; fixed per store (Chroma keeps it with the collection).
@@ -224,21 +210,6 @@ def open_chroma(directory: Path, chroma_url: str | None) -> ChromaMemoryStore:
     if chroma_url:
         return ChromaMemoryStore(url=chroma_url, embedding=embedding)
     return ChromaMemoryStore(path=directory / "chroma", embedding=embedding)
-
-
-def load_catalog(directory: Path) -> tuple[Dataset, Split]:
-    """The dataset and split snapshot written at index time."""
-    with open(directory / "catalog.pkl", "rb") as fh:
-        dataset, split = pickle.load(fh)
-    return dataset, split
-
-
-def save_catalog(directory: Path, dataset: Dataset, split: Split) -> None:
-    """Snapshot the dataset and split so later opens skip parsing the raw files."""
-    tmp = directory / "catalog.pkl.tmp"
-    with open(tmp, "wb") as fh:
-        pickle.dump((dataset, split), fh, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(directory / "catalog.pkl")
 
 
 def open_workspace(
@@ -271,9 +242,7 @@ def open_workspace(
         MemoryVectors.load(directory),
     )
     ws.replay_events()
-    from memory_store.privacy import load_privacy  # opt-outs and deletions (issue 7)
-
-    load_privacy(ws)
+    ws.apply_privacy(read_privacy(ws.events.path))
     return ws
 
 
@@ -333,3 +302,17 @@ def register_workspace(ws: Workspace, dataset: str, home: str | Path | None = No
     """Make ``get_workspace`` return ``ws`` (tests and evaluation runs use in-memory stores)."""
     with _OPEN_LOCK:
         _OPEN[(dataset, str(home or ""), "")] = ws
+
+
+def workspace_for(ctx: MemRecContext | None) -> Workspace:
+    """The shared workspace of the store a run context names (``get_workspace``)."""
+    ctx = ctx or MemRecContext()
+    return get_workspace(ctx.dataset, home=ctx.home, chroma_url=ctx.chroma_url)
+
+
+async def aworkspace_for(ctx: MemRecContext | None) -> Workspace:
+    """``workspace_for`` from async code: the first open (file reads) runs in a thread."""
+    ctx = ctx or MemRecContext()
+    if is_open(ctx.dataset, home=ctx.home, chroma_url=ctx.chroma_url):
+        return workspace_for(ctx)
+    return await asyncio.to_thread(workspace_for, ctx)

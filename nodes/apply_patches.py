@@ -19,19 +19,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from graph.context import MemRecContext, aworkspace_for
 from memory_store.facet_cache import facet_cache_for
 from memory_store.memories import MemoryKind
 from memory_store.summaries import append_note, notes_of
-from memory_store.workspace import Workspace
+from memory_store.workspace import Workspace, aworkspace_for
 from memory_store.writes import apply_write
-from nodes.load_context import LoadedContext
-from nodes.roles import CallUsage, NeighbourPatch, PropagationResult
+from schemas.context import MemRecContext
+from schemas.propagate_state import LoadedContext, MemoryWrite, PropagateState, PropagationReport
+from schemas.records import CallUsage, NeighbourPatch, PropagationResult
 
 logger = logging.getLogger(__name__)
 
@@ -60,34 +60,6 @@ INSTRUCTION_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         "[\u202a-\u202e\u2066-\u2069]",
     )
 )
-
-if TYPE_CHECKING:  # the graph module imports this node; LangGraph reads the graph state
-    from graph.propagate import PropagateState
-
-
-class MemoryWrite(BaseModel):
-    """One memory a propagation wrote."""
-
-    ref: str = Field(description="'user:<id>' or 'item:<id>'")
-    version: int = Field(description="the version the write created")
-
-
-class PropagationReport(BaseModel):
-    """What one propagation did."""
-
-    interaction_id: str = Field(description="the propagated interaction (the cause of writes)")
-    writes: list[MemoryWrite] = Field(default_factory=list, description="memories written")
-    skipped: int = Field(
-        default=0, description="writes skipped because this cause already made them"
-    )
-    dropped_patches: int = Field(
-        default=0, description="unknown-ref, malformed or oversized patches"
-    )
-    refused_patches: int = Field(
-        default=0, description="patches that would leak a user, item text or an instruction"
-    )
-    usage: CallUsage = Field(default_factory=lambda: CallUsage(), description="the one LMMem call")
-    notes: list[str] = Field(default_factory=list, description="why things were skipped")
 
 
 class Screened(BaseModel):
@@ -259,8 +231,6 @@ def _write(
 
 async def apply_patches(state: PropagateState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
     """LangGraph adapter: write the result and settle the interaction's job."""
-    from memory_store.worker import settle_job
-
     ctx = runtime.context or MemRecContext()
     ws = await aworkspace_for(ctx)
     loaded: LoadedContext = state["loaded"]
@@ -269,5 +239,5 @@ async def apply_patches(state: PropagateState, runtime: Runtime[MemRecContext]) 
         result = PropagationResult(user_memory="", item_memory="")
     usage = state.get("usage") or CallUsage()
     report = await asyncio.to_thread(apply_propagation, ws, loaded, result, usage)
-    await asyncio.to_thread(settle_job, ws.events, report.interaction_id)
+    await asyncio.to_thread(ws.events.settle_job, report.interaction_id)
     return {"report": report}

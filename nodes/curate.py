@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 from langgraph.runtime import Runtime
 
-from graph.context import MemRecContext, aworkspace_for
-from graph.state import CuratedNeighbour, RecommendState
 from memory_store.features import item_neighbour_features, user_neighbour_features
-from memory_store.rules import RuleSet
-from memory_store.workspace import Workspace
-from nodes.roles import CallUsage
+from memory_store.workspace import Workspace, aworkspace_for
+from schemas.context import MemRecContext
+from schemas.recommend_state import CuratedNeighbour, RecommendState
+from schemas.records import CallUsage
+from schemas.ruleset import RuleSet
+from schemas.tenancy import check_acting_user
 
 MAX_CANDIDATES = 200
 MAX_REQUEST_CHARS = 4000
@@ -50,7 +51,7 @@ def validate_candidates(ws: Workspace, user_id: str, candidates: object) -> list
             )
         return [ws.dataset.item_ids[i] for i in codes]
     if isinstance(candidates, str | bytes) or not isinstance(candidates, list | tuple):
-        raise InvalidRequest("candidates must be a list of item ids, e.g. [\"50\", \"181\"]")
+        raise InvalidRequest('candidates must be a list of item ids, e.g. ["50", "181"]')
     if not candidates:
         raise InvalidRequest("candidates is empty: give 1 to 200 item ids, or omit it")
     if any(isinstance(c, bool) or not isinstance(c, str | int) for c in candidates):
@@ -131,6 +132,7 @@ async def curate(state: RecommendState, runtime: Runtime[MemRecContext]) -> dict
     if state.get("user_id") is None:
         raise InvalidRequest("user_id is required")
     user_id = validate_user_id(state.get("user_id"))
+    check_acting_user(user_id)
     request = state.get("request")
     if request is not None and not isinstance(request, str):
         raise InvalidRequest(f"request must be text, got {type(request).__name__}")

@@ -1,17 +1,15 @@
-"""The `generate_rules` and `save_rules` nodes: LMMem writes a rule set, validated, then saved."""
+"""The `generate_rules` node: LMMem writes a rule set from the domain statistics, validated."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import MemRecContext, aworkspace_for
-from nodes.role_factory import build_roles
-
-if TYPE_CHECKING:
-    from graph.rules import RulesState
+from memory_store.workspace import aworkspace_for
+from roles.factory import build_roles
+from schemas.context import MemRecContext
+from schemas.rules_state import RulesState
 
 
 async def generate_rules(state: RulesState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
@@ -20,11 +18,3 @@ async def generate_rules(state: RulesState, runtime: Runtime[MemRecContext]) -> 
     lmmem, _ = build_roles(ctx, await aworkspace_for(ctx))
     out = await lmmem.generate_rules(state["stats"])
     return {"rules": out.value, "usage": {"generate_rules": out.usage}}
-
-
-async def save_rules(state: RulesState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
-    """Persist the validated rule set as the dataset's generated rules."""
-    ctx = runtime.context or MemRecContext()
-    ws = await aworkspace_for(ctx)
-    path = await asyncio.to_thread(ws.save_rules, state["rules"], "generated")
-    return {"path": str(path)}

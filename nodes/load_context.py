@@ -2,39 +2,27 @@
 
 Neighbours are chosen by the same rule set as curation (``curate_neighbours``), best first, then
 cut to ``fanout_cap``; the interacted item itself (updated on its own) and opted-out users are
-never among them.
+never among them. A replayed interaction whose user rewrite is already written (it is written
+last, ``already_propagated``) loads with a skip reason: no model call and no write follow.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langgraph.runtime import Runtime
-from pydantic import BaseModel, Field
 
-from graph.context import MemRecContext, aworkspace_for
 from memory_store.memories import MemoryKind
-from memory_store.workspace import UnknownEntity, Workspace
+from memory_store.workspace import UnknownEntity, Workspace, aworkspace_for
+from memory_store.writes import apply_write
 from nodes.curate import curate_neighbours
-from nodes.roles import InteractionEvent, NeighbourSnippet, PropagationInput
+from schemas.context import MemRecContext
+from schemas.propagate_state import LoadedContext, PropagateState
+from schemas.records import InteractionEvent, NeighbourSnippet, PropagationInput
 
-if TYPE_CHECKING:  # the graph module imports this node; LangGraph reads the graph state
-    from graph.propagate import PropagateState
-
-
-class LoadedContext(BaseModel):
-    """Everything the one propagation call and the writes after it need."""
-
-    event: InteractionEvent = Field(description="the interaction being propagated")
-    inp: PropagationInput = Field(description="what LMMem.propagate receives")
-    versions: dict[str, int] = Field(
-        default_factory=dict, description="'<kind>:<id>' -> memory version when loaded"
-    )
-    skip_reason: str | None = Field(
-        default=None, description="why nothing will be propagated, if so"
-    )
+ALREADY_PROPAGATED = "already propagated (replayed job)"
 
 
 def resolve_event(ws: Workspace, interaction_id: str | None, event: Any = None) -> InteractionEvent:
@@ -72,6 +60,19 @@ def choose_neighbours(
     return [(n.ref, n.score) for n in kept[: max(0, ctx.fanout_cap)]]
 
 
+def already_propagated(ws: Workspace, event: InteractionEvent) -> bool:
+    """Whether this interaction's user rewrite (its last write) is already in the store."""
+    if ws.events.applied(event.interaction_id, "user", event.user_id):
+        return True
+    current = ws.memories.get("user", event.user_id)
+    if current is None or current.source != event.interaction_id:
+        return False
+    # written but not audited (the process died in between): apply_write repairs the audit row
+    apply_write(ws.memories, ws.events, "user", event.user_id, current.text, cause=current.source)
+    ws.on_memory_write("user", event.user_id, current.text)
+    return True
+
+
 def load_propagation_context(
     ws: Workspace, ctx: MemRecContext, event: InteractionEvent
 ) -> LoadedContext:
@@ -91,6 +92,8 @@ def load_propagation_context(
         f"item:{event.item_id}": item_rec.version,
     }
     skip = None if ctx.collab_write else "collaborative write is off (collab_write=False)"
+    if skip is None and already_propagated(ws, event):
+        skip = ALREADY_PROPAGATED
     neighbours = [] if skip else _snippets(ws, choose_neighbours(ws, ctx, event), versions)
     inp = PropagationInput(
         event=event,

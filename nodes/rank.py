@@ -6,11 +6,11 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import MemRecContext, aworkspace_for
-from graph.state import RecommendState
-from memory_store.workspace import Workspace
-from nodes.role_factory import build_roles
-from nodes.roles import CandidateItem, NeighbourSnippet, RankedItem, RankingInput
+from memory_store.workspace import Workspace, aworkspace_for
+from roles.factory import build_roles
+from schemas.context import MemRecContext
+from schemas.recommend_state import RecommendState
+from schemas.records import CandidateItem, NeighbourSnippet, RankedItem, RankingInput
 
 CANDIDATE_TEXT_CHARS = 200
 

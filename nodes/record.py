@@ -1,17 +1,26 @@
-"""The `record` node (post-response branch): write feedback durably, then schedule propagation."""
+"""The `record` node (post-response branch): write feedback durably, then schedule propagation.
+
+The node is built by ``make_record(schedule)``: the graph builder injects how propagation is
+scheduled (``graph/background.py``), so the node never imports a graph or a service.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import MemRecContext, aworkspace_for
-from graph.state import Feedback, RecommendState
-from memory_store.workspace import UnknownEntity, Workspace
-from nodes.roles import InteractionEvent
+from memory_store.workspace import UnknownEntity, Workspace, aworkspace_for
+from schemas.context import MemRecContext
+from schemas.recommend_state import Feedback, RecommendState
+from schemas.records import InteractionEvent
+from schemas.tenancy import check_acting_user
+
+# Hands recorded interactions to background propagation; never waits for it.
+Schedule = Callable[[MemRecContext, list[InteractionEvent]], Awaitable[None]]
 
 
 def record_interaction(
@@ -49,13 +58,17 @@ def record_feedback(
     return [record_interaction(ws, user_id, fb.item_id, fb.kind) for fb in feedback]
 
 
-async def record(state: RecommendState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
-    """LangGraph adapter: returns as soon as the events are durable; propagation runs later."""
-    from nodes.scheduling import schedule_propagation
+def make_record(schedule: Schedule) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """The `record` node, handing what it recorded to ``schedule`` (injected by the builder)."""
 
-    ctx = runtime.context or MemRecContext()
-    ws = await aworkspace_for(ctx)
-    feedback = [Feedback.model_validate(f) for f in state.get("feedback") or []]
-    events = await asyncio.to_thread(record_feedback, ws, state["user_id"], feedback)
-    await schedule_propagation(ctx, events)
-    return {"recorded": [e.interaction_id for e in events]}
+    async def record(state: RecommendState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
+        """LangGraph adapter: returns as soon as the events are durable; propagation runs later."""
+        ctx = runtime.context or MemRecContext()
+        ws = await aworkspace_for(ctx)
+        feedback = [Feedback.model_validate(f) for f in state.get("feedback") or []]
+        check_acting_user(state["user_id"])
+        events = await asyncio.to_thread(record_feedback, ws, state["user_id"], feedback)
+        await schedule(ctx, events)
+        return {"recorded": [e.interaction_id for e in events]}
+
+    return record

@@ -6,19 +6,19 @@ back from a single ``LMMem.propagate`` call, whatever the user's degree.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import MemRecContext, aworkspace_for
-from nodes.load_context import LoadedContext
-from nodes.offline_roles import OfflineLMMem
-from nodes.role_factory import build_roles
-from nodes.roles import CallUsage, LMMem, PropagationResult, RoleOutput
-
-if TYPE_CHECKING:  # the graph module imports this node; LangGraph reads the graph state
-    from graph.propagate import PropagateState
+from memory_store.workspace import aworkspace_for
+from roles.factory import build_roles
+from roles.offline_roles import OfflineLMMem
+from schemas.context import MemRecContext
+from schemas.propagate_state import LoadedContext, PropagateState
+from schemas.records import CallUsage, PropagationResult, RoleOutput
+from schemas.roles import LMMem
 
 
 async def reflect_once(
@@ -40,10 +40,15 @@ async def reflect_once(
     return await lmmem.propagate(loaded.inp)
 
 
-async def reflect(state: PropagateState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
-    """LangGraph adapter: run the call with the context's LMMem."""
-    ctx = runtime.context or MemRecContext()
-    ws = await aworkspace_for(ctx)
-    lmmem, _ = build_roles(ctx, ws)
-    out = await reflect_once(lmmem, state["loaded"], ws.lock)
-    return {"result": out.value, "usage": out.usage}
+def make_reflect(lmmem: LMMem | None = None) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """The `reflect` node; with ``lmmem`` it calls that role instead of the context's (fakes)."""
+
+    async def reflect(state: PropagateState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
+        """LangGraph adapter: run the call with the context's LMMem."""
+        ctx = runtime.context or MemRecContext()
+        ws = await aworkspace_for(ctx)
+        role = lmmem if lmmem is not None else build_roles(ctx, ws)[0]
+        out = await reflect_once(role, state["loaded"], ws.lock)
+        return {"result": out.value, "usage": out.usage}
+
+    return reflect

@@ -19,12 +19,12 @@ import openai
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage
 from langgraph.runtime import Runtime
 
-from graph.chat_state import ChatState, Clarification, Constraints
-from graph.context import MemRecContext, workspace_for
-from memory_store.workspace import Workspace
-from nodes.models import ModelConfigError
-from nodes.roles import CallUsage, RankedItem
+from memory_store.workspace import Workspace, workspace_for
 from prompts.tokens import count_tokens
+from roles.models import ModelConfigError
+from schemas.chat_state import ChatState, Clarification, Constraints
+from schemas.context import MemRecContext
+from schemas.records import CallUsage, RankedItem
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ async def _stream_reply(
     spec: str, ctx: MemRecContext, prompt: list[BaseMessage]
 ) -> AIMessageChunk | None:
     """The streamed reply, or None when the model failed (logged; the template answers)."""
-    from nodes.models import make_chat_model
+    from roles.models import make_chat_model
 
     reply: AIMessageChunk | None = None
     try:
@@ -169,7 +169,7 @@ async def _stream_reply(
 
 async def respond(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
     """LangGraph adapter: append the reply to the conversation, with the call's usage."""
-    from nodes.role_factory import role_specs
+    from roles.factory import role_specs
 
     ctx = runtime.context or MemRecContext()
     ws = await asyncio.to_thread(workspace_for, ctx)

@@ -1,9 +1,9 @@
-"""The `retrieve` and `recommend` nodes of the chat graph.
+"""The `retrieve` node of the chat graph: candidates for the recommend step, from the catalog.
 
-``retrieve`` draws candidates from the whole catalog: a collaborative score (ItemKNN over the
-user's history and the items liked in the conversation), Chroma semantic search over item memories
-for the request, and a small popularity prior; unseen items only, constraints applied.
-``recommend`` hands them to the recommend graph, run as a subgraph with the same run context.
+Candidates come from the whole catalog: a collaborative score (ItemKNN over the user's history and
+the items liked in the conversation), Chroma semantic search over item memories for the request,
+and a small popularity prior; unseen items only, constraints applied. The chat graph's `recommend`
+node (``nodes/recommend.py``) then ranks them.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from langgraph.runtime import Runtime
 
-from graph.chat_state import ChatState, Constraints
-from graph.context import MemRecContext, workspace_for
-from memory_store.workspace import Workspace
+from memory_store.workspace import Workspace, workspace_for
+from schemas.chat_state import ChatState, Constraints
+from schemas.context import MemRecContext
 
 N_CANDIDATES = 20
 HISTORY_SEEDS = 50  # the user's most recent items used as collaborative seeds
@@ -161,30 +161,3 @@ async def retrieve(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[st
     )
     notes = list(state.get("notes") or []) + found.notes
     return {"candidates": found.candidates, "notes": notes}
-
-
-async def recommend(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
-    """Run the recommend graph as a subgraph (it streams curate, synthesize, rank updates)."""
-    from graph.recommend import graph
-
-    recommend_graph: Any = graph  # compiled without a typed context
-
-    ctx = runtime.context or MemRecContext()
-    if not state.get("candidates"):
-        notes = [*(state.get("notes") or []), "I found no unseen item to suggest"]
-        return {"ranking": [], "facets": [], "neighbours": [], "notes": notes}
-    out = await recommend_graph.ainvoke(
-        {
-            "user_id": state["user_id"],
-            "candidates": state["candidates"],
-            "request": state.get("request"),
-        },
-        context=ctx,
-    )
-    return {
-        "ranking": out.get("ranking") or [],
-        "facets": out.get("facets") or [],
-        "neighbours": out.get("neighbours") or [],
-        "usage": out.get("usage") or {},
-        "notes": [*(state.get("notes") or []), *(out.get("notes") or [])],
-    }

@@ -5,8 +5,8 @@ from __future__ import annotations
 from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 
-from nodes.roles import ProfileInput, UserProfile
 from prompts.blocks import DATA_BLOCKS_NOTE, data_block, schema_text
+from schemas.records import ProfileInput, UserProfile
 
 TASK_MARKER = "TASK: profile"
 

@@ -1,6 +1,6 @@
 """Prompt for LMMem's one propagation call: user reflection, item update, neighbour patches.
 
-The caps below bound what propagation may write; ``nodes/llm_roles.py`` truncates to them.
+The caps below bound what propagation may write; ``roles/llm_roles.py`` truncates to them.
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 
-from nodes.roles import NeighbourSnippet, PropagationInput, PropagationResult
 from prompts.blocks import DATA_BLOCKS_NOTE, data_block, json_lines, schema_text
 from prompts.tokens import truncate_to_tokens
+from schemas.records import NeighbourSnippet, PropagationInput, PropagationResult
 
 TASK_MARKER = "TASK: propagate"
 USER_MEMORY_MAX_CHARS = 1200

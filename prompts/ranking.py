@@ -9,8 +9,8 @@ from __future__ import annotations
 from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 
-from nodes.roles import Ranking, RankingInput
 from prompts.blocks import DATA_BLOCKS_NOTE, data_block, json_lines, schema_text
+from schemas.records import Ranking, RankingInput
 
 TASK_MARKER = "TASK: rank"
 

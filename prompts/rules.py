@@ -5,8 +5,8 @@ from __future__ import annotations
 from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 
-from memory_store.rules import FEATURES, Comparison, DomainStats, RuleSet
 from prompts.blocks import DATA_BLOCKS_NOTE, data_block, schema_text
+from schemas.ruleset import FEATURES, Comparison, DomainStats, RuleSet
 
 TASK_MARKER = "TASK: rules"
 

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 
-from nodes.roles import FacetSet, NeighbourSnippet, SynthesisInput
 from prompts.blocks import DATA_BLOCKS_NOTE, data_block, json_lines, schema_text
+from schemas.records import FacetSet, NeighbourSnippet, SynthesisInput
 
 TASK_MARKER = "TASK: synthesize"
 

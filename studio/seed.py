@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from graph.context import MemRecContext
 from memory_store.graph import InteractionGraph
-from memory_store.workspace import Workspace, get_workspace
+from memory_store.workspace import Workspace, workspace_for
 from nodes.record import record_interaction
+from schemas.context import MemRecContext
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +68,13 @@ async def seed(
     user_id: str = DEMO_USER,
 ) -> SeedReport:
     """Index the dataset (reused when indexed), record the demo feedback and propagate it."""
-    from memory_store.index import build_index
-    from memory_store.worker import PropagationWorker
+    from services.index import build_index
+    from services.worker import PropagationWorker
 
     await asyncio.to_thread(build_index, dataset, data_dir=data_dir, home=home)
-    ws = await asyncio.to_thread(get_workspace, dataset, home=str(home) if home else None)
-    ids = record_demo_feedback(ws, user_id, demo_items(ws, user_id))
     ctx = MemRecContext(dataset=dataset, home=str(home) if home else None, roles="offline")
+    ws = await asyncio.to_thread(workspace_for, ctx)  # the store the propagate graph writes to
+    ids = record_demo_feedback(ws, user_id, demo_items(ws, user_id))
     done = await PropagationWorker(ws, ctx).drain()
     return SeedReport(
         dataset=dataset,

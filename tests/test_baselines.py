@@ -239,6 +239,7 @@ def _ml100k_leave_one_out():
     return train, np.arange(n_users), np.array(cands), targets
 
 
+@pytest.mark.slow  # reads the benchmark data (skipped without it)
 def test_ml100k_leave_one_out_mostpop_and_itemknn_beat_random():
     train, users, cands, targets = _ml100k_leave_one_out()
     h1 = {}

@@ -105,6 +105,14 @@ def test_chroma(tmp_path: Path) -> None:
     }
 
 
+def test_catalogue(tmp_path: Path) -> None:
+    opts = _opts(tmp_path)
+    run_benchmark("catalogue", opts)
+    (row,) = _written(opts, "catalogue").rows
+    assert row["dataset"] == "ml-100k" and row["items"] == 1682 and row["has_eras"]
+    assert row["build_s"] > 0 and row["load_s"] > 0 and row["read_ms"] > 0
+
+
 def test_unknown_benchmark_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="accepted online"):
         run_benchmark("nope", _opts(tmp_path))

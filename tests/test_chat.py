@@ -12,13 +12,13 @@ import pytest
 from langchain_core.messages import AIMessageChunk
 from langgraph.checkpoint.memory import InMemorySaver
 
+from graph.background import stop_shared_workers
 from graph.chat import build_chat_graph, checkpoint_serde
-from graph.chat_state import Constraints
 from graph.recommend import graph as recommend_graph
-from memory_store.worker import stop_shared_workers
 from nodes.respond import HELP
 from nodes.retrieve import allowed_items, retrieve_candidates
-from nodes.understand import CatalogVocabulary, normalise_title, parse_message
+from roles.message_parser import CatalogVocabulary, normalise_title, parse_message
+from schemas.chat_state import Constraints
 from studio.seed import seed
 from tests.support.fixtures import copy_store, ctx, data_dir, ws  # noqa: F401
 from tests.support.openai_server import OpenAITestServer, RecordedRequest, Reply
@@ -316,6 +316,7 @@ async def test_studio_samples_run_on_their_graphs(ws, ctx, chat) -> None:
     assert set(json.loads((SAMPLES / "propagate.json").read_text())) == {"interaction_id"}
 
 
+@pytest.mark.slow  # the studio seed on ml-100k (the samples name its items)
 async def test_seed_records_and_propagates_the_demo_feedback_once(tmp_path: Path) -> None:
     home = copy_store(tmp_path / "seed-home")
     report = await seed(home=home, data_dir=data_dir())

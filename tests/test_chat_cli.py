@@ -14,6 +14,9 @@ from cli.chat_cmds import serve_command
 from memory_store.events import EventLog
 from tests.support.fixtures import DATASET, copy_store, data_dir
 
+# Subprocesses of `memrec chat` on ml-100k.
+pytestmark = pytest.mark.slow
+
 MEMREC = Path(sys.executable).with_name("memrec")
 
 

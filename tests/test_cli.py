@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import data_dir, indexed_home
+from tests.support.fixtures import data_dir, indexed_home, needs_data
+
+# Subprocesses of `memrec` on ml-100k.
+pytestmark = pytest.mark.slow
 
 MEMREC = str(Path(sys.executable).parent / "memrec")
 
@@ -35,6 +38,7 @@ def home(tmp_path_factory) -> Path:
     return target
 
 
+@needs_data
 def test_index_is_idempotent(tmp_path: Path) -> None:
     first = _run("index", "--dataset", "ml-100k", home=tmp_path)
     assert first.returncode == 0, first.stderr

@@ -21,12 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from memory_store.doctor import check_workspace
 from memory_store.events import EventLog
 from memory_store.workspace import open_workspace
+from services.doctor import check_workspace
 from tests.support.fixtures import base_workspace, copy_store
 from tests.support.line_process import LineProcess
 from tests.test_worker import Zygote
+
+# SIGKILL loops against subprocesses.
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 N_USERS, N_ITEMS, PER_USER = 300, 400, 12
@@ -149,7 +152,7 @@ def test_propagation_survives_sigkill_and_doctor_agrees(tmp_path: Path) -> None:
 
 def _zygote(data: str, home: str) -> None:
     """Fork one ``build_index`` per ``run`` line; ``reap <pid>`` waits for it."""
-    from memory_store.index import build_index
+    from services.index import build_index
 
     def say(line: str) -> None:
         sys.stdout.write(line + "\n")

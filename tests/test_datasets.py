@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from memory_store.datasets import (
+from dataio.datasets import (
     KNOWN_DATASETS,
     Dataset,
     DatasetError,
     load_dataset,
 )
-from memory_store.paths import resolve_data_dir, resolve_home, store_dir
+from dataio.paths import resolve_data_dir, resolve_home, store_dir
 
 DATA_DIR = Path(
     os.environ.get("MEMREC_DATA_DIR")
     or Path(__file__).resolve().parents[1].parent / "shared" / "data"
 )
-needs_data = pytest.mark.skipif(
+_skip_without_data = pytest.mark.skipif(
     not (DATA_DIR / "ml-100k" / "u.data").is_file(), reason=f"benchmark data not at {DATA_DIR}"
 )
+
+
+def needs_data(test: Callable[..., Any]) -> Callable[..., Any]:
+    """A test of the benchmark data: the slow lane, skipped when the data is absent."""
+    return pytest.mark.slow(_skip_without_data(test))
 
 
 def assert_sorted_by_user_then_time(ds: Dataset) -> None:
@@ -312,3 +319,25 @@ def test_store_dir_names(tmp_path: Path) -> None:
     assert one != two
     assert store_dir(str(first), tmp_path) == one  # stable
     assert store_dir("we ird/../name", tmp_path).name.startswith("name-")
+
+
+def test_catalog_snapshots_of_the_old_layout_still_load(tmp_path: Path) -> None:
+    """Older stores pickled the classes as memory_store.datasets / evaluation.protocol."""
+    import pickle
+
+    from dataio.split import split_leave_one_out
+    from memory_store.catalog import load_catalog, save_catalog
+
+    folder = Path(__file__).resolve().parent / "data" / "tiny-movies"
+    ds = load_dataset(str(folder))
+    split = split_leave_one_out(ds)
+    old = pickle.dumps((ds, split), protocol=0)  # text opcodes: module paths are plain lines
+    old = old.replace(b"cdataio.dataset\nDataset\n", b"cmemory_store.datasets\nDataset\n")
+    old = old.replace(b"cdataio.split\nSplit\n", b"cevaluation.protocol\nSplit\n")
+    assert b"memory_store.datasets" in old and b"evaluation.protocol" in old
+    (tmp_path / "catalog.pkl").write_bytes(old)
+    loaded, loaded_split = load_catalog(tmp_path)
+    assert loaded.item_ids == ds.item_ids and loaded.user_ids == ds.user_ids
+    assert loaded_split.test.equals(split.test)
+    save_catalog(tmp_path, loaded, loaded_split)  # and a re-save writes the current layout
+    assert b"memory_store.datasets" not in (tmp_path / "catalog.pkl").read_bytes()

@@ -9,10 +9,12 @@ import typer
 from typer.testing import CliRunner
 
 from cli.doctor_cmds import register, validate_user_id
-from memory_store.doctor import check_workspace
-from nodes.propagation import propagate_event
 from nodes.record import record_interaction
-from tests.support.fixtures import copy_store, ctx, ws  # noqa: F401
+from services.doctor import check_workspace
+from tests.support.fixtures import TINY_MOVIES, copy_store, workspace_fixtures
+from tests.support.propagation import propagate
+
+ws, ctx = workspace_fixtures(TINY_MOVIES)
 
 
 def _codes(ws) -> set[str]:  # noqa: F811
@@ -20,10 +22,9 @@ def _codes(ws) -> set[str]:  # noqa: F811
 
 
 async def test_consistent_store_after_propagation(ws, ctx) -> None:  # noqa: F811
-    event = record_interaction(ws, "1", "1000")
-    await propagate_event(ws, ctx, event)
-    claimed = ws.events.claim_job("t")
-    assert claimed is not None and ws.events.complete_job(event.interaction_id, "t")
+    event = record_interaction(ws, "1", "70")
+    await propagate(ws, ctx, event)  # the propagate graph settles the job itself
+    assert ws.events.claim_job("t") is None
     report = check_workspace(ws)
     assert report.ok, report.problems
     assert report.counts["interactions_logged"] == 1 and report.counts["jobs_done"] == 1
@@ -31,8 +32,8 @@ async def test_consistent_store_after_propagation(ws, ctx) -> None:  # noqa: F81
 
 
 def test_expired_lease_and_done_job_without_audit(ws) -> None:  # noqa: F811
-    stuck = record_interaction(ws, "2", "1000")
-    skipped = record_interaction(ws, "3", "1000")
+    stuck = record_interaction(ws, "2", "70")
+    skipped = record_interaction(ws, "3", "70")
     assert ws.events.claim_job("dead-worker", lease_s=0.01).interaction_id == stuck.interaction_id
     time.sleep(0.05)
     assert ws.events.claim_job("w", lease_s=60).interaction_id == skipped.interaction_id
@@ -51,7 +52,7 @@ def test_unaudited_write_and_applied_twice(ws) -> None:  # noqa: F811
 
 
 def test_interaction_missing_from_graph(ws) -> None:  # noqa: F811
-    ws.events.record_interaction("5", "1001")  # logged behind the graph's back
+    ws.events.record_interaction("5", "71")  # logged behind the graph's back
     assert _codes(ws) == {"interaction_not_in_graph"}
 
 
@@ -67,20 +68,23 @@ def _app() -> typer.Typer:
 
 
 def test_cli_doctor_and_privacy(tmp_path: Path) -> None:
-    home = copy_store(tmp_path / "home")
+    home = copy_store(tmp_path / "home", TINY_MOVIES)
     runner = CliRunner()
-    ok = runner.invoke(_app(), ["doctor", "--dataset", "ml-100k", "--home", str(home)])
+    tiny = ["--dataset", TINY_MOVIES]
+    ok = runner.invoke(_app(), ["doctor", *tiny, "--home", str(home)])
     assert ok.exit_code == 0, ok.output
     assert "consistent" in ok.output
-    out = runner.invoke(_app(), ["privacy", "opt-out", "--home", str(home), "--user", "12"])
+    out = runner.invoke(_app(), ["privacy", "opt-out", *tiny, "--home", str(home), "--user", "12"])
     assert out.exit_code == 0 and "opt-out recorded" in out.output
-    bad = runner.invoke(_app(), ["privacy", "opt-out", "--home", str(home), "--user", "a b"])
+    bad = runner.invoke(_app(), ["privacy", "opt-out", *tiny, "--home", str(home), "--user", "a b"])
     assert bad.exit_code == 2 and "not a valid user id" in bad.output
-    unknown = runner.invoke(_app(), ["privacy", "delete-user", "--home", str(home), "--user", "x9"])
+    unknown = runner.invoke(
+        _app(), ["privacy", "delete-user", *tiny, "--home", str(home), "--user", "x9"]
+    )
     assert unknown.exit_code == 2 and "unknown user id" in unknown.output
     missing = runner.invoke(_app(), ["doctor", "--home", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "not indexed" in missing.output
-    as_json = runner.invoke(_app(), ["doctor", "--home", str(home), "--json"])
+    as_json = runner.invoke(_app(), ["doctor", *tiny, "--home", str(home), "--json"])
     assert as_json.exit_code == 0 and '"opted_out_users": 1' in as_json.output
 
 

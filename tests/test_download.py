@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from memory_store.datasets import DatasetError, load_dataset
-from memory_store.download import DownloadError, download_dataset
+from dataio.datasets import DatasetError, load_dataset
+from dataio.download import DownloadError, download_dataset
+
+# A local HTTP server stands in for GroupLens.
+pytestmark = pytest.mark.slow
 
 GENRES = ["unknown", "Action"] + [f"G{i}" for i in range(2, 19)]
 

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import runner
-from evaluation.runner import load_run, run_eval
-from memory_store.index import build_index
-from tests.support.fixtures import data_dir
+from evaluation import warmup
+from evaluation.results import load_run
+from evaluation.runner import run_eval
+from services.index import build_index
+from tests.support.fixtures import data_dir, needs_data
 from tests.support.openai_server import OpenAITestServer, Reply
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_data]
 
 USERS = 48
 FAULTS = {30: Reply.error(500), 60: Reply(fault="invalid_json"), 90: Reply.error(429, "0")}
@@ -42,13 +43,13 @@ async def test_llm_backed_run_with_concurrency_32_and_faults(home, tmp_path, mon
     with OpenAITestServer(handler=faults_mid_run, latency_s=0.05) as server:
         monkeypatch.setenv("OPENAI_API_KEY", "test-key")
         monkeypatch.setenv("OPENAI_API_BASE", f"{server.url}/v1")
-        runner.clear_warm_cache()
+        warmup.clear_warm_cache()
         result = await run_eval(
             "ml-100k", "memrec", roles="standard", users=USERS, concurrency=32,
             out_dir=tmp_path, home=home, data_dir=data_dir(), progress=False,
         )  # fmt: skip
         calls = dict(server.calls)
-    runner.clear_warm_cache()
+    warmup.clear_warm_cache()
     assert len(result.users) == USERS and result.failures == 0
     # one propagation (warm-up) + synthesize + rank per user; each fault costs exactly one more
     # call (a retry or a repair) of the task it hit

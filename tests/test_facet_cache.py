@@ -7,15 +7,17 @@ from __future__ import annotations
 import pytest
 
 import nodes.synthesize as synthesize_node
-from graph.context import MemRecContext
 from graph.recommend import build_recommend_graph
 from memory_store.facet_cache import FacetCache, facet_cache_for
 from memory_store.workspace import Workspace
-from nodes.offline_roles import OfflineLMMem
-from nodes.propagation import propagate_event
 from nodes.record import record_interaction
-from nodes.roles import Facet, FacetSet, RoleOutput, SynthesisInput
-from tests.support.fixtures import ctx, ws  # noqa: F401 (fixtures)
+from roles.offline_roles import OfflineLMMem
+from schemas.context import MemRecContext
+from schemas.records import Facet, FacetSet, RoleOutput, SynthesisInput
+from tests.support.fixtures import TINY_MOVIES, workspace_fixtures
+from tests.support.propagation import propagate
+
+ws, ctx = workspace_fixtures(TINY_MOVIES)
 
 
 def facet(name: str) -> Facet:
@@ -54,7 +56,7 @@ async def test_repeat_request_skips_synthesis_until_a_write(
     role = CountingSynth(ws)
     monkeypatch.setattr(synthesize_node, "build_roles", lambda c, w: (role, None))
     graph = build_recommend_graph().compile()
-    inp = {"user_id": "1", "candidates": ["300", "301", "302", "303"]}
+    inp = {"user_id": "1", "candidates": ["7", "8", "9", "10"]}
     first = await graph.ainvoke(inp, context=ctx)
     second = await graph.ainvoke(inp, context=ctx)
     assert role.calls == 1
@@ -68,8 +70,8 @@ async def test_repeat_request_skips_synthesis_until_a_write(
     assert role.calls == 3  # so is the budget
     cache = facet_cache_for(ws)
     entries = len(cache)
-    event = record_interaction(ws, "1", "300")
-    await propagate_event(ws, ctx, event)  # rewrites user 1 and patches neighbours
+    event = record_interaction(ws, "1", "7")
+    await propagate(ws, ctx, event)  # rewrites user 1 and patches neighbours
     assert len(cache) < entries  # the entries built from those memories were dropped
     third = await graph.ainvoke(inp, context=ctx)
     assert role.calls == 4 and third["usage"]["synthesize"].model != "cache"

@@ -22,9 +22,9 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph.chat import build_chat_graph, checkpoint_serde
-from graph.context import MemRecContext
-from memory_store.doctor import check_workspace
 from memory_store.workspace import Workspace, register_workspace
+from schemas.context import MemRecContext
+from services.doctor import check_workspace
 from tests.support import fault_matrix as fm
 from tests.support.fixtures import DATASET, base_workspace
 from tests.support.openai_server import OpenAITestServer, RecordedRequest, Reply

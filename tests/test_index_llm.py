@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from memory_store.index import build_index
 from memory_store.workspace import open_workspace
+from services.index import build_index
 from tests.support.openai_server import OpenAITestServer, Reply
 
 pytestmark = pytest.mark.integration

@@ -19,18 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from graph.context import MemRecContext
 from graph.recommend import graph as recommend_graph
-from memory_store.index import build_index
 from memory_store.workspace import Workspace, open_workspace, register_workspace
 from nodes.apply_patches import screen_patches
-from nodes.load_context import LoadedContext
-from nodes.propagation import propagate_event
 from nodes.record import record_interaction
-from nodes.roles import InteractionEvent, NeighbourPatch, NeighbourSnippet, PropagationInput
 from prompts.blocks import extract_block
+from schemas.context import MemRecContext
+from schemas.propagate_state import LoadedContext
+from schemas.records import InteractionEvent, NeighbourPatch, NeighbourSnippet, PropagationInput
+from services.index import build_index
 from tests.support.injection_corpus import GHOST_ITEM, INJECTIONS, MARKERS
 from tests.support.openai_server import OpenAITestServer, RecordedRequest, Reply
+from tests.support.propagation import propagate
 
 N_USERS, N_CLEAN = 14, 10
 ECHO_USER_MEMORY = {"USER_MEMORY"}  # what the gullible model copies into its patches
@@ -144,6 +144,7 @@ def gullible_ctx(injected) -> Iterator[MemRecContext]:
         yield replace(ctx, lmmem=spec, llmrec=spec, timeout_s=10.0)
 
 
+@pytest.mark.slow  # an OpenAI-compatible test server on 127.0.0.1
 async def test_llm_recommend_keeps_schema_and_candidates(injected, gullible_ctx) -> None:
     ws, _ = injected
     candidates = _candidates(ws)
@@ -155,6 +156,7 @@ async def test_llm_recommend_keeps_schema_and_candidates(injected, gullible_ctx)
         assert out["usage"]["rank"].repairs >= 1  # the ghost was dropped, and counted
 
 
+@pytest.mark.slow  # an OpenAI-compatible test server on 127.0.0.1
 async def test_untrusted_text_reaches_the_model_only_in_data_blocks(injected) -> None:
     ws, ctx = injected
     with OpenAITestServer() as server:
@@ -190,7 +192,7 @@ async def _propagate_injected(ws: Workspace, ctx: MemRecContext, user: str) -> d
     )
     before = _others_memories(ws, user)
     event = record_interaction(ws, user, item)
-    report = await propagate_event(ws, ctx, event)
+    report = await propagate(ws, ctx, event)
     return {"before": before, "after": _others_memories(ws, user), "report": report}
 
 
@@ -206,6 +208,7 @@ async def test_offline_propagation_copies_no_injection(injected) -> None:
     assert _new_markers(run["before"], run["after"]) == {}
 
 
+@pytest.mark.slow  # an OpenAI-compatible test server on 127.0.0.1
 async def test_llm_propagation_copies_no_identifying_text(injected, gullible_ctx) -> None:
     ws, _ = injected
     user = "u5"
@@ -219,6 +222,7 @@ async def test_llm_propagation_copies_no_identifying_text(injected, gullible_ctx
     assert _new_markers(run["before"], run["after"]) == {}
 
 
+@pytest.mark.slow  # an OpenAI-compatible test server on 127.0.0.1
 async def test_llm_propagation_copies_no_injection(injected, gullible_ctx, monkeypatch) -> None:
     ws, _ = injected
     monkeypatch.setattr(f"{__name__}.ECHO_USER_MEMORY", set())

@@ -12,10 +12,14 @@ import httpx
 import openai
 import pytest
 
-from memory_store.rules import DomainStats, RuleSet, generic_rules
-from nodes.llm_roles import LLMLLMRec, LLMLMMem, _retry_after_s, parse_reply
-from nodes.models import make_chat_model
-from nodes.roles import (
+from prompts import propagation as propagation_prompt
+from prompts.blocks import schema_text
+from prompts.repair import REPAIR_MARKER
+from prompts.tokens import count_tokens
+from roles.guard import _retry_after_s, parse_reply
+from roles.llm_roles import LLMLLMRec, LLMLMMem
+from roles.models import make_chat_model
+from schemas.records import (
     CallUsage,
     CandidateItem,
     Facet,
@@ -30,10 +34,7 @@ from nodes.roles import (
     RoleOutput,
     SynthesisInput,
 )
-from prompts import propagation as propagation_prompt
-from prompts.blocks import schema_text
-from prompts.repair import REPAIR_MARKER
-from prompts.tokens import count_tokens
+from schemas.ruleset import DomainStats, RuleSet, generic_rules
 from tests.support.openai_server import OpenAITestServer, Reply
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nodes.models import (
+from roles.models import (
     PRESETS,
     ModelConfigError,
     ModelSpec,

@@ -18,9 +18,9 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 
-from nodes.roles import Ranking
 from prompts.blocks import data_block, json_lines
 from prompts.tokens import count_tokens
+from schemas.records import Ranking
 from tests.support.openai_server import OpenAITestServer, Reply, ServerMode
 
 pytestmark = pytest.mark.integration
@@ -295,7 +295,8 @@ async def test_abandoned_stream_is_cancelled_and_frees_the_slot():
 @pytest.mark.slow
 def test_lane_capability_probe_reads_the_emulated_llama_cpp_server(tmp_path):
     """bench realmodel's capability step sees in the emulation what it saw in the real server."""
-    from bench.realmodel import LaneConfig, StepContext, step_capabilities
+    from bench._realmodel_runtime import LaneConfig
+    from bench._realmodel_steps import StepContext, step_capabilities
 
     config = LaneConfig(
         home=tmp_path, model="smollm2", steps=[], n_ctx=4096, budget_s=10, eval_users=1

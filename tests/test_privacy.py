@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graph.context import MemRecContext
-from memory_store.doctor import check_workspace
-from memory_store.privacy import delete_user, load_privacy, read_privacy, set_opt_out
+from memory_store.privacy_log import read_privacy
 from memory_store.summaries import notes_of
 from memory_store.workspace import Workspace, open_workspace
 from nodes.curate import curate_neighbours
-from nodes.propagation import propagate_event
 from nodes.record import record_interaction
-from tests.support.fixtures import DATASET, copy_store, ctx, ws  # noqa: F401
+from schemas.context import MemRecContext
+from services.doctor import check_workspace
+from services.privacy import delete_user, load_privacy, set_opt_out
+from tests.support.fixtures import TINY_MOVIES, copy_store, workspace_fixtures
+from tests.support.propagation import propagate
+
+DATASET = TINY_MOVIES
+ws, ctx = workspace_fixtures(DATASET)
 
 
 def _user_neighbours(ws: Workspace, ctx: MemRecContext, user: str) -> list[str]:  # noqa: F811
@@ -28,7 +32,7 @@ def _unseen_item(ws: Workspace, user: str, skip: int = 0) -> str:  # noqa: F811
 
 async def _interact(ws: Workspace, ctx: MemRecContext, user: str, skip: int = 0):  # noqa: F811
     event = record_interaction(ws, user, _unseen_item(ws, user, skip))
-    return await propagate_event(ws, ctx, event)
+    return await propagate(ws, ctx, event)
 
 
 async def test_opted_out_user_is_never_curated_nor_patched(ws, ctx) -> None:  # noqa: F811
@@ -55,7 +59,7 @@ def test_opt_out_is_persisted_and_loaded(ws) -> None:  # noqa: F811
 
 
 def test_open_workspace_loads_opt_outs(tmp_path: Path) -> None:
-    home = copy_store(tmp_path / "home")
+    home = copy_store(tmp_path / "home", DATASET)
     first = open_workspace(DATASET, home=home)
     set_opt_out(first, "9")
     first.events.close()

@@ -10,17 +10,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from graph.context import MemRecContext
 from graph.propagate import build_propagate_graph
 from memory_store.memories import MemoryRecord
 from memory_store.summaries import append_note
 from memory_store.workspace import UnknownEntity, Workspace
 from nodes.apply_patches import MAX_PATCH_CHARS, merge_rewrite
 from nodes.load_context import load_propagation_context
-from nodes.offline_roles import OfflineLMMem
-from nodes.propagation import propagate_event
 from nodes.record import record_interaction
-from nodes.roles import (
+from roles.offline_roles import OfflineLMMem
+from schemas.context import MemRecContext
+from schemas.records import (
     CallUsage,
     InteractionEvent,
     NeighbourPatch,
@@ -28,9 +27,11 @@ from nodes.roles import (
     PropagationResult,
     RoleOutput,
 )
-from tests.support.fixtures import copy_store, ctx, ws  # noqa: F401 (fixtures)
+from tests.support.fixtures import TINY_MOVIES, copy_store, workspace_fixtures
+from tests.support.propagation import propagate
 
-USER, ITEM = "1", "300"  # user 1 has not rated item 300 in ml-100k
+ws, ctx = workspace_fixtures(TINY_MOVIES)
+USER, ITEM = "1", "7"  # user 1 has not seen item 7 in tests/data/tiny-movies
 
 
 class CountingLMMem:
@@ -66,7 +67,7 @@ async def test_one_call_writes_user_item_and_capped_neighbours(
     before_vec = ws.vectors.users[ws.user_code(USER)].copy()
     event = record_interaction(ws, USER, ITEM)
     lmmem = CountingLMMem(ws)
-    report = await propagate_event(ws, ctx, event, lmmem=lmmem)
+    report = await propagate(ws, ctx, event, lmmem=lmmem)
     assert lmmem.calls == 1 and report.usage.calls == 1
     refs = [w.ref for w in report.writes]
     assert refs[-1] == f"user:{USER}" and refs[0] == f"item:{ITEM}"  # the user rewrite is last
@@ -76,7 +77,7 @@ async def test_one_call_writes_user_item_and_capped_neighbours(
     user = ws.memories.get("user", USER)
     assert before_user is not None and user is not None
     assert user.version == before_user.version + 1 and user.source == event.interaction_id
-    assert "Air Force One" in user.text  # item 300 re-summarised into the user memory
+    assert ws.title(ws.item_code(ITEM)) in user.text  # the item re-summarised into the memory
     assert "Recently chosen by" in ws.memory_text("item", ITEM)
     assert (ws.vectors.users[ws.user_code(USER)] != before_vec).any()
     audit = ws.events.writes_caused_by(event.interaction_id)
@@ -87,9 +88,9 @@ async def test_one_call_writes_user_item_and_capped_neighbours(
 async def test_replay_changes_nothing_and_makes_no_call(ws: Workspace, ctx: MemRecContext) -> None:
     event = record_interaction(ws, USER, ITEM)
     lmmem = CountingLMMem(ws)
-    await propagate_event(ws, ctx, event, lmmem=lmmem)
+    await propagate(ws, ctx, event, lmmem=lmmem)
     versions, audit = snapshot(ws), len(ws.events.writes_caused_by(event.interaction_id))
-    again = await propagate_event(ws, ctx, event, lmmem=lmmem)
+    again = await propagate(ws, ctx, event, lmmem=lmmem)
     assert lmmem.calls == 1 and again.writes == [] and again.usage.calls == 0
     assert snapshot(ws) == versions
     assert len(ws.events.writes_caused_by(event.interaction_id)) == audit
@@ -118,10 +119,10 @@ async def test_half_applied_job_completes_without_double_writes(
     store = ws.memories
     ws.memories = FailingAfter(store, 3)  # type: ignore[assignment]
     with pytest.raises(OSError, match="simulated crash"):
-        await propagate_event(ws, ctx, event, lmmem=CountingLMMem(ws))
+        await propagate(ws, ctx, event, lmmem=CountingLMMem(ws))
     assert len(ws.events.writes_caused_by(event.interaction_id)) == 3
     ws.memories = store
-    report = await propagate_event(ws, ctx, event, lmmem=CountingLMMem(ws))
+    report = await propagate(ws, ctx, event, lmmem=CountingLMMem(ws))
     assert report.skipped == 3
     audit = ws.events.writes_caused_by(event.interaction_id)
     pairs = Counter((a.kind, a.entity_id) for a in audit)
@@ -137,7 +138,7 @@ async def test_unknown_ids_raise_and_write_nothing(ws: Workspace, ctx: MemRecCon
             interaction_id=f"x-{user}-{item}", user_id=user, item_id=item, kind="positive", ts=1
         )
         with pytest.raises(UnknownEntity, match="unknown (user|item) id"):
-            await propagate_event(ws, ctx, event, lmmem=CountingLMMem(ws))
+            await propagate(ws, ctx, event, lmmem=CountingLMMem(ws))
         with pytest.raises(UnknownEntity):
             record_interaction(ws, user, item)
     assert snapshot(ws) == versions
@@ -151,7 +152,7 @@ async def test_bad_patches_dropped_leaks_refused_rest_applied(
     loaded = load_propagation_context(ws, ctx, event)
     users = [n.ref for n in loaded.inp.neighbours if n.kind == "user"]
     assert len(users) >= 4
-    acting = loaded.inp.user_memory.split(". ")[0]  # "Interacted with 271 items"
+    acting = loaded.inp.user_memory.split(". ")[0]  # "Interacted with 18 items"
     profile_words = " ".join(loaded.inp.user_memory.split("Recently: ")[1].split()[:7])
     patches = [
         NeighbourPatch(ref=users[0], note="Shares a liked thriller."),  # good
@@ -164,7 +165,7 @@ async def test_bad_patches_dropped_leaks_refused_rest_applied(
         NeighbourPatch(ref=users[3], note=f"Like them: {profile_words}"),  # refused: copy
     ]
     del acting
-    report = await propagate_event(ws, ctx, event, lmmem=CountingLMMem(ws, patches))
+    report = await propagate(ws, ctx, event, lmmem=CountingLMMem(ws, patches))
     assert report.dropped_patches == 5 and report.refused_patches == 2
     written = {w.ref for w in report.writes}
     assert written == {f"user:{USER}", f"item:{ITEM}", users[0]}
@@ -177,7 +178,7 @@ async def test_collab_write_off_propagates_nothing(ws: Workspace, ctx: MemRecCon
     event = record_interaction(ws, USER, ITEM)
     lmmem = CountingLMMem(ws)
     off = MemRecContext(**{**ctx.__dict__, "collab_write": False})
-    report = await propagate_event(ws, off, event, lmmem=lmmem)
+    report = await propagate(ws, off, event, lmmem=lmmem)
     assert lmmem.calls == 0 and report.writes == [] and report.notes
     assert snapshot(ws) == versions
     assert ws.events.get_interaction(event.interaction_id) == event
@@ -190,7 +191,7 @@ async def test_opted_out_users_and_fanout_cap(ws: Workspace, ctx: MemRecContext)
     ws.opted_out.add(ws.user_code(top_user.split(":")[1]))
     small = MemRecContext(**{**ctx.__dict__, "fanout_cap": 3})
     lmmem = CountingLMMem(ws)
-    report = await propagate_event(ws, small, event, lmmem=lmmem)
+    report = await propagate(ws, small, event, lmmem=lmmem)
     refs = {n.ref for n in lmmem.inputs[0].neighbours}
     assert len(refs) == 3 and top_user not in refs
     assert len(report.writes) == 2 + 3
@@ -225,7 +226,7 @@ async def test_graph_by_interaction_id_and_by_event(ws: Workspace, ctx: MemRecCo
 
 @pytest.fixture(scope="module")
 def cli_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_store(tmp_path_factory.mktemp("cli"))
+    return copy_store(tmp_path_factory.mktemp("cli"), TINY_MOVIES)
 
 
 def run_cli(home: Path, *args: str) -> tuple[int, str]:
@@ -235,6 +236,8 @@ def run_cli(home: Path, *args: str) -> tuple[int, str]:
 
     app = typer.Typer()
     register(app)
+    if "--dataset" not in args:
+        args = (*args, "--dataset", TINY_MOVIES)
     result = CliRunner().invoke(app, [*args, "--home", str(home)])
     return result.exit_code, result.output
 
@@ -243,16 +246,16 @@ def test_cli_feedback_history_rollback_jobs(cli_home: Path) -> None:
     code, out = run_cli(cli_home, "feedback", "--user", USER, "--item", ITEM, "--wait")
     assert code == 0, out
     assert "recorded interaction" in out and "job " in out and ": done" in out
-    assert "Air Force One" in out  # the memory diff shows the new user memory
+    assert "The Electric Orchard" in out  # the memory diff shows the new user memory (item 7)
     code, out = run_cli(cli_home, "memory", "history", "--user", USER)
-    assert code == 0 and "history of user:1" in out and "Interacted with 27" in out
+    assert code == 0 and "history of user:1" in out and "Interacted with 15" in out
     code, out = run_cli(cli_home, "memory", "rollback", "--user", USER, "--version", "1")
     assert code == 0 and "restored version 1 as version 3" in out, out
     code, out = run_cli(cli_home, "memory", "show", "--user", USER)
     assert code == 0 and "version 3" in out and "rollback:1" in out
     code, out = run_cli(cli_home, "jobs")
     assert code == 0 and "done: 1" in out
-    code, out = run_cli(cli_home, "feedback", "--user", USER, "--item", "301", "--no-propagate")
+    code, out = run_cli(cli_home, "feedback", "--user", USER, "--item", "8", "--no-propagate")
     assert code == 0 and "queued" in out
     code, out = run_cli(cli_home, "jobs", "--status", "pending")
     assert code == 0 and "pending: 1" in out

@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-import nodes.scheduling as scheduling
-from graph.context import MemRecContext
+import graph.background as scheduling
+from graph.background import shared_worker, stop_shared_workers
 from graph.recommend import build_recommend_graph
-from memory_store.index import build_index
-from memory_store.worker import shared_worker, stop_shared_workers
 from memory_store.workspace import Workspace, open_workspace, register_workspace
-from nodes.propagation import propagate_event
 from nodes.record import record_interaction
 from prompts.blocks import extract_block
+from schemas.context import MemRecContext
+from services.index import build_index
 from tests.support.openai_server import OpenAITestServer, RecordedRequest, Reply
+from tests.support.propagation import propagate
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +99,7 @@ async def test_one_chat_completion_per_interaction_whatever_the_degree(
     assert llm_ws.graph.user_degree[u] >= DEGREES[user] - 2  # leave-one-out holds out two
     unseen = [i for i in llm_ws.dataset.item_ids if not llm_ws.graph.has(u, llm_ws.item_code(i))]
     event = record_interaction(llm_ws, user, unseen[-1])
-    report = await propagate_event(llm_ws, ctx, event)
+    report = await propagate(llm_ws, ctx, event)
     requests = server.chat_requests()
     assert len(requests) == 1 and requests[0].task == "propagate"
     assert report.usage.calls == 1 and report.usage.model.startswith("openai-compatible:test-model")
@@ -164,7 +164,7 @@ async def test_cached_facets_make_a_repeat_request_one_call(
     assert second["usage"]["synthesize"].calls == 0
     assert second["facets"] == first["facets"]
     event = record_interaction(llm_ws, user, unseen[-1])
-    await propagate_event(llm_ws, ctx, event)  # rewrites the user's memory
+    await propagate(llm_ws, ctx, event)  # rewrites the user's memory
     third = await graph.ainvoke(inp, context=ctx)
     assert server.calls["synthesize"] == 2
     assert third["usage"]["synthesize"].model != "cache"

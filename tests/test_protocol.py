@@ -5,20 +5,20 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation import protocol
-from evaluation.protocol import (
+from dataio import candidates as protocol
+from dataio.candidates import (
     ProtocolError,
-    Split,
     candidate_rng,
     candidates_path,
-    dataset_fingerprint,
     ensure_candidates,
     ensure_user_sample,
     make_candidates,
@@ -26,19 +26,24 @@ from evaluation.protocol import (
     read_user_sample,
     sample_path,
     sample_users,
-    split_leave_one_out,
     write_candidates,
     write_user_sample,
 )
-from memory_store.datasets import Dataset, DatasetError, load_dataset
+from dataio.datasets import Dataset, DatasetError, load_dataset
+from dataio.split import Split, dataset_fingerprint, split_leave_one_out
 
 DATA_DIR = Path(
     os.environ.get("MEMREC_DATA_DIR")
     or Path(__file__).resolve().parents[1].parent / "shared" / "data"
 )
-needs_data = pytest.mark.skipif(
+_skip_without_data = pytest.mark.skipif(
     not (DATA_DIR / "ml-100k" / "u.data").is_file(), reason=f"benchmark data not at {DATA_DIR}"
 )
+
+
+def needs_data(test: Callable[..., Any]) -> Callable[..., Any]:
+    """A test of the benchmark data: the slow lane, skipped when the data is absent."""
+    return pytest.mark.slow(_skip_without_data(test))
 
 
 def tiny_dataset(

@@ -1,4 +1,7 @@
-"""The recommend graph on the offline roles: shape of the answer, budgets, ablations, bad input."""
+"""The recommend graph on the offline roles: shape of the answer, budgets, ablations, bad input.
+
+On the tiny synthetic catalogue (tests/data/tiny-movies), so the unit lane needs no benchmark data.
+"""
 
 from dataclasses import replace
 
@@ -10,7 +13,9 @@ from nodes.curate import InvalidRequest
 from nodes.synthesize import pack_neighbours
 from prompts.synthesis import neighbour_lines
 from prompts.tokens import count_tokens
-from tests.support.fixtures import ctx, ws  # noqa: F401
+from tests.support.fixtures import TINY_MOVIES, workspace_fixtures
+
+ws, ctx = workspace_fixtures(TINY_MOVIES)
 
 
 async def _run(ctx, **inp):  # noqa: F811
@@ -73,10 +78,10 @@ async def test_neighbour_context_fits_tau(ws, ctx) -> None:  # noqa: F811
 def test_packing_skips_what_does_not_fit_and_keeps_going() -> None:
     from types import SimpleNamespace
 
-    from graph.state import CuratedNeighbour
     from memory_store.inmemory_store import InMemoryMemoryStore
-    from nodes.roles import NeighbourSnippet
     from nodes.synthesize import snippet_tokens
+    from schemas.recommend_state import CuratedNeighbour
+    from schemas.records import NeighbourSnippet
 
     store = InMemoryMemoryStore()
     texts = {"a": "short memory", "b": "a very long memory " * 40, "c": "another short one"}
@@ -105,14 +110,15 @@ async def test_default_candidates_are_the_benchmark_list(ws, ctx) -> None:  # no
 
 
 async def test_unknown_user_is_a_documented_cold_start(ws, ctx) -> None:  # noqa: F811
-    cands = ["50", "181", "1", "2"]
+    cands = ["50", "81", "1", "2"]
     out = await _run(
         ctx, user_id="no-such-user", candidates=cands, request="an animation for children"
     )
     assert sorted(r.item_id for r in out["ranking"]) == sorted(cands)
     assert any("new" in n for n in out["notes"])
     assert out["neighbours"] == [] and out["facets"] == []
-    assert out["ranking"][0].item_id == "1"  # Toy Story: the request decides for a new user
+    # item 1 is the catalogue's one film for children: the request decides for a new user
+    assert out["ranking"][0].item_id == "1"
     assert "request" in out["ranking"][0].rationale
 
 
@@ -157,8 +163,8 @@ async def test_ablation_switches_change_what_the_ranker_sees(ws, ctx) -> None:  
 
 
 async def test_offline_recommendation_is_deterministic(ws, ctx) -> None:  # noqa: F811
-    a = await _run(ctx, user_id="42")
-    b = await _run(ctx, user_id="42")
+    a = await _run(ctx, user_id="32")
+    b = await _run(ctx, user_id="32")
     assert [(r.item_id, r.score, r.rationale) for r in a["ranking"]] == [
         (r.item_id, r.score, r.rationale) for r in b["ranking"]
     ]

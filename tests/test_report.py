@@ -10,7 +10,8 @@ import pytest
 
 from evaluation.metrics import METRICS, summarize
 from evaluation.report import build_report, load_runs, markdown_table, paired_rows, sparse_slice
-from evaluation.runner import EvalError, RunResult, write_run
+from evaluation.results import EvalError, RunResult
+from evaluation.tables import write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 N_USERS = 200

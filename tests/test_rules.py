@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from memory_store.rules import DomainStats, FeatureWeight, Rule, RuleSet, generic_rules
-from nodes.offline_roles import offline_rules
+from roles.offline_rules import offline_rules
+from schemas.ruleset import DomainStats, FeatureWeight, Rule, RuleSet, generic_rules
 
 STATS = DomainStats(
     dataset="x",

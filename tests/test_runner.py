@@ -10,14 +10,17 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from evaluation import runner
-from evaluation.methods import METHODS, UnknownMethod, get_method
+from dataio.candidates import ProtocolError, candidates_path
+from evaluation import ranking, results, warmup
+from evaluation.methods import METHODS, UnknownMethod, get_method, method_context
 from evaluation.metrics import METRICS, target_rank
-from evaluation.protocol import ProtocolError, candidates_path
-from evaluation.runner import EvalError, LeakageError, run_eval
+from evaluation.results import EvalError
+from evaluation.runner import run_eval
+from evaluation.warmup import LeakageError
+from memory_store.catalog import load_catalog
 from memory_store.inmemory_store import InMemoryMemoryStore
-from memory_store.workspace import load_catalog
-from nodes.roles import CallUsage
+from schemas.context import MemRecContext
+from schemas.records import CallUsage
 
 DATA_DIR = Path(
     os.environ.get("MEMREC_DATA_DIR")
@@ -25,14 +28,17 @@ DATA_DIR = Path(
 )
 USERS = 40
 
-pytestmark = pytest.mark.skipif(
-    not (DATA_DIR / "ml-100k" / "u.data").is_file(), reason=f"benchmark data not at {DATA_DIR}"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (DATA_DIR / "ml-100k" / "u.data").is_file(), reason=f"benchmark data not at {DATA_DIR}"
+    ),
+]
 
 
 @pytest.fixture(scope="session")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from memory_store.index import build_index
+    from services.index import build_index
 
     path = tmp_path_factory.mktemp("memrec-home")
     build_index("ml-100k", data_dir=DATA_DIR, home=path)
@@ -46,12 +52,12 @@ def catalog(home: Path):
 
 @pytest.fixture(autouse=True)
 def fresh_warm_ups():
-    runner.clear_warm_cache()
+    warmup.clear_warm_cache()
     yield
-    runner.clear_warm_cache()
+    warmup.clear_warm_cache()
 
 
-async def _run(home: Path, out: Path, method: str = "memrec", **kwargs) -> runner.RunResult:
+async def _run(home: Path, out: Path, method: str = "memrec", **kwargs) -> results.RunResult:
     kwargs.setdefault("users", USERS)
     return await run_eval(
         "ml-100k", method, out_dir=out, home=home, data_dir=DATA_DIR, progress=False, **kwargs
@@ -67,7 +73,7 @@ async def test_agentic_run_writes_json_and_markdown(home: Path, tmp_path: Path) 
     result = await _run(home, tmp_path)
     path = tmp_path / f"{result.run}.json"
     raw = json.loads(path.read_text())
-    assert raw["format_version"] == runner.FORMAT_VERSION
+    assert raw["format_version"] == results.FORMAT_VERSION
     assert raw["method"] == "memrec" and raw["dataset"] == "ml-100k" and raw["roles"] == "offline"
     assert raw["n_users"] == USERS == len(raw["ranks"]) == len(raw["users"])
     assert len(raw["train_degree"]) == USERS and min(raw["train_degree"]) >= 1
@@ -100,7 +106,7 @@ async def test_resume_after_crash_gives_identical_results(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = await _run(home, tmp_path / "ref", "isolated")
-    real_rank_one = runner.rank_one
+    real_rank_one = ranking.rank_one
     calls = {"n": 0}
 
     async def crashing(*args, **kwargs):
@@ -109,7 +115,7 @@ async def test_resume_after_crash_gives_identical_results(
             raise RuntimeError("simulated crash")
         return await real_rank_one(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "rank_one", crashing)
+    monkeypatch.setattr(ranking, "rank_one", crashing)
     out = tmp_path / "crash"
     with pytest.raises(RuntimeError, match="simulated crash"):
         await _run(home, out, "isolated", concurrency=1)
@@ -117,14 +123,14 @@ async def test_resume_after_crash_gives_identical_results(
     text = partial.read_text()
     assert len(text.splitlines()) == 1 + 15
     partial.write_text(text[: len(text) - 40])  # cut the last line mid-way
-    runner.clear_warm_cache()  # a restart is a new process: the warm-up is rebuilt
+    warmup.clear_warm_cache()  # a restart is a new process: the warm-up is rebuilt
     ranked = []
 
     async def counting(ctx, ws, user, *args):
         ranked.append(user)
         return await real_rank_one(ctx, ws, user, *args)
 
-    monkeypatch.setattr(runner, "rank_one", counting)
+    monkeypatch.setattr(ranking, "rank_one", counting)
     resumed = await _run(home, out, "isolated")
     assert len(ranked) == USERS - 14  # 14 kept, the cut line redone
     assert resumed.ranks == reference.ranks and resumed.users == reference.users
@@ -156,7 +162,7 @@ class _FlakyGraph:
 async def test_failed_and_malformed_rankings_count_as_misses(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog
 ) -> None:
-    monkeypatch.setattr(runner, "_recommend_graph", lambda: _FlakyGraph())
+    monkeypatch.setattr(ranking, "_recommend_graph", lambda: _FlakyGraph())
     result = await _run(home, tmp_path, "memrec-no-write")
     ds, split = catalog
     cands = json.loads(candidates_path(home / "stores" / "ml-100k", "test", 10, 0).read_text())
@@ -175,22 +181,22 @@ async def test_failed_and_malformed_rankings_count_as_misses(
 async def test_test_targets_never_reach_state_before_ranking(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog
 ) -> None:
-    import nodes.propagation
-
     ds, split = catalog
     valid = {(ds.user_ids[u], ds.item_ids[i]) for u, i in _pairs(split, "valid").items()}
     test = {(ds.user_ids[u], ds.item_ids[i]) for u, i in _pairs(split, "test").items()}
     timeline: list[tuple[str, object]] = []
-    real_record, real_propagate = runner.record_interaction, nodes.propagation.propagate_event
-    real_put, real_rank_one = InMemoryMemoryStore.put, runner.rank_one
+    real_record, real_propagate = warmup.record_interaction, warmup.propagate_graph
+    real_put, real_rank_one = InMemoryMemoryStore.put, ranking.rank_one
 
     def spy_record(ws, user_id, item_id, *args, **kwargs):
         timeline.append(("record", (user_id, item_id)))
         return real_record(ws, user_id, item_id, *args, **kwargs)
 
-    async def spy_propagate(ws, ctx, event, **kwargs):
-        timeline.append(("propagate", (event.user_id, event.item_id)))
-        return await real_propagate(ws, ctx, event, **kwargs)
+    class SpyPropagate:  # the propagate graph, spied on
+        async def ainvoke(self, inp, **kwargs):
+            event = inp["event"]
+            timeline.append(("propagate", (event.user_id, event.item_id)))
+            return await real_propagate.ainvoke(inp, **kwargs)
 
     def spy_put(self, kind, entity_id, text, **kwargs):
         timeline.append(("write", (kind, entity_id)))
@@ -203,10 +209,10 @@ async def test_test_targets_never_reach_state_before_ranking(
         assert not leaked, leaked
         return result
 
-    monkeypatch.setattr(runner, "record_interaction", spy_record)
-    monkeypatch.setattr(nodes.propagation, "propagate_event", spy_propagate)
+    monkeypatch.setattr(warmup, "record_interaction", spy_record)
+    monkeypatch.setattr(warmup, "propagate_graph", SpyPropagate())
     monkeypatch.setattr(InMemoryMemoryStore, "put", spy_put)
-    monkeypatch.setattr(runner, "rank_one", spy_rank_one)
+    monkeypatch.setattr(ranking, "rank_one", spy_rank_one)
     result = await _run(home, tmp_path, "memrec")
 
     kinds = [kind for kind, _ in timeline]
@@ -226,16 +232,16 @@ async def test_leak_guard_stops_a_run_whose_warm_up_leaks(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog
 ) -> None:
     ds, split = catalog
-    real_warm_up = runner.warm_up
+    real_warm_up = warmup.warm_up
 
     async def leaky(ws, ctx, split_, users):
         stats = await real_warm_up(ws, ctx, split_, users)
         user = users[0]
         item = _pairs(split_, "test")[user]
-        runner.record_interaction(ws, ds.user_ids[user], ds.item_ids[item], "positive", 1.0)
+        warmup.record_interaction(ws, ds.user_ids[user], ds.item_ids[item], "positive", 1.0)
         return stats
 
-    monkeypatch.setattr(runner, "warm_up", leaky)
+    monkeypatch.setattr(warmup, "warm_up", leaky)
     with pytest.raises(LeakageError, match="test interactions"):
         await _run(home, tmp_path, "memrec-no-read")
 
@@ -244,7 +250,7 @@ async def test_no_write_records_nothing(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorded = []
-    monkeypatch.setattr(runner, "record_interaction", lambda *a, **k: recorded.append(a))
+    monkeypatch.setattr(warmup, "record_interaction", lambda *a, **k: recorded.append(a))
     result = await _run(home, tmp_path, "memrec-no-write")
     assert recorded == [] and result.warmup is not None and result.warmup.events == 0
 
@@ -262,7 +268,7 @@ async def test_warm_up_is_shared_only_between_runs_that_propagate_alike(
     assert naive.warmup and naive.warmup.reused
     # other rules curate other neighbours to patch: a warm-up of its own
     assert generic.warmup and not generic.warmup.reused
-    runner.clear_warm_cache()
+    warmup.clear_warm_cache()
     alone = await _run(home, tmp_path, "memrec-no-read")
     assert alone.warmup and not alone.warmup.reused
     assert alone.ranks == no_read.ranks and alone.metrics == no_read.metrics
@@ -272,18 +278,19 @@ async def test_read_only_switches_do_not_change_the_warmed_state(
     home: Path, tmp_path: Path
 ) -> None:
     """Pins the assumption behind sharing: propagation ignores memory and collab_read."""
+    from dataio.paths import store_dir
     from memory_store.workspace import get_workspace, register_workspace
 
     ds, split = load_catalog(home / "stores" / "ml-100k")
     users = sorted(split.test["user"].tolist())[:USERS]
     states = []
     for name in ("memrec", "vanilla", "isolated", "naive-collab"):
-        ws = get_workspace("ml-100k", home=home).clone(tmp_path / name)
-        key = f"test:{name}"
-        register_workspace(ws, "ml-100k", key)
-        base = runner.MemRecContext(dataset="ml-100k", roles="offline", home=key, chroma_url=None)
-        ctx = runner.method_context(get_method(name), base)
-        await runner.warm_up(ws, ctx, split, users)
+        run_home = str(tmp_path / name)  # the clone lives in a real folder that home names
+        ws = get_workspace("ml-100k", home=home).clone(store_dir("ml-100k", run_home))
+        register_workspace(ws, "ml-100k", run_home)
+        base = MemRecContext(dataset="ml-100k", roles="offline", home=run_home, chroma_url=None)
+        ctx = method_context(get_method(name), base)
+        await warmup.warm_up(ws, ctx, split, users)
         texts = {
             kind: {i: r.text for i, r in ws.memories.get_many(kind, ws.memories.ids(kind)).items()}
             for kind in ("user", "item")

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from graph.context import MemRecContext
 from graph.recommend import build_recommend_graph
 from graph.recommend import graph as recommend_graph
 from memory_store.cached_store import CachedMemoryStore
 from memory_store.chroma_store import ChromaMemoryStore
-from memory_store.index import build_index
 from memory_store.workspace import Workspace, open_workspace, register_workspace
+from schemas.context import MemRecContext
+from services.index import build_index
 from tests.support.chroma_server import chroma_server, free_port
 from tests.support.fixtures import DATASET, base_workspace, copy_store, data_dir
 

@@ -17,21 +17,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-import nodes.scheduling as scheduling
-from graph.context import MemRecContext
+import graph.background as scheduling
+from graph.background import shared_worker, stop_shared_workers
 from memory_store.events import EventLog
-from memory_store.worker import (
-    PropagationWorker,
-    busy_jobs,
-    shared_worker,
-    stop_shared_workers,
-)
+from memory_store.job_runner import busy_jobs
 from memory_store.workspace import Workspace, open_workspace
 from nodes.record import record_interaction
-from nodes.roles import PropagationInput, PropagationResult, RoleOutput
-from tests.support.fixtures import base_workspace, copy_store, ctx, ws  # noqa: F401 (fixtures)
+from schemas.context import MemRecContext
+from schemas.records import PropagationInput, PropagationResult, RoleOutput
+from services.worker import PropagationWorker
+from tests.support.fixtures import TINY_MOVIES, base_workspace, copy_store, workspace_fixtures
 from tests.support.line_process import LineProcess
 
+ws, ctx = workspace_fixtures(TINY_MOVIES)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -64,9 +62,9 @@ class BrokenLMMem:
 async def test_failing_job_backs_off_then_parks_and_keeps_interaction(
     ws: Workspace, ctx: MemRecContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nodes.propagation as propagation
+    import nodes.reflect as reflect
 
-    monkeypatch.setattr(propagation, "build_roles", lambda c, w: (BrokenLMMem(), None))
+    monkeypatch.setattr(reflect, "build_roles", lambda c, w: (BrokenLMMem(), None))
     event = record_interaction(ws, "5", unseen_items(ws, "5", 1)[0])
     worker = PropagationWorker(ws, ctx, max_attempts=3, base_backoff_s=0.05, max_backoff_s=0.2)
     deadline = time.monotonic() + 10
@@ -154,14 +152,14 @@ async def test_on_the_server_background_runs_else_fallback(
         assert runs.created == [
             (None, "propagate", {"interaction_id": event.interaction_id}, runs.created[0][3])
         ]
-        assert runs.created[0][3]["dataset"] == "ml-100k"
+        assert runs.created[0][3]["dataset"] == TINY_MOVIES
         assert not worker.running
     await stop_shared_workers()
 
 
 async def test_200_concurrent_interactions_over_10_users(ws: Workspace, ctx: MemRecContext) -> None:
     users = [str(u) for u in range(1, 11)]
-    plan = [(u, item) for u in users for item in unseen_items(ws, u, 20, offset=200)]
+    plan = [(u, item) for u in users for item in unseen_items(ws, u, 20)]
     random.Random(7).shuffle(plan)
     assert len(plan) == 200
     recorded: list[str] = []
@@ -202,11 +200,12 @@ def _staleness(ws: Workspace) -> list[float]:
     return out
 
 
+@pytest.mark.slow  # a timed load loop
 async def test_staleness_under_steady_load(ws: Workspace, ctx: MemRecContext) -> None:
     seconds = float(os.environ.get("MEMREC_STALENESS_SECONDS", "2"))
     rate = float(os.environ.get("MEMREC_STALENESS_RATE", "20"))
-    users = [str(u) for u in range(20, 60)]
-    pool = {u: iter(unseen_items(ws, u, 100, offset=300)) for u in users}
+    users = [str(u) for u in range(1, 41)]
+    pool = {u: iter(unseen_items(ws, u, 100)) for u in users}
     worker = PropagationWorker(ws, ctx, poll_s=0.05)
     worker.start()
     start = time.perf_counter()
@@ -247,6 +246,7 @@ class Zygote(LineProcess):
         return int(self.expect(f"reaped {pid}", timeout_s).split()[2])
 
 
+@pytest.mark.slow  # worker subprocesses on ml-100k, SIGKILLed 20 times
 @pytest.mark.timeout(280)
 def test_sigkill_loop_every_job_done_exactly_once(tmp_path: Path) -> None:
     home = copy_store(tmp_path)

@@ -31,11 +31,11 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import ValidationError
 
-import nodes.llm_roles as llm_roles
-from graph.context import MemRecContext
+import roles.llm_roles as llm_roles
 from memory_store.workspace import UnknownEntity, Workspace, register_workspace
 from nodes.curate import InvalidRequest
-from nodes.roles import CallUsage
+from schemas.context import MemRecContext
+from schemas.records import CallUsage
 from tests.support.openai_server import OpenAITestServer, RecordedRequest, Reply
 
 logger = logging.getLogger(__name__)
@@ -197,8 +197,8 @@ async def run_propagate(ws: Workspace, ctx: MemRecContext, user: str) -> tuple[i
 
 async def run_rules(ws: Workspace, ctx: MemRecContext, user: str) -> tuple[int, CallUsage]:
     """LMMem writes a rule set from the domain statistics (validated, not saved)."""
-    from nodes.role_factory import build_roles
-    from nodes.rules_stats import domain_stats
+    from nodes.domain_stats import domain_stats
+    from roles.factory import build_roles
 
     lmmem, _ = build_roles(ctx, ws)
     out = await lmmem.generate_rules(domain_stats(ws.dataset, ws.graph))

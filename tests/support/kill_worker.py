@@ -22,9 +22,10 @@ import time
 from typing import Any
 
 import nodes.apply_patches as apply_patches
-from graph.context import MemRecContext
-from memory_store.worker import PropagationWorker, busy_jobs
-from memory_store.workspace import open_workspace
+from memory_store.job_runner import busy_jobs
+from memory_store.workspace import workspace_for
+from schemas.context import MemRecContext
+from services.worker import PropagationWorker
 
 _real_apply_write = apply_patches.apply_write
 
@@ -42,8 +43,8 @@ def _say(line: str) -> None:
 async def work(home: str, mode: str) -> int:
     """One worker process's life: open the store, drain."""
     apply_patches.apply_write = _slow_apply_write
-    ws = open_workspace("ml-100k", home=home)
     ctx = MemRecContext(dataset="ml-100k", home=home, lmmem="offline", llmrec="offline")
+    ws = workspace_for(ctx)
     worker = PropagationWorker(ws, ctx, lease_s=0.5, max_attempts=1000, poll_s=0.05)
     await worker.reclaim()
     _say(f"ready {os.getpid()}")

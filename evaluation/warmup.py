@@ -1,0 +1,141 @@
+"""An agentic run's warm-up: a clone of the served workspace, validation interactions propagated.
+
+Agentic methods run in a clone of the indexed workspace (the served store is never touched): the
+evaluated users' validation interactions are recorded and propagated through the propagate graph.
+The clone lives in a real store folder under the run's folder, and the run's context names that
+folder as its ``home``, so every graph of the run resolves to the clone. Runs whose contexts only
+differ in how they read share one warm-up (``READ_ONLY_FIELDS``). The test target never enters the
+event log, the graph or a memory before ranking (``check_no_leak``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+from dataio.dataset import Dataset
+from dataio.paths import resolve_home, store_dir
+from dataio.split import Split
+from evaluation.results import WarmupStats
+from graph.propagate import graph as propagate_graph
+from memory_store.workspace import Workspace, get_workspace, register_workspace
+from nodes.record import record_interaction
+from schemas.context import MemRecContext
+from schemas.records import CallUsage
+
+logger = logging.getLogger(__name__)
+
+
+class LeakageError(RuntimeError):
+    """A test target reached the run's state before ranking: the run is invalid."""
+
+
+# Context fields that only change how the recommend graph READS (which memories, whether
+# neighbours are used): propagation ignores them, so runs differing only in these share one
+# warm-up (tests/test_runner.py pins that the warmed states are identical).
+READ_ONLY_FIELDS = frozenset(
+    {
+        "memory",
+        "collab_read",
+        "home",
+        "k",
+        "curation",
+        "tau",
+        "n_facets",
+        "llmrec",
+        "min_users",
+        "min_items",
+    }
+)
+_WARMED: dict[str, tuple[Workspace, str, WarmupStats]] = {}
+
+
+def clear_warm_cache() -> None:
+    """Forget warmed workspaces (the next run warms up from scratch)."""
+    for ws, _, _ in _WARMED.values():
+        ws.events.close()
+    _WARMED.clear()
+
+
+def _warm_key(ctx: MemRecContext, ds: Dataset, home: str | Path | None, users: list[int]) -> str:
+    fields = {k: v for k, v in dataclasses.asdict(ctx).items() if k not in READ_ONLY_FIELDS}
+    payload = [ds.name, str(resolve_home(home)), fields, users]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+async def warmed_workspace(
+    ctx: MemRecContext,
+    ds: Dataset,
+    split: Split,
+    home: str | Path | None,
+    users: list[int],
+    run_home: Path,
+) -> tuple[Workspace, str, WarmupStats]:
+    """A clone of the served workspace after the warm-up, and the home the run's graphs use.
+
+    The clone's event log lives in a store folder under ``run_home``, and the clone is the
+    process's workspace for ``home=run_home``: graphs run with that home read and write the
+    clone. Ranking never writes (test-time writes are off), so a warmed clone serves several runs
+    with the same warm key.
+    """
+    warm_key = _warm_key(ctx, ds, home, users)
+    if warm_key in _WARMED:
+        ws, key, stats = _WARMED[warm_key]
+        return ws, key, stats.model_copy(update={"reused": True})
+    served = get_workspace(ctx.dataset, home=home)
+    if served.events.interactions():
+        logger.warning("the served store has live interactions; the clone starts from the index")
+    key = str(run_home.resolve())
+    ws = served.clone(store_dir(ctx.dataset, key))
+    register_workspace(ws, ctx.dataset, key)
+    stats = await warm_up(ws, dataclasses.replace(ctx, home=key), split, users)
+    _WARMED[warm_key] = (ws, key, stats)
+    return ws, key, stats
+
+
+async def warm_up(ws: Workspace, ctx: MemRecContext, split: Split, users: list[int]) -> WarmupStats:
+    """Record and propagate every evaluated user's validation interaction, in time order.
+
+    Deterministic (fixed order, one event at a time), so a resumed run rebuilds the same state.
+    Without collaborative write nothing is recorded at all.
+    """
+    start = time.perf_counter()
+    usage = CallUsage.model_validate({})
+    if not ctx.collab_write:
+        return WarmupStats(events=0, seconds=0.0, usage=usage)
+    rows = split.valid[split.valid["user"].isin(set(users))].sort_values(
+        ["ts", "user"], kind="stable"
+    )
+    ids = ws.dataset
+    for user, item, ts in zip(rows["user"], rows["item"], rows["ts"], strict=True):
+        event = record_interaction(
+            ws, ids.user_ids[user], ids.item_ids[item], "positive", float(ts)
+        )
+        out = await propagate_graph.ainvoke({"event": event}, context=ctx)
+        report = out["report"]
+        usage = usage.merged(report.usage)
+    seconds = round(time.perf_counter() - start, 3)
+    logger.info("warm-up: %d validation interactions in %.1f s", len(rows), seconds)
+    return WarmupStats(events=len(rows), seconds=seconds, usage=usage)
+
+
+def check_no_leak(ws: Workspace, split: Split, users: list[int]) -> None:
+    """Raise LeakageError if an evaluated user's test interaction is in the event log."""
+    wanted = set(users)
+    valid = dict(zip(split.valid["user"].tolist(), split.valid["item"].tolist(), strict=True))
+    ids = ws.dataset
+    test_pairs = {
+        (ids.user_ids[u], ids.item_ids[i])
+        for u, i in zip(split.test["user"].tolist(), split.test["item"].tolist(), strict=True)
+        if u in wanted and valid.get(u) != i  # a repeated item is legitimately in the warm-up
+    }
+    leaked = [e for e in ws.events.interactions() if (e.user_id, e.item_id) in test_pairs]
+    if leaked:
+        raise LeakageError(
+            f"{len(leaked)} test interactions are in the run's event log before ranking "
+            f"(e.g. user {leaked[0].user_id!r}, item {leaked[0].item_id!r})"
+        )

@@ -1,0 +1,103 @@
+"""The audit table of the event log: every memory write, its previous text, cause and version.
+
+Auditing every write makes writes idempotent per cause (``applied``) and lets any past version be
+restored (``version_text``, ``memory_store/writes.rollback``).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from memory_store.event_db import EventDb
+
+_AUDIT_COLUMNS = "a.id, a.kind, a.entity_id, a.version, a.previous_text, a.new_text, a.cause, a.at"
+
+
+class AuditRow(BaseModel):
+    """One audited memory write."""
+
+    id: int = Field(description="insertion order")
+    kind: str = Field(description="user or item")
+    entity_id: str = Field(description="the user / item id")
+    version: int = Field(description="the version this write created")
+    previous_text: str | None = Field(description="text before the write (None when unknown)")
+    new_text: str = Field(description="text written")
+    cause: str = Field(description="interaction id, warmup, rollback:<v>, delete:<user>")
+    at: float = Field(description="unix time of the write")
+
+
+class AuditLog(EventDb):
+    """The audit operations of :class:`EventLog`."""
+
+    def audit_write(
+        self,
+        kind: str,
+        entity_id: str,
+        version: int,
+        previous_text: str | None,
+        new_text: str,
+        cause: str,
+        at: float | None = None,
+    ) -> bool:
+        """Record one memory write; a replay of the same (kind, entity, version) is ignored.
+
+        Returns True when the row was inserted, False when that version was already audited.
+        """
+        with self._tx() as conn:
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO audit(kind, entity_id, version, previous_text, new_text,"
+                " cause, at) VALUES (?,?,?,?,?,?,?)",
+                (
+                    kind,
+                    entity_id,
+                    version,
+                    previous_text,
+                    new_text,
+                    cause,
+                    self._clock() if at is None else at,
+                ),
+            ).rowcount
+        return bool(inserted)
+
+    def history(self, kind: str, entity_id: str) -> list[AuditRow]:
+        """Every audited write of one memory, oldest version first."""
+        return self._audit("WHERE a.kind=? AND a.entity_id=? ORDER BY a.version", (kind, entity_id))
+
+    def version_text(self, kind: str, entity_id: str, version: int) -> str | None:
+        """The text a memory had at ``version``, or None when that version was never audited."""
+        rows = self._read(
+            "SELECT new_text FROM audit WHERE kind=? AND entity_id=? AND version=?",
+            (kind, entity_id, version),
+        )
+        return rows[0]["new_text"] if rows else None
+
+    def applied(self, cause: str, kind: str, entity_id: str) -> bool:
+        """Whether ``cause`` has already written this memory."""
+        return bool(
+            self._read(
+                "SELECT 1 FROM audit WHERE cause=? AND kind=? AND entity_id=? LIMIT 1",
+                (cause, kind, entity_id),
+            )
+        )
+
+    def writes_caused_by(self, cause: str) -> list[AuditRow]:
+        """Every write made by one cause, in write order."""
+        return self._audit("WHERE a.cause=? ORDER BY a.id", (cause,))
+
+    def writes_caused_by_user(self, user_id: str) -> list[AuditRow]:
+        """Every write caused by one of the user's (still recorded) interactions, in write order."""
+        return self._audit(
+            "JOIN interactions i ON i.interaction_id=a.cause WHERE i.user_id=? ORDER BY a.id",
+            (user_id,),
+        )
+
+    def _audit(self, where: str, params: tuple[object, ...]) -> list[AuditRow]:
+        rows = self._read(f"SELECT {_AUDIT_COLUMNS} FROM audit a {where}", params)
+        return [AuditRow(**dict(r)) for r in rows]
+
+    def delete_history(self, kind: str, entity_id: str) -> int:
+        """Remove every audit row of one memory (it held that memory's text); returns how many."""
+        with self._tx() as conn:
+            return conn.execute(
+                "DELETE FROM audit WHERE kind=? AND entity_id=?", (kind, entity_id)
+            ).rowcount

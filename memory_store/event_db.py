@@ -1,0 +1,171 @@
+"""The SQLite file behind the event log: one connection, the schema, transactions.
+
+An interaction and its propagation job are committed in one transaction before the request that
+recorded them returns; a worker claims jobs under a lease, so a job whose worker died is picked up
+again after ``reclaim_expired``. Every memory write is audited (previous text, new text, cause,
+version), which makes writes idempotent per cause and lets any past version be restored.
+
+Durability: the database runs in WAL mode with ``synchronous=NORMAL`` (a commit survives a crash of
+the process; only an OS crash or power loss can drop the last commits), except the commit of an
+interaction, which runs with ``synchronous=FULL`` (fsync of the WAL on commit): an interaction is
+the one thing we promise to the caller and cannot recompute, whereas a lost job transition or
+audit row is repaired by re-running the idempotent job.
+
+Threading: one connection per ``EventLog`` guarded by a lock. SQLite serializes writers anyway and
+reads take microseconds; a single connection avoids leaking per-thread connections from the thread
+pools of asyncio (``to_thread``) and of request handlers. Several ``EventLog`` objects (or
+processes) on the same file coordinate through SQLite's own locks (``BEGIN IMMEDIATE`` plus
+``busy_timeout``).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Self
+
+from schemas.records import InteractionEvent
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS interactions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    interaction_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ts REAL NOT NULL,
+    recorded_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS interactions_user ON interactions(user_id, seq);
+CREATE TABLE IF NOT EXISTS jobs (
+    interaction_id TEXT PRIMARY KEY
+        REFERENCES interactions(interaction_id) ON DELETE CASCADE,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    lease_owner TEXT,
+    lease_expires_at REAL,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs(status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    previous_text TEXT,
+    new_text TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    at REAL NOT NULL,
+    UNIQUE (kind, entity_id, version)
+);
+CREATE INDEX IF NOT EXISTS audit_cause ON audit(cause);
+"""
+
+
+class SchemaMismatch(RuntimeError):
+    """The database file was written by another schema version of the event log."""
+
+
+class EventDb:
+    """One SQLite connection on the event log file, shared by its three parts.
+
+    ``memory_store/interactions.py``, ``memory_store/jobs.py`` and ``memory_store/audit.py`` each
+    add the operations on their tables; ``memory_store/events.EventLog`` combines them.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        busy_timeout_ms: int = 10_000,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        durable: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        # durable=False skips the fsync per recorded interaction: for throwaway logs
+        # (evaluation clones), never for a store that serves users.
+        self.durable = durable
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._lock = threading.RLock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+        )
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._init_schema()
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def journal_mode(self) -> str:
+        """The SQLite journal mode in effect (``wal``)."""
+        with self._lock:
+            return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _init_schema(self) -> None:
+        with self._tx() as conn:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            found = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+        if found != str(SCHEMA_VERSION):
+            raise SchemaMismatch(
+                f"{self.path}: event log schema version {found}, this code reads version "
+                f"{SCHEMA_VERSION}; migrate the file or use a new path"
+            )
+
+
+def event_from_row(row: sqlite3.Row) -> InteractionEvent:
+    """The interaction stored in a row of the interactions table."""
+    return InteractionEvent(
+        interaction_id=row["interaction_id"],
+        user_id=row["user_id"],
+        item_id=row["item_id"],
+        kind=row["kind"],
+        ts=row["ts"],
+    )

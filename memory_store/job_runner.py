@@ -1,0 +1,248 @@
+"""A generic runner of the event log's jobs: claim under a lease, run a handler, settle (asyncio).
+
+A job is claimed under a lease and handed to the runner's handler (an async callable of one
+:class:`InteractionEvent`, injected by whoever builds the runner: ``graph/background.py`` hands it
+"run the propagate graph"); then it is completed. An error sends it back with a jittered
+exponential backoff, and after ``max_attempts`` it is parked as failed (``memrec jobs --status
+failed``), its interaction kept. A permanent error (unknown ids, an interaction that vanished)
+parks it at once. On start the runner returns jobs whose lease lapsed (their process was killed)
+to the queue, so nothing is lost; the handler being idempotent per interaction, re-running a
+half-done job finishes it without applying anything twice.
+
+``shared_runner(ws, handler)`` is the one in-process runner per workspace; it is kept on the
+workspace (``Workspace.derived``), so it lives and dies with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from memory_store.events import EventLog
+from memory_store.workspace import UnknownEntity, Workspace
+from memory_store.writes import UnknownMemory
+from schemas.records import InteractionEvent
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[InteractionEvent], Awaitable[Any]]
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (UnknownEntity, UnknownMemory, LookupError)
+RESULTS_KEPT = 100
+_SHARED_KEY = "job-runner"
+_ALL_SHARED: weakref.WeakSet[JobRunner] = weakref.WeakSet()
+
+
+class RunnerStats(BaseModel):
+    """What a runner has done since it was created."""
+
+    claimed: int = Field(default=0, description="jobs claimed")
+    done: int = Field(default=0, description="jobs completed")
+    retried: int = Field(default=0, description="failed attempts sent back with a backoff")
+    parked: int = Field(default=0, description="jobs parked as failed")
+    reclaimed: int = Field(default=0, description="jobs of dead workers returned to the queue")
+    last_error: str | None = Field(default=None, description="the last error seen")
+
+
+def default_owner() -> str:
+    """A runner identity unique across processes: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class JobRunner:
+    """Claims the jobs of one event log and runs ``handler`` on each; ``drain`` or ``start``."""
+
+    def __init__(
+        self,
+        events: EventLog,
+        handler: Handler,
+        owner: str | None = None,
+        *,
+        lease_s: float = 60.0,
+        max_attempts: int = 5,
+        base_backoff_s: float = 1.0,
+        max_backoff_s: float = 300.0,
+        poll_s: float = 0.5,
+        stats: RunnerStats | None = None,
+    ) -> None:
+        if lease_s <= 0 or poll_s <= 0 or max_attempts < 1:
+            raise ValueError(
+                f"{type(self).__name__}: lease_s and poll_s must be > 0 and max_attempts >= 1; "
+                f"got lease_s={lease_s}, poll_s={poll_s}, max_attempts={max_attempts}"
+            )
+        self.events = events
+        self.handler = handler
+        self.owner = owner or default_owner()
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self.base_backoff_s = base_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.poll_s = poll_s
+        self.stats = stats if stats is not None else RunnerStats()
+        self.results: list[Any] = []  # the handler's latest results, for callers and tests
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+
+    # ----------------------------------------------------------------------------- one job
+
+    async def run_one(self) -> bool:
+        """Claim one due job and run it; False when no job is due."""
+        event = await asyncio.to_thread(self.events.claim_job, self.owner, self.lease_s)
+        if event is None:
+            return False
+        self.stats.claimed += 1
+        await self._run(event)
+        return True
+
+    async def _run(self, event: InteractionEvent) -> None:
+        iid = event.interaction_id
+        try:
+            result = await self.handler(event)
+        except PERMANENT_ERRORS as err:
+            await self._fail(iid, f"{type(err).__name__}: {err}", permanent=True)
+            return
+        except Exception as err:  # noqa: BLE001 - a runner outlives any one job; the error is kept
+            logger.warning("job %s failed: %s", iid, err, exc_info=True)
+            await self._fail(iid, f"{type(err).__name__}: {err}", permanent=False)
+            return
+        self.results = [*self.results[-(RESULTS_KEPT - 1) :], result]
+        if await asyncio.to_thread(self.events.complete_job, iid, self.owner):
+            self.stats.done += 1
+
+    async def _fail(self, iid: str, error: str, *, permanent: bool) -> None:
+        self.stats.last_error = error
+        job = await asyncio.to_thread(
+            self.events.fail_job,
+            iid,
+            self.owner,
+            error,
+            max_attempts=1 if permanent else self.max_attempts,
+            base_backoff_s=self.base_backoff_s,
+            max_backoff_s=self.max_backoff_s,
+        )
+        if job is not None and job.status == "failed":
+            self.stats.parked += 1
+        elif job is not None:
+            self.stats.retried += 1
+
+    # ----------------------------------------------------------------------------- draining
+
+    async def reclaim(self) -> int:
+        """Return jobs whose lease lapsed (dead runners) to the queue; returns how many."""
+        n = await asyncio.to_thread(self.events.reclaim_expired, max_attempts=self.max_attempts)
+        if n:
+            logger.info("runner %s: %d job(s) of dead runners back in the queue", self.owner, n)
+        self.stats.reclaimed += n
+        return n
+
+    async def drain(self, max_jobs: int | None = None) -> int:
+        """Run due jobs until none is due (or ``max_jobs`` ran); returns how many ran."""
+        ran = 0
+        while max_jobs is None or ran < max_jobs:
+            if not await self.run_one():
+                break
+            ran += 1
+        return ran
+
+    # ----------------------------------------------------------------------------- background
+
+    @property
+    def running(self) -> bool:
+        """Whether the background loop is alive (in a loop that still runs)."""
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start the background loop in the running event loop (no-op when already running)."""
+        loop = asyncio.get_running_loop()
+        if self.running and self._task is not None and self._task.get_loop() is loop:
+            self.wake()
+            return
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._task = loop.create_task(self._loop(), name=f"job-runner:{self.owner}")
+
+    def wake(self) -> None:
+        """Tell the loop new jobs are there (it also polls every ``poll_s``)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Let the job in flight finish, then end the loop (cancel it after ``timeout_s``)."""
+        task = self._task
+        if task is None:
+            return
+        self._stopping = True
+        self.wake()
+        if task.get_loop() is asyncio.get_running_loop():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout_s)
+            except TimeoutError:
+                task.cancel()
+        self._task = None
+
+    async def wait_idle(self, timeout_s: float = 30.0, interval_s: float = 0.02) -> bool:
+        """Wait until no job is pending-and-due or running; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not await asyncio.to_thread(self.events.busy_jobs):
+                return True
+            await asyncio.sleep(interval_s)
+        return False
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        await self.reclaim()
+        last_reclaim = time.monotonic()
+        while not self._stopping:
+            await self.drain()
+            if time.monotonic() - last_reclaim > self.lease_s:
+                await self.reclaim()
+                last_reclaim = time.monotonic()
+            if self._stopping:
+                break
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+
+def busy_jobs(events: EventLog) -> int:
+    """Jobs still to do now: running, or pending and already due."""
+    return events.busy_jobs()
+
+
+def shared_runner(ws: Workspace, handler: Handler) -> JobRunner:
+    """The in-process runner of a workspace (created once; runs the latest ``handler``)."""
+    with ws.lock:
+        runner = ws.derived.get(_SHARED_KEY)
+        if runner is None:
+            runner = ws.derived[_SHARED_KEY] = JobRunner(ws.events, handler)
+            _ALL_SHARED.add(runner)
+        else:
+            runner.handler = handler
+    assert isinstance(runner, JobRunner)
+    return runner
+
+
+def wake_shared_runner(ws: Workspace, handler: Handler) -> JobRunner:
+    """Start (or wake) the shared runner in the running loop; never waits for its jobs."""
+    runner = shared_runner(ws, handler)
+    runner.start()
+    runner.wake()
+    return runner
+
+
+async def stop_shared_runners(timeout_s: float = 30.0) -> None:
+    """Stop every shared runner running in this loop (tests, process shutdown)."""
+    for runner in list(_ALL_SHARED):
+        await runner.stop(timeout_s)

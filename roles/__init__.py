@@ -1,0 +1,1 @@
+"""Roles: what LMMem and LLMRec do, with their offline (deterministic) implementations."""

@@ -1,0 +1,173 @@
+"""The records the roles exchange: their inputs, their typed outputs and what each call cost.
+
+Plain pydantic models with no behaviour beyond merging usage: the store persists some of them
+(``InteractionEvent``), the graphs carry them in state, the prompts render them and the roles
+(``schemas/roles.py``) take and return them.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel, Field
+
+T = TypeVar("T")
+
+
+class CallUsage(BaseModel):
+    """What one role call cost: model calls, tokens, latency and how often it had to be rescued."""
+
+    calls: int = Field(
+        default=0, description="chat completions sent (retries of one call not included)"
+    )
+    tokens_in: int = Field(default=0, description="prompt tokens")
+    tokens_out: int = Field(default=0, description="completion tokens")
+    latency_ms: float = Field(default=0.0, description="wall time of the role call")
+    retries: int = Field(default=0, description="transport retries (429, 5xx, timeouts)")
+    repairs: int = Field(default=0, description="repair prompts sent after malformed output")
+    fallbacks: int = Field(default=0, description="times the offline role answered instead")
+    model: str = Field(default="offline", description="the model that answered")
+
+    def merged(self, other: CallUsage) -> CallUsage:
+        """Sum of two usages (model of the later one)."""
+        return CallUsage(
+            calls=self.calls + other.calls,
+            tokens_in=self.tokens_in + other.tokens_in,
+            tokens_out=self.tokens_out + other.tokens_out,
+            latency_ms=self.latency_ms + other.latency_ms,
+            retries=self.retries + other.retries,
+            repairs=self.repairs + other.repairs,
+            fallbacks=self.fallbacks + other.fallbacks,
+            model=other.model,
+        )
+
+
+class RoleOutput(BaseModel, Generic[T]):
+    """A role's typed result with the usage it cost."""
+
+    value: T
+    usage: CallUsage
+
+
+class NeighbourSnippet(BaseModel):
+    """A curated neighbour's memory as handed to a role."""
+
+    ref: str = Field(description="'user:<id>' or 'item:<id>'")
+    kind: Literal["user", "item"]
+    text: str = Field(description="the neighbour's memory text (possibly trimmed)")
+    score: float = Field(description="curation score")
+
+
+class Facet(BaseModel):
+    """A named preference synthesized from collaborative neighbours."""
+
+    name: str = Field(description="short name of the preference, e.g. 'crime thrillers'")
+    description: str = Field(description="one or two sentences")
+    confidence: float = Field(ge=0.0, le=1.0, description="how strongly the evidence supports it")
+    evidence: list[str] = Field(default_factory=list, description="neighbour refs supporting it")
+
+
+class FacetSet(BaseModel):
+    """The output of synthesis."""
+
+    facets: list[Facet] = Field(default_factory=list)
+
+
+class CandidateItem(BaseModel):
+    """A candidate as shown to the ranker."""
+
+    item_id: str
+    title: str
+    text: str = ""
+
+
+class RankedItem(BaseModel):
+    """One ranked candidate with its grounded rationale."""
+
+    item_id: str
+    score: float
+    rationale: str
+    evidence: list[str] = Field(default_factory=list, description="facet names / neighbour refs")
+
+
+class Ranking(BaseModel):
+    """The ranker's output: candidates best first."""
+
+    items: list[RankedItem]
+
+
+class NeighbourPatch(BaseModel):
+    """A note propagation adds to one neighbour's memory."""
+
+    ref: str = Field(description="'user:<id>' or 'item:<id>' of the neighbour")
+    note: str = Field(description="the text to add to that neighbour's memory")
+
+
+class PropagationResult(BaseModel):
+    """The output of the one propagation call."""
+
+    user_memory: str = Field(description="self-reflection rewrite of the user's memory")
+    item_memory: str = Field(description="updated memory of the item")
+    neighbour_patches: list[NeighbourPatch] = Field(default_factory=list)
+
+
+class SynthesisInput(BaseModel):
+    """What synthesize needs."""
+
+    user_id: str
+    user_memory: str
+    neighbours: list[NeighbourSnippet]
+    max_facets: int = Field(default=7, description="upper bound on facets")
+    request: str | None = None
+
+
+class RankingInput(BaseModel):
+    """What rank needs."""
+
+    user_id: str
+    user_memory: str
+    facets: list[Facet] = Field(default_factory=list)
+    candidates: list[CandidateItem]
+    request: str | None = None
+    history_titles: list[str] = Field(default_factory=list, description="for the vanilla method")
+    raw_neighbours: list[NeighbourSnippet] = Field(
+        default_factory=list, description="uncurated neighbours, for the naive-collab method"
+    )
+    curated: list[NeighbourSnippet] = Field(
+        default_factory=list,
+        description="curated neighbour refs and scores (text empty; prompts show facets instead)",
+    )
+
+
+class InteractionEvent(BaseModel):
+    """One recorded interaction, the unit of propagation."""
+
+    interaction_id: str
+    user_id: str
+    item_id: str
+    kind: str = Field(default="positive", description="positive, negative, click, rating:<n>, ...")
+    ts: float
+
+
+class PropagationInput(BaseModel):
+    """What the one propagation call needs."""
+
+    event: InteractionEvent
+    item_title: str
+    user_memory: str
+    item_memory: str
+    neighbours: list[NeighbourSnippet]
+
+
+class ProfileInput(BaseModel):
+    """What the warm-up memory of a user is written from: their own train history only."""
+
+    user_id: str
+    titles: list[str] = Field(description="the user's item titles, oldest first (at most 40)")
+    attributes: list[str] = Field(default_factory=list, description="their most frequent tags")
+
+
+class UserProfile(BaseModel):
+    """A user's initial memory."""
+
+    memory: str = Field(description="a concise profile of the user's tastes, 2 to 5 sentences")

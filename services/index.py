@@ -1,0 +1,254 @@
+"""Build a dataset's index: catalog, train graph, candidate files, memories, vectors, rules.
+
+Every step checks what is already there and reuses it, so a second run is cheap and a run killed
+half-way resumes; the ``index.json`` marker is written last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from dataio.candidates import ProtocolError, ensure_candidates
+from dataio.datasets import Dataset, load_dataset
+from dataio.paths import store_dir as default_store_dir
+from dataio.split import Split, dataset_fingerprint, split_leave_one_out
+from memory_store.catalog import save_catalog
+from memory_store.embeddings import HashingEmbedding
+from memory_store.graph import InteractionGraph
+from memory_store.memories import MemoryStore
+from memory_store.summaries import user_summary
+from memory_store.vectors import MemoryVectors
+from memory_store.workspace import INDEX_MARKER, open_chroma
+from nodes.domain_stats import domain_stats
+from roles.llm_roles import LLMLMMem
+from roles.models import make_chat_model
+from roles.offline_roles import OfflineProfiles
+from roles.offline_rules import offline_rules
+from schemas.records import ProfileInput
+from schemas.ruleset import generic_rules
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (step, done, total)
+
+
+class IndexReport(BaseModel):
+    """What an index run did."""
+
+    dataset: str
+    directory: str
+    users: int
+    items: int
+    train_interactions: int
+    memories_created: int
+    reused: bool
+    seconds: float
+    skipped_candidates: list[str] = []  # candidate files the catalogue is too small for
+
+
+def user_memory_texts(dataset: Dataset, graph: InteractionGraph) -> list[tuple[str, str]]:
+    """Warm-up user memories (offline LMMem): a summary of each user's train history."""
+    out = []
+    for u in range(dataset.n_users):
+        items, _ = graph.user_item_times(u)
+        titles = [dataset.item_titles[i] for i in items]
+        attrs = [dataset.item_attributes[i] for i in items] if dataset.item_attributes else []
+        out.append((dataset.user_ids[u], user_summary(titles, attrs)))
+    return out
+
+
+def profile_inputs(dataset: Dataset, graph: InteractionGraph) -> list[ProfileInput]:
+    """What LMMem writes each user's initial memory from: the train history only."""
+    out = []
+    for u in range(dataset.n_users):
+        items, _ = graph.user_item_times(u)
+        attrs = Counter(
+            a
+            for i in items
+            for a in (dataset.item_attributes[i] if dataset.item_attributes else [])
+        )
+        out.append(
+            ProfileInput(
+                user_id=dataset.user_ids[u],
+                titles=[dataset.item_titles[i] for i in items[-40:]],
+                attributes=[a for a, _ in attrs.most_common(6)],
+            )
+        )
+    return out
+
+
+async def llm_user_memories(
+    inputs: list[ProfileInput], lmmem_spec: str, progress: Progress, concurrency: int = 8
+) -> list[tuple[str, str]]:
+    """Initial user memories written by an LLM LMMem (bounded concurrency, offline fallback)."""
+    role = LLMLMMem(make_chat_model(lmmem_spec), OfflineProfiles(), name=lmmem_spec)  # type: ignore[arg-type]
+    gate = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(inp: ProfileInput) -> tuple[str, str]:
+        nonlocal done
+        async with gate:
+            out = await role.profile(inp)
+        done += 1
+        progress("profiles", done, len(inputs))
+        return inp.user_id, out.value.memory
+
+    return list(await asyncio.gather(*(one(inp) for inp in inputs)))
+
+
+def _noop(step: str, done: int, total: int) -> None:
+    return None
+
+
+def build_index(
+    dataset_name: str,
+    *,
+    data_dir: str | Path | None = None,
+    home: str | Path | None = None,
+    memories: MemoryStore | None = None,
+    chroma_url: str | None = None,
+    lmmem: str = "offline",
+    progress: Progress = _noop,
+) -> IndexReport:
+    """Index a dataset (idempotent); ``lmmem`` other than offline writes the user memories."""
+    start = time.perf_counter()
+    directory = default_store_dir(dataset_name, home)
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / INDEX_MARKER
+    dataset = load_dataset(dataset_name, data_dir)
+    fingerprint = dataset_fingerprint(dataset)
+    reused = marker.exists() and json.loads(marker.read_text())["fingerprint"] == fingerprint
+
+    progress("split", 0, 1)
+    split = split_leave_one_out(dataset)
+    save_catalog(directory, dataset, split)
+    graph = _graph(directory, dataset, split)
+    progress("split", 1, 1)
+    skipped = _candidate_files(directory, dataset, split)
+    store = memories or open_chroma(directory, chroma_url)
+    created = _memories(store, dataset, graph, progress, lmmem)
+    _vectors(directory, store, dataset)
+    _rules(directory, dataset, graph)
+    _write_marker(marker, dataset, fingerprint, split)
+    return IndexReport(
+        dataset=dataset.name,
+        directory=str(directory),
+        users=dataset.n_users,
+        items=dataset.n_items,
+        train_interactions=int(len(split.train)),
+        memories_created=created,
+        reused=reused and created == 0,
+        skipped_candidates=skipped,
+        seconds=round(time.perf_counter() - start, 2),
+    )
+
+
+def _candidate_files(directory: Path, dataset: Dataset, split: Split) -> list[str]:
+    """Write the benchmark candidate files; the ones the catalogue is too small for are skipped."""
+    skipped = []
+    for which in ("valid", "test"):
+        for n in (10, 20):
+            try:
+                ensure_candidates(directory, dataset, split, which, n, 0)
+            except ProtocolError as err:  # a small catalogue: serving works, that benchmark not
+                log.warning("no %s candidate file with %d candidates: %s", which, n, err)
+                skipped.append(f"{which}-n{n}")
+    return skipped
+
+
+def _rules(directory: Path, dataset: Dataset, graph: InteractionGraph) -> None:
+    """The generic rule set and the offline generated one, unless they are there already."""
+    rules_dir = directory / "rules"
+    if not (rules_dir / "generic.json").exists():
+        generic_rules().save(rules_dir / "generic.json")
+    if not (rules_dir / "generated.json").exists():
+        offline_rules(domain_stats(dataset, graph)).save(rules_dir / "generated.json")
+
+
+def _write_marker(marker: Path, dataset: Dataset, fingerprint: str, split: Split) -> None:
+    """The ``index.json`` marker, written last: its presence means the index is complete."""
+    marker.write_text(
+        json.dumps(
+            {
+                "dataset": dataset.name,
+                "fingerprint": fingerprint,
+                "users": dataset.n_users,
+                "items": dataset.n_items,
+                "train_interactions": int(len(split.train)),
+                "indexed_at": time.time(),
+            },
+            indent=2,
+        )
+    )
+
+
+def _graph(directory: Path, dataset: Dataset, split: Split) -> InteractionGraph:
+    gdir = directory / "graph"
+    if (gdir / "ui_ts.npz").exists():
+        return InteractionGraph.load(gdir)
+    graph = InteractionGraph.build(
+        split.train, dataset.n_users, dataset.n_items, dataset.item_attributes, dataset.has_clock
+    )
+    graph.save(gdir)
+    return graph
+
+
+def _memories(
+    store: MemoryStore, dataset: Dataset, graph: InteractionGraph, progress: Progress, lmmem: str
+) -> int:
+    created = 0
+    total = dataset.n_users + dataset.n_items
+    if store.count("item") < dataset.n_items:
+        pairs = list(zip(dataset.item_ids, dataset.item_texts, strict=True))
+        created += _bulk(store, "item", pairs, progress, 0, total)
+    if store.count("user") < dataset.n_users:
+        if lmmem == "offline":
+            texts = user_memory_texts(dataset, graph)
+        else:
+            existing = set(store.ids("user"))
+            todo = [p for p in profile_inputs(dataset, graph) if p.user_id not in existing]
+            texts = asyncio.run(llm_user_memories(todo, lmmem, progress))
+        created += _bulk(store, "user", texts, progress, dataset.n_items, total)
+    progress("memories", total, total)
+    return created
+
+
+def _bulk(
+    store: MemoryStore,
+    kind: str,
+    pairs: list[tuple[str, str]],
+    progress: Progress,
+    offset: int,
+    total: int,
+) -> int:
+    created = 0
+    step = 5000
+    for start in range(0, len(pairs), step):
+        created += store.bulk_init(kind, pairs[start : start + step], "warmup")  # type: ignore[arg-type]
+        progress("memories", offset + min(start + step, len(pairs)), total)
+    return created
+
+
+def _vectors(directory: Path, store: MemoryStore, dataset: Dataset) -> None:
+    if (directory / "vectors_users.npy").exists():
+        vecs = MemoryVectors.load(directory)
+        if len(vecs.users) == dataset.n_users and len(vecs.items) == dataset.n_items:
+            return
+    emb = HashingEmbedding()
+    users = store.get_many("user", dataset.user_ids)
+    items = store.get_many("item", dataset.item_ids)
+    user_texts = [users[u].text if u in users else "" for u in dataset.user_ids]
+    item_texts = [items[i].text if i in items else "" for i in dataset.item_ids]
+    MemoryVectors(
+        np.asarray(emb.embed_texts(user_texts), np.float32),
+        np.asarray(emb.embed_texts(item_texts), np.float32),
+    ).save(directory)
