@@ -40,15 +40,20 @@ FANOUT_CAP = 8
 def server_config(folder: Path) -> Path:
     """The shipped langgraph.json with absolute paths, so the server can run in ``folder``."""
     config = json.loads((REPO / "langgraph.json").read_text())
-    config["graphs"] = {
-        name: str(REPO / path.removeprefix("./")) for name, path in config["graphs"].items()
-    }
+    for graph in config["graphs"].values():  # {"path": "./...", "description": ...}
+        graph["path"] = _absolute(graph["path"])
+    config["http"]["app"] = _absolute(config["http"]["app"])
+    config["store"]["path"] = _absolute(config["store"]["path"])
     config["dependencies"] = [str(REPO)]
-    config.pop("auth", None)  # open server (no token table in this test)
+    config["auth"]["path"] = _absolute(config["auth"]["path"])  # MEMREC_AUTH=off: open
     config["env"] = {}
     path = folder / "langgraph.json"
     path.write_text(json.dumps(config))
     return path
+
+
+def _absolute(path: str) -> str:
+    return str(REPO / path.removeprefix("./"))
 
 
 class Server:
@@ -112,6 +117,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve
             "MEMREC_DATA_DIR": str(data_dir()),
             "MEMREC_ROLES": "offline",
             "MEMREC_CHROMA_URL": chroma_url,
+            "MEMREC_AUTH": "off",  # open server on 127.0.0.1 (no token table in this test)
             "LANGSMITH_TRACING": "false",
             "LANGGRAPH_NO_VERSION_CHECK": "true",
         }
