@@ -1,11 +1,14 @@
 """The `reflect` node of the propagate graph: the ONE LMMem call of a propagation.
 
 Self-reflection rewrite of the user memory, the item memory update and the neighbour patches come
-back from a single ``LMMem.propagate`` call, whatever the user's degree.
+back from a single ``LMMem.propagate`` call, whatever the user's degree. Its usage (the model, or
+the offline role after a failure, and why) is kept in the event log under the interaction id, the
+cause of the writes that follow (``memory_store/call_log.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -48,7 +51,12 @@ def make_reflect(lmmem: LMMem | None = None) -> Callable[..., Awaitable[dict[str
         ctx = runtime.context or MemRecContext()
         ws = await aworkspace_for(ctx)
         role = lmmem if lmmem is not None else build_roles(ctx, ws)[0]
-        out = await reflect_once(role, state["loaded"], ws.lock)
+        loaded = state["loaded"]
+        out = await reflect_once(role, loaded, ws.lock)
+        if not loaded.skip_reason:  # kept: who wrote the memories this interaction causes
+            await asyncio.to_thread(
+                ws.events.record_call, loaded.event.interaction_id, "propagate", out.usage
+            )
         return {"result": out.value, "usage": out.usage}
 
     return reflect
