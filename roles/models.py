@@ -105,7 +105,9 @@ def make_model_client(
     if parsed.is_offline:
         raise ModelConfigError("'offline' has no model client: use the offline roles")
     chosen = settings or endpoint_defaults(parsed)
-    return ModelClient(parsed, chosen, api_key_for(parsed, api_key), name=spec)
+    # the name in usage and notices says where the model is (a spec without its URL does not)
+    name = spec if "@" in spec or not parsed.base_url else f"{spec}@{parsed.base_url}"
+    return ModelClient(parsed, chosen, api_key_for(parsed, api_key), name=name)
 
 
 class RolePreset(BaseModel):
