@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import os
 import re
 import threading
 import time
@@ -155,6 +156,8 @@ def forget_endpoints() -> None:
 
 def _openai_client(base_url: str | None, api_key: str) -> openai.AsyncOpenAI:
     """One client per (endpoint, key), shared by the roles on it; one HTTP pool per loop."""
+    # no URL in the spec: the openai client's OPENAI_BASE_URL, or LangChain's OPENAI_API_BASE
+    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
     key = (base_url or "", api_key)
     with _ENDPOINTS_LOCK:
         if key not in _CLIENTS:
