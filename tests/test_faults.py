@@ -82,7 +82,7 @@ def _check_chat_effect(cell: fm.Cell, effect: str) -> None:
     elif effect == "fallback":
         assert u.fallbacks >= (2 if cell.mode == "always" else 1), u
         if cell.mode == "once":
-            assert u.errors.get("timeout") == 1 and u.retries == 0, u
+            assert u.errors.get("timeout", 0) >= 1 and u.retries == 0, u
     else:
         assert u.retries == 0, u
 
