@@ -198,7 +198,11 @@ class ModelClient:
         self.name = name
         self.endpoint = endpoint_for(spec)
         self._client = _openai_client(spec.base_url, api_key)
-        self._max_key = "max_completion_tokens" if spec.provider == "openai" else "max_tokens"
+        # OpenAI's own API wants max_completion_tokens (o-series models refuse max_tokens); every
+        # other server (llama.cpp ignores max_completion_tokens) gets max_tokens, also an
+        # ``openai:`` spec sent elsewhere through OPENAI_BASE_URL
+        host = self._client.base_url.host or ""
+        self._max_key = "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
         self._strict = spec.provider == "openai"
         # openai's RequestOptions: the attempt's own deadline and the bearer key
         self._options: Any = {"timeout": settings.timeout_s, "security": _SECURITY}

@@ -250,3 +250,18 @@ async def test_chat_reply_runaway_is_stopped_by_the_deadline():
         generations = list(server.generations)
     assert text is None and usage.errors == {"timeout": 1} and elapsed < 2.0
     assert generations and generations[-1].outcome == "cancelled"  # the stream stopped the model
+
+
+async def test_an_openai_spec_sent_to_another_server_gets_max_tokens(monkeypatch):
+    """``openai:`` with OPENAI_BASE_URL at llama.cpp (which ignores max_completion_tokens)."""
+    with OpenAITestServer(mode=ServerMode.llama_cpp()) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+        client = make_model_client("openai:gpt-4o-mini", api_key="x")
+        out = await LLMLLMRec(client, FakeLLMRec(), seed=0).rank(RANK)
+        bodies = _served(server)
+    assert bodies and all(b["max_tokens"] > 0 for b in bodies)
+    assert all("max_completion_tokens" not in b for b in bodies)
+    assert out.usage.fallbacks == 0 and [i.item_id for i in out.value.items] == IDS
+    assert make_model_client("openai:gpt-4o", api_key="x")._max_key == "max_tokens"  # env URL
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    assert make_model_client("openai:gpt-4o", api_key="x")._max_key == "max_completion_tokens"
