@@ -16,22 +16,28 @@ prompt-token counts to the offline estimate (for calls whose usage it does not r
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import os
-import re
 import threading
-import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import openai
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
 
 from prompts.tokens import count_tokens
+from roles.replies import (
+    CallFailure,
+    Completion,
+    FailureKind,
+    FormatRefused,
+    completion_of,
+    retry_after_s,
+    status_failure,
+)
 from roles.settings import RoleSettings
 from roles.structured import MODES, Mode, is_format_refusal, modes_for, request_parts
 from roles.transport import PerLoopTransport, http_module
@@ -39,51 +45,9 @@ from schemas.model_spec import AUTO_MODEL, ModelSpec
 
 logger = logging.getLogger(__name__)
 
-FailureKind = Literal[
-    "length", "content_filter", "refusal", "connection", "status", "timeout", "malformed"
-]
 _ROLE = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
 _SECURITY = {"bearer_auth": True}
 _PROBE = "Hi."
-
-
-class CallFailure(Exception):
-    """One failed attempt, classified (the guard counts each kind and decides what comes next)."""
-
-    def __init__(
-        self,
-        kind: FailureKind,
-        detail: str,
-        *,
-        retryable: bool = False,
-        status: int | None = None,
-        message: str = "",
-        retry_after_s: float | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.kind: FailureKind = kind
-        self.detail = detail  # one line, for usage and logs
-        self.retryable = retryable
-        self.status = status
-        self.message = message or detail  # the server's whole error message
-        self.retry_after_s = retry_after_s
-
-
-class FormatRefused(CallFailure):
-    """The endpoint refused the structured-output mode of the request (try the next one)."""
-
-
-@dataclass
-class Completion:
-    """A chat completion as the guard needs it."""
-
-    text: str
-    finish_reason: str | None
-    prompt_tokens: int | None  # None: the server reported no usage
-    completion_tokens: int | None
-    mode: Mode | None = None
-    refusal: str | None = None
-    tool_called: bool = False
 
 
 @dataclass
@@ -309,7 +273,7 @@ class ModelClient:
                 async with asyncio.timeout(self.settings.timeout_s):
                     if stream:
                         return await self._stream(body)
-                    return _completion(await self._post(body))
+                    return completion_of(await self._post(body))
             except TimeoutError:
                 raise CallFailure(
                     "timeout", f"timeout after {self.settings.timeout_s:g} s", retryable=True
@@ -323,7 +287,7 @@ class ModelClient:
                     "connection", f"connection failed: {err}", retryable=True
                 ) from err
             except openai.APIStatusError as err:
-                raise _status_failure(err) from err
+                raise status_failure(err) from err
             except openai.OpenAIError as err:  # an error event inside a stream, a bad body
                 raise CallFailure("status", f"{type(err).__name__}: {err}") from err
 
@@ -377,72 +341,9 @@ class ModelClient:
         )
 
 
-def _completion(data: dict[str, Any]) -> Completion:
-    """The guard's view of a non-streamed completion body."""
-    choices = data.get("choices") or []
-    usage = data.get("usage") or {}
-    if not choices:
-        return Completion("", None, usage.get("prompt_tokens"), usage.get("completion_tokens"))
-    choice = choices[0]
-    message = choice.get("message") or {}
-    calls = message.get("tool_calls") or []
-    text = message.get("content") or ""
-    if calls:
-        text = (calls[0].get("function") or {}).get("arguments") or text
-    return Completion(
-        text=text,
-        finish_reason=choice.get("finish_reason"),
-        prompt_tokens=usage.get("prompt_tokens"),
-        completion_tokens=usage.get("completion_tokens"),
-        refusal=message.get("refusal"),
-        tool_called=bool(calls),
-    )
-
-
-def _status_failure(err: openai.APIStatusError) -> CallFailure:
-    status = err.status_code
-    body = err.body
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        body = body["error"]
-    said = body.get("message") if isinstance(body, dict) else None
-    message = str(said or err.message or "")
-    message = re.sub(r"^Error code: \d+ - ", "", message)
-    first = message.strip().splitlines()[0][:160] if message.strip() else ""
-    return CallFailure(
-        "status",
-        f"HTTP {status}: {first}",
-        retryable=status >= 500 or status in (408, 409, 429),
-        status=status,
-        message=message,
-        retry_after_s=retry_after_s(err.response.headers),
-    )
-
-
-def retry_after_s(headers: Any) -> float | None:
-    """Seconds asked for by a ``Retry-After`` / ``retry-after-ms`` header, when present."""
-    if headers is None:
-        return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return float(millis) / 1000.0
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        try:
-            parsed = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, parsed.timestamp() - time.time())
-
-
 __all__ = [
     "MODES",
+    "FailureKind",
     "CallFailure",
     "Completion",
     "Endpoint",
