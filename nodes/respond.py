@@ -150,8 +150,8 @@ async def write_with_model(
 ) -> tuple[AIMessage | None, CallUsage]:
     """The LLMRec reply, checked before it is shown; None (and why, in the usage) on failure."""
     from prompts.chat import respond_messages
+    from roles.chat_reply import write_reply
     from roles.factory import model_client
-    from roles.guard import write_reply
 
     ranking = coerce(list[RankedItem], state.get("ranking") or [])
     shown = ranking[: shown_count(state)] if state.get("candidates") else []

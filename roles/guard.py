@@ -16,7 +16,8 @@ length, content_filter, refusal, connection, status, timeout, malformed):
 When the model cannot deliver, the call returns None with ``usage.fallback_reason`` set, and the
 role answers with its offline fallback (``with_fallback``). Tokens are the server's counts, else
 the offline estimate scaled by the endpoint's learned ratio (``usage.estimated``); a timed-out
-attempt counts the prompt it sent. :func:`check_reply` screens a free-text chat reply.
+attempt counts the prompt it sent. The chat reply's own guard is
+``roles/chat_reply.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import asyncio
 import json
 import logging
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -94,15 +94,49 @@ def _first_json_object(text: str) -> Any:
     return None
 
 
-def parse_reply(text: str, schema: type[M], validate: Validator | None = None) -> M:
-    """Parse a reply leniently (code fences, prose around the object) and validate it."""
+_BOUNDS = frozenset({"less_than_equal", "greater_than_equal", "less_than", "greater_than"})
+
+
+def _clamped(data: dict[str, Any], err: ValidationError) -> bool:
+    """Put numbers outside their bounds on the bound (a grammar does not enforce ``le``/``ge``).
+
+    True when every error was such a number (then ``data`` is fixed in place), else False.
+    """
+    errors = err.errors()
+    if not errors or any(e["type"] not in _BOUNDS for e in errors):
+        return False
+    for e in errors:
+        node: Any = data
+        for key in e["loc"][:-1]:
+            node = node[key]
+        bound = next(iter((e.get("ctx") or {}).values()), None)
+        if not isinstance(bound, int | float):
+            return False
+        node[e["loc"][-1]] = bound
+    return True
+
+
+def parse_reply(
+    text: str, schema: type[M], validate: Validator | None = None, fixes: list[str] | None = None
+) -> M:
+    """Parse a reply leniently (code fences, prose around the object) and validate it.
+
+    A number beyond its bound is put on the bound (noted in ``fixes``) rather than refused.
+    """
     data = _first_json_object(text)
     if not isinstance(data, dict):
         raise MalformedReply("the reply contains no complete, valid JSON object")
     try:
         value = schema.model_validate(data)
     except ValidationError as err:
-        raise MalformedReply(f"the JSON does not match the schema: {err}") from err
+        if not _clamped(data, err):
+            raise MalformedReply(f"the JSON does not match the schema: {err}") from err
+        try:
+            value = schema.model_validate(data)
+        except ValidationError as again:
+            raise MalformedReply(f"the JSON does not match the schema: {again}") from again
+        if fixes is not None:
+            fixes.append("numbers put on their bounds")
     if validate is not None:
         try:
             validate(value)
@@ -241,7 +275,9 @@ async def call_structured(
             usage.fallback_reason = refused
             break
         try:
-            value = parse_reply(done.text, schema, validate)
+            fixes: list[str] = []
+            value = parse_reply(done.text, schema, validate, fixes)
+            usage.repairs += 1 if fixes else 0  # fixed up like any post-processing
             break
         except MalformedReply as err:
             cut = _cut_off(done, cap)
@@ -285,100 +321,3 @@ def finish(value: M, usage: CallUsage, started: float, fixes: int = 0) -> RoleOu
     usage.repairs += 1 if fixes else 0
     usage.latency_ms = (time.perf_counter() - started) * 1000.0
     return RoleOutput(value=value, usage=usage)
-
-
-# ------------------------------------------------------------------ free-text replies
-
-_BLOCK_LINE = re.compile(r"^\s*(<<<|>>>)[A-Z][A-Z0-9_]*\s*$", re.MULTILINE)
-_SCAFFOLD = ("TASK:", "Text between a line", "A draft reply with the facts to keep")
-_WORD = re.compile(r"[a-z0-9']+")
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def check_reply(text: str, prompt: Sequence[BaseMessage], titles: Sequence[str]) -> str | None:
-    """Why a chat reply must not be shown (None: it may be).
-
-    Refused: an empty reply; one that repeats the prompt's data-block delimiters or instructions
-    (a base model echoing its prompt); one that only repeats the user's last message; one that
-    names none of the picks it was asked to present.
-    """
-    body = text.strip()
-    if not body:
-        return "the reply is empty"
-    if _BLOCK_LINE.search(body) or "<<<" in body or any(s in body for s in _SCAFFOLD):
-        return "the reply repeats the prompt's data blocks or instructions"
-    words = _words(body)
-    for user_text in (m.text for m in prompt if m.type == "human"):
-        for block in ("CONVERSATION", "MESSAGE"):
-            found = re.search(rf"<<<{block}\n(.*?)\n>>>{block}", user_text, flags=re.S)
-            last = (found.group(1).strip().splitlines() or [""])[-1] if found else ""
-            said = _words(last.split(":", 1)[-1])
-            if said and words[: len(said)] == said and len(words) <= len(said) + 3:
-                return "the reply only repeats the user's message"
-    if titles and not any(_title_named(body, t) for t in titles):
-        return "the reply names none of the picks"
-    return None
-
-
-def _title_named(body: str, title: str) -> bool:
-    """Whether the reply names the title (its words before any year in brackets)."""
-    core = re.sub(r"\s*\(\d{4}\)\s*$", "", title).strip()
-    words = _words(core)
-    return bool(words) and " ".join(words) in " ".join(_words(body))
-
-
-_SENTENCE_END = re.compile(r"[.!?)](?=\s|$)")
-
-
-def _bounded(text: str, cut: bool, max_chars: int) -> str:
-    """The reply within ``max_chars``; a reply cut by the token cap ends at its last sentence."""
-    body = text.strip()[:max_chars]
-    if cut or len(text.strip()) > max_chars:
-        ends = [m.end() for m in _SENTENCE_END.finditer(body)]
-        body = body[: ends[-1]] if ends else ""
-    return body.strip()
-
-
-async def write_reply(
-    client: ModelClient,
-    prompt: Sequence[BaseMessage],
-    *,
-    max_tokens: int,
-    titles: Sequence[str] = (),
-    max_chars: int = 2400,
-) -> tuple[str | None, CallUsage]:
-    """A checked free-text reply (streamed, within the role's deadline), or None and why.
-
-    Not retried: a stream that failed half-way may have cost the server a generation. The reply
-    is screened by :func:`check_reply` before anyone sees it; a reply cut off by the token cap is
-    trimmed to its last full sentence.
-    """
-    usage = CallUsage.model_validate({"model": client.name, "calls": 1})
-    cap = client.settings.cap(max_tokens)
-    started = time.perf_counter()
-    text: str | None = None
-    try:
-        done = await client.text(prompt, cap)
-    except CallFailure as failure:
-        _count(usage, failure.kind)
-        _add_tokens(usage, client, prompt, None)
-        usage.fallback_reason = failure.detail
-    else:
-        _add_tokens(usage, client, prompt, done)
-        refused = _refused(done)
-        cut = _cut_off(done, cap)
-        body = _bounded(done.text, cut, max_chars)
-        why = refused or check_reply(body, prompt, titles)
-        if why is None:
-            text = body
-        else:
-            _count(usage, "refusal" if refused else "length" if cut and not body else "malformed")
-            usage.fallback_reason = why
-    usage.latency_ms = (time.perf_counter() - started) * 1000.0
-    if text is None:
-        usage.fallbacks = 1
-        logger.warning("%s: chat reply not usable (%s)", client.name, usage.fallback_reason)
-    return text, usage

@@ -478,3 +478,13 @@ def test_one_role_serves_several_event_loops(server):
     second = asyncio.run(ranker.rank(RANK))
     assert first.usage.fallbacks == second.usage.fallbacks == 0
     assert server.calls["rank"] == 2
+
+
+def test_numbers_beyond_their_bounds_are_put_on_the_bound():
+    """A grammar (llama.cpp's json_object + schema) does not hold numbers to ``le``/``ge``."""
+    text = '{"facets": [{"name": "noir", "description": "d", "confidence": 2}]}'
+    fixes: list[str] = []
+    assert parse_reply(text, FacetSet, fixes=fixes).facets[0].confidence == 1.0
+    assert fixes == ["numbers put on their bounds"]
+    with pytest.raises(ValueError, match="does not match the schema"):
+        parse_reply('{"facets": [{"name": "noir", "confidence": 2}]}', FacetSet)

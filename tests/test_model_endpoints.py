@@ -17,8 +17,8 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from prompts.blocks import data_block, json_lines
+from roles.chat_reply import write_reply
 from roles.client import forget_endpoints
-from roles.guard import write_reply
 from roles.llm_roles import LLMLLMRec, LLMLMMem, task_tokens
 from roles.models import make_model_client
 from roles.notices import fallback_notice
@@ -28,7 +28,7 @@ from schemas.model_spec import ModelSpec
 from tests.support.openai_server import OpenAITestServer, Reply, ServerMode
 from tests.test_llm_roles import CANDIDATES, PROP, RANK, SYNTH, FakeLLMRec, FakeLMMem
 
-pytestmark = pytest.mark.integration
+# In the unit lane on purpose: the emulation server starts in-process in milliseconds.
 
 IDS = [c.item_id for c in CANDIDATES]
 
