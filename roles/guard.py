@@ -294,7 +294,7 @@ async def call_structured(
                 usage.fallback_reason = (
                     f"the reply was cut off at {cap} tokens twice"
                     if cut
-                    else f"malformed reply after one repair: {error[:160]}"
+                    else f"malformed reply after one repair: {' '.join(error.split())[:160]}"
                 )
                 break
             usage.repairs += 1

@@ -29,7 +29,7 @@ def fallback_notice(step: str, usage: CallUsage | Mapping[str, Any]) -> str | No
     u = usage if isinstance(usage, CallUsage) else CallUsage.model_validate(usage)
     if not u.fallbacks:
         return None
-    why = f" ({u.fallback_reason})" if u.fallback_reason else ""
+    why = f" ({' '.join(u.fallback_reason.split())})" if u.fallback_reason else ""  # one line
     doer = OFFLINE_DOER.get(step, "the offline role")
     return f"model {u.model} could not {WHAT.get(step, step)}{why}, so {doer} did"
 
