@@ -144,9 +144,15 @@ def _usage_sums(usage: dict[str, Any]) -> tuple[int, int]:
     )
 
 
+def _local(ctx: StepContext) -> list[str]:
+    """The documented all-local setup: both roles on the lane's server, a per-call timeout."""
+    timeout = str(int(ctx.config.budget_s * 2 / 3))
+    return ["--roles", "local", "--base-url", ctx.base_url, "--timeout", timeout]
+
+
 def step_recommend(ctx: StepContext) -> StepOutcome:
-    """``memrec recommend --user 1 --roles standard --json``."""
-    ran = ctx.memrec("recommend", "--user", USER, "--roles", "standard", "--json")
+    """``memrec recommend --user 1 --roles local --base-url <server> --json``."""
+    ran = ctx.memrec("recommend", "--user", USER, *_local(ctx), "--json")
     if ran.rc != 0:
         return StepOutcome(ran.outcome)
     try:
@@ -172,8 +178,8 @@ print(json.dumps({"ranking": [i.item_id for i in out["ranking"]], "usage": usage
 
 
 def step_recommend_api(ctx: StepContext) -> StepOutcome:
-    """The recommend graph from Python with a long per-call timeout (the CLI cannot set one)."""
-    spec = f"openai-compatible:lane@{ctx.base_url}"
+    """The recommend graph from Python: ``local@<server>`` with a per-call timeout."""
+    spec = f"local@{ctx.base_url}"
     timeout = str(int(ctx.config.budget_s * 2 / 3))
     ran = ctx.run([sys.executable, "-c", _GRAPH_SCRIPT, spec, timeout, USER])
     if ran.rc != 0:
@@ -186,36 +192,34 @@ def step_recommend_api(ctx: StepContext) -> StepOutcome:
 
 def step_feedback(ctx: StepContext) -> StepOutcome:
     """``memrec feedback`` with LMMem on the server (propagation in-process, waited for)."""
-    spec = f"openai-compatible:lane@{ctx.base_url}"
     ran = ctx.memrec(
-        "feedback", "--user", USER, "--item", FEEDBACK_ITEM, "--lmmem", spec, "--wait",
-        "--timeout", str(int(ctx.config.budget_s)),
+        "feedback", "--user", USER, "--item", FEEDBACK_ITEM, *_local(ctx), "--wait",
+        "--wait-timeout", str(int(ctx.config.budget_s)),
     )  # fmt: skip
     job = next((ln for ln in ran.stdout.splitlines() if ln.startswith("job ")), "no job line")
-    return StepOutcome(ran.outcome, answer=job[-40:])
+    notes = [ln for ln in ran.stdout.splitlines() if ln.startswith("note:")]
+    return StepOutcome(ran.outcome, answer=(job[-40:] + " " + " ".join(notes))[:160])
 
 
 def step_rules(ctx: StepContext) -> StepOutcome:
-    """``memrec rules generate --roles standard``."""
-    ran = ctx.memrec("rules", "generate", "--roles", "standard")
+    """``memrec rules generate --roles local --base-url <server>``."""
+    ran = ctx.memrec("rules", "generate", *_local(ctx))
     line = next((ln for ln in ran.stdout.splitlines() if ln.strip()), "")
     return StepOutcome(ran.outcome, answer=line[:80])
 
 
 def step_chat(ctx: StepContext) -> StepOutcome:
-    """``memrec chat --roles standard``: one message, then /quit."""
-    ran = ctx.memrec(
-        "chat", "--user", USER, "--roles", "standard", stdin=f"{CHAT_MESSAGE}\n/quit\n"
-    )
+    """``memrec chat --roles local --base-url <server>``: one message, then /quit."""
+    ran = ctx.memrec("chat", "--user", USER, *_local(ctx), stdin=f"{CHAT_MESSAGE}\n/quit\n")
     reply = ran.stdout.split("memrec>", 1)[-1].strip() if "memrec>" in ran.stdout else ""
     return StepOutcome(ran.outcome, answer=reply[:120].replace("\n", " "))
 
 
 def step_eval(ctx: StepContext) -> StepOutcome:
-    """``memrec eval --method memrec --roles standard --users N``."""
+    """``memrec eval --method memrec --roles local --base-url <server> --users N``."""
     out_dir = ctx.work / "eval"
     ran = ctx.memrec(
-        "eval", "--dataset", "ml-100k", "--method", "memrec", "--roles", "standard",
+        "eval", "--dataset", "ml-100k", "--method", "memrec", *_local(ctx),
         "--users", str(ctx.config.eval_users), "--out", str(out_dir),
         budget=3 * ctx.config.budget_s,
     )  # fmt: skip

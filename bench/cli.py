@@ -23,6 +23,7 @@ BENCHMARKS = (
     "index",
     "chroma",
     "catalogue",
+    "llm_cpu",
 )
 # Run by name only, never by ``all``: the first run builds llama.cpp, then steps take minutes.
 LANES = ("realmodel",)

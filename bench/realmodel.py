@@ -12,10 +12,10 @@ the venv and the server in ``bench/_realmodel_runtime.py``, the steps in
 - ``capabilities``: what the endpoint accepts (json_schema, json_object + schema, forced tool calls,
   usage in streams, max_tokens vs max_completion_tokens, system messages);
 - ``recommend``, ``feedback``, ``rules``, ``chat``, ``eval``: the ``memrec`` command as a user runs
-  it today (``OPENAI_API_KEY=anything OPENAI_BASE_URL=<server> --roles standard``), each within a
+  it (the documented ``--roles local --base-url <server> --timeout <s>``), each within a
   wall-clock budget; a crash or a timeout is the step's outcome, not the lane's end;
 - ``recommend_api``: the recommend graph from Python with a per-call timeout of two thirds of the
-  budget (the CLI cannot set one), so a slow model gets to answer (or to run out of context).
+  budget, so a slow model gets to answer (or to run out of context).
 
 Each step's row: calls, server tokens in / out beside the offline estimate, latency, finish
 reasons, schema-valid answers, and the repairs / fallbacks the command reported. Not part of

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from cli.options import DATASET, HOME, ROLES, CliError, context, run_cli
+from cli.options import DATASET, HOME, ROLES, CliError, context, model_options, run_cli
 from schemas.context import MemRecContext
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,6 +87,7 @@ async def _settle_propagation(ctx: MemRecContext) -> None:
     await stop_shared_workers(timeout_s=10.0)
 
 
+@model_options
 def chat(
     user: str = typer.Option(..., "--user", help="user id (a new id starts a cold-start chat)"),
     dataset: str = DATASET,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -12,7 +13,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.options import DATA_DIR, DATASET, HOME, ROLES, CliError, context, run_cli
+from cli.options import (
+    DATA_DIR,
+    DATASET,
+    HOME,
+    ROLES,
+    CliError,
+    context,
+    model_options,
+    run_cli,
+)
 from dataio.paths import resolve_data_dir
 from schemas.context import MemRecContext
 
@@ -77,15 +87,22 @@ def data_list(data_dir: str | None = DATA_DIR) -> None:
 
 
 def index_dataset(
-    dataset: str, data_dir: str | None, home: str | None, lmmem: str = "offline"
+    dataset: str,
+    data_dir: str | None,
+    home: str | None,
+    lmmem: str = "offline",
+    ctx: MemRecContext | None = None,
 ) -> Any:
-    """Build (or reuse) a dataset's index with a progress bar."""
+    """Build (or reuse) a dataset's index with a progress bar (``ctx``: the LMMem's settings)."""
     from services.index import build_index
 
     with progress_bar() as update:
-        return build_index(dataset, data_dir=data_dir, home=home, lmmem=lmmem, progress=update)
+        return build_index(
+            dataset, data_dir=data_dir, home=home, lmmem=lmmem, progress=update, model_ctx=ctx
+        )
 
 
+@model_options
 def index(
     dataset: str = DATASET,
     data_dir: str | None = DATA_DIR,
@@ -99,8 +116,9 @@ def index(
     from roles.factory import role_specs
 
     def go() -> None:
-        lmmem = role_specs(context(dataset, home, roles or "offline"))[0]
-        report = index_dataset(dataset, data_dir, home, lmmem)
+        ctx = context(dataset, home, roles or "offline")
+        lmmem = role_specs(ctx)[0]
+        report = index_dataset(dataset, data_dir, home, lmmem, ctx)
         state = "reused" if report.reused else "built"
         console.print(
             f"[green]{state}[/] {report.dataset}: {report.users} users, {report.items} items, "
@@ -113,6 +131,7 @@ def index(
 
 
 @rules_app.command("generate")
+@model_options
 def rules_generate(
     dataset: str = DATASET, home: str | None = HOME, roles: str | None = ROLES
 ) -> None:
@@ -124,6 +143,8 @@ def rules_generate(
         out = asyncio.run(graph.ainvoke({}, context=ctx))
         console.print(f"[green]saved[/] {out['path']}")
         _print_rules(out["rules"])
+        for note in out.get("notes") or []:
+            console.print(f"[yellow]note:[/] {note}")
 
     run_cli(go)
 
@@ -186,6 +207,7 @@ def print_ranking(out: dict[str, Any], ctx: MemRecContext) -> None:
         console.print(f"[yellow]note:[/] {note}")
 
 
+@model_options
 def recommend(
     user: str = typer.Option(..., "--user", help="user id"),
     dataset: str = DATASET,
@@ -226,13 +248,18 @@ def _jsonable(out: dict[str, Any]) -> dict[str, Any]:
     return {k: conv(v) for k, v in out.items()}
 
 
+@model_options
 def demo(
     dataset: str = typer.Option("ml-100k", help="dataset to demo"),
     user: str = typer.Option("1", help="user id"),
     data_dir: str | None = DATA_DIR,
     home: str | None = HOME,
+    roles: str | None = ROLES,
 ) -> None:
-    """Index if needed, recommend with rationales, record a feedback, show the memory it changed."""
+    """Index if needed, recommend with rationales, record a feedback, show the memory it changed.
+
+    Offline unless ``--roles`` (or MEMREC_ROLES / --lmmem / --llmrec) names models.
+    """
 
     def go() -> None:
         from dataio.paths import store_dir
@@ -245,8 +272,8 @@ def demo(
                 console.print(f"{dataset} is not in {root}: downloading it")
                 download_dataset(dataset, root)
         index_dataset(dataset, data_dir, home)
-        ctx = context(dataset, home, "offline")
-        console.rule(f"Recommendations for user {user} ({dataset}, offline roles)")
+        ctx = context(dataset, home, roles or os.environ.get("MEMREC_ROLES") or "offline")
+        console.rule(f"Recommendations for user {user} ({dataset}, {ctx.roles} roles)")
         out = asyncio.run(_recommend(ctx, {"user_id": user}))
         print_ranking(out, ctx)
         top = out["ranking"][0].item_id

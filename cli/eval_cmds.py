@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cli.options import CliError, user_errors
+from cli.options import CliError, model_options, user_errors
 from evaluation.methods import METHODS
 
 _console = Console()
@@ -32,6 +32,7 @@ def _print_table(table: str) -> None:
         _console.print(table, markup=False, highlight=False, soft_wrap=True)
 
 
+@model_options
 def eval_command(
     dataset: Annotated[str, typer.Option(help="dataset name or generic-format folder")],
     method: Annotated[

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,8 +28,28 @@ DATA_DIR = typer.Option(
 )
 HOME = typer.Option(None, "--home", help="store location (env MEMREC_HOME, default ./.memrec)")
 ROLES = typer.Option(
-    None, "--roles", help="role preset: offline, standard, cloud-oss, local-qwen, ceiling"
+    None,
+    "--roles",
+    help="role preset: offline, standard, local, cloud-oss, local-qwen, ceiling (env MEMREC_ROLES)",
 )
+F = TypeVar("F", bound=Callable[..., Any])
+# The model options every command that calls a model takes: (parameter, flag, env, help).
+_MODEL_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("roles", "--roles", "MEMREC_ROLES", "role preset (offline, standard, local, ...)"),
+    ("lmmem", "--lmmem", "MEMREC_LMMEM", "LMMem model spec, e.g. local or openai:gpt-4o-mini"),
+    ("llmrec", "--llmrec", "MEMREC_LLMREC", "LLMRec model spec (default: the preset's)"),
+    ("base_url", "--base-url", "MEMREC_BASE_URL", "OpenAI-compatible endpoint for both roles"),
+    ("timeout", "--timeout", "MEMREC_TIMEOUT_S", "seconds per model call, or lmmem=600,llmrec=60"),
+    ("max_tokens", "--max-tokens", "MEMREC_MAX_TOKENS", "cap on completion tokens per call"),
+    ("model_concurrency", "--model-concurrency", "MEMREC_MODEL_CONCURRENCY", "calls in flight"),
+    ("retries", "--retries", "MEMREC_RETRIES", "transport retries per model call"),
+)
+_SETTING_KINDS: dict[str, tuple[str, type[float] | type[int]]] = {
+    "timeout": ("timeout", float),
+    "max_tokens": ("max-tokens", int),
+    "model_concurrency": ("model-concurrency", int),
+    "retries": ("retries", int),
+}
 
 _err = Console(stderr=True)
 
@@ -36,6 +61,72 @@ class CliError(RuntimeError):
 def context(dataset: str, home: str | None, roles: str | None, **extra: object) -> MemRecContext:
     """The run context for a command."""
     return MemRecContext.from_mapping({"dataset": dataset, "home": home, "roles": roles, **extra})
+
+
+def model_options(fn: F) -> F:
+    """Add the model options to a command (those it does not declare itself).
+
+    ``--roles``, ``--lmmem``, ``--llmrec``, ``--base-url``, ``--timeout``, ``--max-tokens``,
+    ``--model-concurrency``, ``--retries``: a given option sets its environment variable
+    (``MEMREC_LMMEM``, ...) for this process and the processes it starts, so every run context
+    the command builds (graphs, workers, eval processes) uses it; per-role values
+    (``--timeout lmmem=600,llmrec=60``) go into ``MEMREC_ROLE_SETTINGS``.
+    """
+    signature = inspect.signature(fn)
+    added = [o for o in _MODEL_OPTIONS if o[0] not in signature.parameters]
+    extra = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, flag, help=f"{text} (env {env})"),
+            annotation="str | None",
+        )
+        for name, flag, env, text in added
+    ]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name, None) for name, *_ in added}
+        with user_errors(ValueError):
+            apply_model_options(given)
+        return fn(*args, **kwargs)
+
+    params = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
+    wrapper.__signature__ = signature.replace(parameters=[*params, *extra])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**fn.__annotations__, **{p.name: "str | None" for p in extra}}
+    return wrapper  # type: ignore[return-value]
+
+
+def apply_model_options(given: dict[str, str | None]) -> None:
+    """Set the environment variables of the given model options (validated first)."""
+    from roles.settings import merge_role_settings, parse_setting
+
+    env = {name: var for name, _flag, var, _help in _MODEL_OPTIONS}
+    settings: list[dict[str, Any]] = []
+    for name, value in given.items():
+        if value is None or not str(value).strip():
+            continue
+        if name in _SETTING_KINDS:
+            option, kind = _SETTING_KINDS[name]
+            settings.append(parse_setting(option, str(value), kind))
+        else:
+            os.environ[env[name]] = str(value).strip()
+    merged = merge_role_settings(*settings)
+    per_role = merged.pop("role_settings", None)
+    field_env = {
+        "timeout_s": "MEMREC_TIMEOUT_S",
+        "max_tokens": "MEMREC_MAX_TOKENS",
+        "model_concurrency": "MEMREC_MODEL_CONCURRENCY",
+        "retries": "MEMREC_RETRIES",
+    }
+    for field, value in merged.items():
+        os.environ[field_env[field]] = str(value)
+    if per_role:
+        known = json.loads(os.environ.get("MEMREC_ROLE_SETTINGS") or "{}")
+        for role, values in per_role.items():
+            known.setdefault(role, {}).update(values)
+        os.environ["MEMREC_ROLE_SETTINGS"] = json.dumps(known)
+    MemRecContext()  # a bad value (env or flag) fails here, naming it
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:

@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.options import DATASET, HOME, ITEM, USER, user_errors
+from cli.options import DATASET, HOME, ITEM, USER, model_options, user_errors
+from roles.notices import fallback_notice
 from schemas.context import MemRecContext
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ def _short(text: str | None, n: int = 160) -> str:
 # --------------------------------------------------------------------------------- feedback
 
 
+@model_options
 def feedback(
     user: str = typer.Option(..., "--user", help="the user who interacted"),
     item: str = typer.Option(..., "--item", help="the item"),
@@ -81,7 +83,9 @@ def feedback(
     propagate: bool = typer.Option(
         True, "--propagate/--no-propagate", help="run the propagation here (else a worker does)"
     ),
-    timeout_s: float = typer.Option(60.0, "--timeout", help="with --wait: give up after this"),
+    timeout_s: float = typer.Option(
+        60.0, "--wait-timeout", help="with --wait: give up after this many seconds"
+    ),
     idempotency_key: str | None = typer.Option(
         None, "--idempotency-key", help="retrying with the same key records the interaction once"
     ),
@@ -106,6 +110,10 @@ def feedback(
             return
         job = asyncio.run(_drain_for(ws, ctx, event.interaction_id, wait, timeout_s))
         console.print(f"job {event.interaction_id}: {job}")
+        usage = ws.events.calls_of([event.interaction_id]).get(event.interaction_id)
+        notice = fallback_notice("propagate", usage) if usage is not None else None
+        if notice:
+            console.print(f"[yellow]note:[/] {notice}", highlight=False)
         for kind_, entity in targets:
             _show_diff(ws, kind_, entity, before[kind_])
 
@@ -225,12 +233,13 @@ def memory_history(
         _check_known(ws, kind, entity)
         rows = ws.events.history(kind, entity)
         table = Table(title=f"history of {kind}:{entity}", show_lines=True)
-        for col in ("version", "cause", "time", "previous", "new"):
+        for col in ("version", "cause", "writer", "time", "previous", "new"):
             table.add_column(col)
         for row in rows:
             table.add_row(
                 str(row.version),
                 row.cause,
+                ws.events.writer_of(row.cause),  # the model, or the offline fallback and why
                 _when(row.at),
                 _short(row.previous_text),
                 _short(row.new_text),
@@ -269,6 +278,7 @@ def _check_known(ws: Workspace, kind: str, entity: str) -> None:
 # --------------------------------------------------------------------------------- worker
 
 
+@model_options
 def worker(
     dataset: str = DATASET,
     home: str | None = HOME,

@@ -39,7 +39,7 @@ def _paired_cell(row: PairedRow | None) -> str:
 
 
 def markdown_table(runs: Sequence[RunResult], paired: Sequence[PairedRow] = ()) -> str:
-    """One row per run: metrics with 95% intervals, cost, failures, and memrec's paired lift."""
+    """One row per run: metrics, cost, failures, repairs, fallbacks, memrec's paired lift."""
     by_other = {row.other: row for row in paired}
     head = [
         "dataset",
@@ -51,6 +51,8 @@ def markdown_table(runs: Sequence[RunResult], paired: Sequence[PairedRow] = ()) 
         "tokens/req",
         "p50 ms",
         "failures",
+        "repairs",
+        "fallbacks",
         "wall s",
     ]
     if paired:
@@ -67,6 +69,8 @@ def markdown_table(runs: Sequence[RunResult], paired: Sequence[PairedRow] = ()) 
             f"{run.tokens_per_request:.0f}",
             f"{run.latency_ms_p50:.1f}",
             str(run.failures),
+            str(run.repairs),  # model replies repaired (malformed, cut off, fixed up)
+            str(run.fallbacks),  # steps the offline role answered because the model could not
             f"{run.wall_s:.1f}",
         ]
         if paired:

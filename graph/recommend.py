@@ -20,8 +20,11 @@ from schemas.context import MemRecContext
 from schemas.recommend_state import RecommendInput, RecommendOutput, RecommendState
 
 
-def after_rank(state: RecommendState) -> Literal["record", "__end__"]:
-    """Post-response branch: feedback in the input is recorded, then propagated in background."""
+async def after_rank(state: RecommendState) -> Literal["record", "__end__"]:
+    """Post-response branch: feedback in the input is recorded, then propagated in background.
+
+    Async so that LangGraph runs it on the event loop (a sync branch runs in a thread).
+    """
     return "record" if state.get("feedback") else "__end__"
 
 

@@ -21,6 +21,7 @@ processes) on the same file coordinate through SQLite's own locks (``BEGIN IMMED
 from __future__ import annotations
 
 from memory_store.audit import AuditLog, AuditRow
+from memory_store.call_log import CallLog
 from memory_store.event_db import SCHEMA_VERSION, SchemaMismatch
 from memory_store.interactions import InteractionConflict, InteractionLog, InteractionRow
 from memory_store.jobs import JOB_STATUSES, JobQueue, JobRow, JobStatus
@@ -38,5 +39,5 @@ __all__ = [
 ]
 
 
-class EventLog(InteractionLog, JobQueue, AuditLog):
-    """Interactions, their propagation jobs and the audit of memory writes in one SQLite file."""
+class EventLog(InteractionLog, JobQueue, AuditLog, CallLog):
+    """Interactions, jobs, the audit of memory writes and the model calls behind them."""

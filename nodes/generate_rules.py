@@ -8,6 +8,7 @@ from langgraph.runtime import Runtime
 
 from memory_store.workspace import aworkspace_for
 from roles.factory import build_roles
+from roles.notices import fallback_notices
 from schemas.context import MemRecContext
 from schemas.rules_state import RulesState
 
@@ -17,4 +18,5 @@ async def generate_rules(state: RulesState, runtime: Runtime[MemRecContext]) -> 
     ctx = runtime.context or MemRecContext()
     lmmem, _ = build_roles(ctx, await aworkspace_for(ctx))
     out = await lmmem.generate_rules(state["stats"])
-    return {"rules": out.value, "usage": {"generate_rules": out.usage}}
+    usage = {"generate_rules": out.usage}
+    return {"rules": out.value, "usage": usage, "notes": fallback_notices(usage)}

@@ -8,6 +8,7 @@ from langgraph.runtime import Runtime
 
 from memory_store.workspace import Workspace, aworkspace_for
 from roles.factory import build_roles
+from roles.notices import fallback_notices
 from schemas.context import MemRecContext
 from schemas.recommend_state import RecommendState
 from schemas.records import CandidateItem, NeighbourSnippet, RankedItem, RankingInput
@@ -71,4 +72,5 @@ async def rank(state: RecommendState, runtime: Runtime[MemRecContext]) -> dict[s
     return {
         "ranking": as_permutation(out.value.items, list(state["candidates"] or [])),
         "usage": {"rank": out.usage},
+        "notes": fallback_notices({"rank": out.usage}),
     }

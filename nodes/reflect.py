@@ -3,7 +3,8 @@
 Self-reflection rewrite of the user memory, the item memory update and the neighbour patches come
 back from a single ``LMMem.propagate`` call, whatever the user's degree. The answer is kept with
 the interaction's job (``memory_store/claims.keep_answer``): a retried job reuses it, no second
-call.
+call. Its usage (the model, or the offline role after a failure, and why) is kept in the event log
+under the interaction id, the cause of the writes that follow (``memory_store/call_log.py``).
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def make_reflect(lmmem: LMMem | None = None) -> Callable[..., Awaitable[dict[str
         out = await reflect_once(role, loaded, ws.lock)
         if loaded.skip_reason or loaded.stored_answer is not None:
             return {"result": out.value, "usage": out.usage}
+        # kept: who wrote the memories this interaction causes
+        await asyncio.to_thread(
+            ws.events.record_call, loaded.event.interaction_id, "propagate", out.usage
+        )
         value = await asyncio.to_thread(_keep, ws, loaded, out.value)
         return {"result": value, "usage": out.usage}
 

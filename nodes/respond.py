@@ -1,26 +1,25 @@
 """The `respond` node: the chat reply listing the picks with their rationales.
 
-Offline, a template writes it. With LLM roles, the LLMRec chat model rewrites the template's draft
-and its tokens stream (``stream_mode="messages"``); any model failure (transport, timeout, a
-completion without choices, an empty reply) falls back to the draft and counts as a fallback in
-the node's usage, so a chat turn never fails on the reply.
+Offline, a template writes it. With LLM roles, the LLMRec model rewrites the template's draft: the
+call streams from the server within the role's deadline (a closed stream stops the generation),
+and the reply is checked before anyone sees it (``roles/guard.write_reply``: not empty, no echo of
+the prompt or its data blocks, the picks named, bounded). Any failure falls back to the draft with
+a note saying which model failed and why, counted as a fallback in the node's usage, so a chat
+turn never fails on the reply.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
-import openai
-from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage
+from langchain_core.messages import AIMessage, AnyMessage
 from langgraph.runtime import Runtime
 
 from memory_store.workspace import Workspace, aworkspace_for
-from prompts.tokens import count_tokens
 from roles.models import ModelConfigError
+from roles.notices import fallback_notice
 from schemas.chat_state import (
     DEFAULT_COUNT,
     ChatState,
@@ -34,7 +33,7 @@ from schemas.records import CallUsage, RankedItem
 
 logger = logging.getLogger(__name__)
 
-FALLBACK_NOTE = "the language model could not write this reply, so it is the template's"
+RESPOND_TOKENS = 500  # completion budget of the chat reply
 
 CONVERSATION_TURNS = 6
 HELP = (
@@ -90,8 +89,9 @@ def _constraint_text(constraints: Constraints | None) -> str:
 
 def _feedback_lines(ws: Workspace, state: ChatState) -> list[str]:
     lines = [
-        f"Noted: you loved {fb.title}." if fb.sentiment == "positive" else f"Noted: you did not "
-        f"like {fb.title}; I will not suggest it again."
+        f"Noted: you loved {fb.title}."
+        if fb.sentiment == "positive"
+        else f"Noted: you did not like {fb.title}; I will not suggest it again."
         for fb in state.get("matched_feedback") or []
     ]
     if state.get("recorded"):
@@ -112,19 +112,6 @@ def _feedback_lines(ws: Workspace, state: ChatState) -> list[str]:
     return lines
 
 
-ROLE_STEPS = {"synthesize": "summarise your neighbours' tastes", "rank": "rank the picks"}
-
-
-def _fallbacks(state: ChatState) -> list[str]:
-    """A note for each recommend step where the language model failed and the offline role did."""
-    usage = coerce(dict[str, CallUsage], state.get("usage") or {})
-    return [
-        f"the language model could not {what}, so the offline role did"
-        for step, what in ROLE_STEPS.items()
-        if step in usage and usage[step].fallbacks
-    ]
-
-
 def draft_reply(ws: Workspace, state: ChatState) -> str:
     """The templated reply for this turn (the offline reply, and the LLM's draft)."""
     reading = coerce(Understanding | None, state.get("understanding"))
@@ -141,7 +128,7 @@ def draft_reply(ws: Workspace, state: ChatState) -> str:
     if pending is not None:
         lines.append(clarification_text(ws, pending))
         return "\n".join(lines)
-    lines += [f"Note: {note}." for note in [*(state.get("notes") or []), *_fallbacks(state)]]
+    lines += [f"Note: {note}." for note in state.get("notes") or []]
     ranking = coerce(list[RankedItem], state.get("ranking") or [])
     picks = pick_lines(ws, ranking, shown_count(state)) if state.get("candidates") else []
     if picks:
@@ -161,54 +148,26 @@ def _conversation(messages: Sequence[AnyMessage]) -> list[tuple[str, str]]:
 async def write_with_model(
     spec: str, ctx: MemRecContext, ws: Workspace, state: ChatState, draft: str
 ) -> tuple[AIMessage | None, CallUsage]:
-    """Stream the LLMRec reply (tokens reach ``stream_mode="messages"``); None on failure.
-
-    The usage counts the call and, when the template has to answer instead, one fallback. A
-    failed stream is not retried: its first tokens may already have reached the client.
-    """
+    """The LLMRec reply, checked before it is shown; None (and why, in the usage) on failure."""
     from prompts.chat import respond_messages
+    from roles.chat_reply import write_reply
+    from roles.factory import model_client
 
-    started = time.perf_counter()
     ranking = coerce(list[RankedItem], state.get("ranking") or [])
     shown = ranking[: shown_count(state)] if state.get("candidates") else []
     picks: list[dict[str, object]] = [
         {"title": ws.title(ws.item_code(r.item_id)), "rationale": r.rationale} for r in shown
     ]
     prompt = respond_messages(_conversation(state.get("messages") or []), picks, draft)
-    usage = CallUsage(calls=1, model=spec)
-    reply = await _stream_reply(spec, ctx, prompt)
-    text = str(reply.content).strip() if reply is not None else ""
-    usage.latency_ms = (time.perf_counter() - started) * 1000.0
-    if reply is None or not text:
-        usage.fallbacks = 1
-        return None, usage
-    meta = reply.usage_metadata
-    if meta:
-        usage.tokens_in, usage.tokens_out = meta["input_tokens"], meta["output_tokens"]
-    else:  # the server did not report usage: estimate it like the guard does
-        usage.tokens_in = sum(count_tokens(m.text) for m in prompt)
-        usage.tokens_out = count_tokens(text)
-    return AIMessage(content=text, id=reply.id), usage
-
-
-async def _stream_reply(
-    spec: str, ctx: MemRecContext, prompt: list[BaseMessage]
-) -> AIMessageChunk | None:
-    """The streamed reply, or None when the model failed (logged; the template answers)."""
-    from roles.models import make_chat_model
-
-    reply: AIMessageChunk | None = None
     try:
-        model = make_chat_model(spec, base_url=ctx.base_url, timeout=ctx.timeout_s)
-        async for chunk in model.astream(prompt):
-            reply = chunk if reply is None else reply + chunk
-    except (openai.APIError, httpx.TransportError, ModelConfigError, TimeoutError) as err:
-        logger.warning("LLMRec could not write the chat reply (%s); the template answers", err)
-        return None
-    except ValueError as err:  # a completion without choices: "No generation chunks were returned"
-        logger.warning("LLMRec returned no reply (%s); the template answers", err)
-        return None
-    return reply
+        client = model_client(ctx, "llmrec")
+    except ModelConfigError as err:
+        logger.warning("LLMRec cannot be built (%s); the template answers", err)
+        return None, CallUsage(fallbacks=1, model=spec, fallback_reason=str(err))
+    assert client is not None  # the spec is not offline
+    titles = [str(p["title"]) for p in picks]
+    text, usage = await write_reply(client, prompt, max_tokens=RESPOND_TOKENS, titles=titles)
+    return (AIMessage(content=text) if text else None), usage
 
 
 def shown_now(state: ChatState) -> dict[str, Any]:
@@ -234,7 +193,7 @@ async def respond(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[str
         return {"messages": [AIMessage(content=draft)], **shown}
     written, usage = await write_with_model(rec_spec, ctx, ws, state, draft)
     if written is None:
-        draft = f"{draft}\n({FALLBACK_NOTE})"
+        draft = f"{draft}\n(Note: {fallback_notice('respond', usage)}.)"
     return {
         "messages": [written or AIMessage(content=draft)],
         "usage": {"respond": usage},

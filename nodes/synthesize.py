@@ -19,6 +19,7 @@ from memory_store.workspace import Workspace, aworkspace_for
 from prompts.synthesis import neighbour_lines
 from prompts.tokens import count_tokens
 from roles.factory import build_roles, role_specs
+from roles.notices import fallback_notices
 from schemas.context import MemRecContext
 from schemas.recommend_state import CuratedNeighbour, RecommendState
 from schemas.records import CallUsage, NeighbourSnippet, SynthesisInput
@@ -131,4 +132,5 @@ async def synthesize(state: RecommendState, runtime: Runtime[MemRecContext]) -> 
         "context": shown,
         "facets": facets,
         "usage": {"synthesize": out.usage},
+        "notes": fallback_notices({"synthesize": out.usage}),
     }

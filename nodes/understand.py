@@ -23,7 +23,6 @@ from typing import Any
 from langchain_core.messages import AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
-from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
@@ -38,6 +37,7 @@ from nodes.chat_turn import (
 )
 from roles.catalogue_index import CatalogueIndex, catalogue_index
 from roles.ground_reading import ground_reading
+from roles.notices import fallback_notice
 from roles.offline_understand import MAX_MESSAGE_CHARS, read_offline
 from schemas.chat_state import (
     DEFAULT_COUNT,
@@ -55,10 +55,8 @@ from schemas.tenancy import run_user
 
 logger = logging.getLogger(__name__)
 
-OFFLINE_NOTE = (
-    "the language model could not read your message, so the offline reader did; it knows "
-    "titles and the catalogue's own words but no synonyms"
-)
+UNDERSTAND_TOKENS = 400  # completion budget of the reading (a JSON of a few fields)
+OFFLINE_NOTE = "it knows titles and the catalogue's own words but no synonyms"
 GUEST = "guest"
 
 
@@ -109,19 +107,22 @@ async def read_message(
     if mem_spec == "offline" or offline.intent == "empty":
         return offline, None
     from prompts.chat import understand_messages
+    from roles.factory import model_client
     from roles.guard import call_structured
-    from roles.models import ModelConfigError, make_chat_model
+    from roles.models import ModelConfigError
 
     started = time.perf_counter()
     try:
-        model = make_chat_model(mem_spec, base_url=ctx.base_url, timeout=ctx.timeout_s)
+        client = model_client(ctx, "lmmem")
     except ModelConfigError as err:
         logger.warning("LMMem cannot be built (%s); the offline reader answers", err)
-        return offline, CallUsage(fallbacks=1, model=mem_spec)
+        return offline, CallUsage(fallbacks=1, model=mem_spec, fallback_reason=str(err))
+    assert client is not None  # mem_spec is not offline
     terms = sorted(index.terms)[:400]
     messages = understand_messages(text[:MAX_MESSAGE_CHARS], terms, Understanding)
-    quiet: Any = model.with_config(tags=[TAG_NOSTREAM])  # its JSON is no chat message
-    value, usage = await call_structured(quiet, messages, Understanding, model_name=mem_spec)
+    value, usage = await call_structured(
+        client, messages, Understanding, max_tokens=UNDERSTAND_TOKENS
+    )
     usage.latency_ms = (time.perf_counter() - started) * 1000.0
     if value is None:
         logger.warning("LMMem could not read the chat message; the offline reader answers")
@@ -167,10 +168,8 @@ async def understand(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[
     reading, usage = await read_message(text, ctx, index)
     out = Resolution()
     if usage is not None and usage.fallbacks:
-        out.notes.append(OFFLINE_NOTE)
-    await asyncio.to_thread(
-        resolve_feedback, ws, index, user_id, reading.feedback, picks, out
-    )
+        out.notes.append(f"{fallback_notice('understand', usage)}; {OFFLINE_NOTE}")
+    await asyncio.to_thread(resolve_feedback, ws, index, user_id, reading.feedback, picks, out)
     skipped, missed = resolve_steering(index, reading.skip, picks)
     similar, unknown = resolve_steering(index, reading.similar_to, picks)
     old = coerce(Constraints | None, state.get("constraints"))

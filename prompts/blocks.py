@@ -8,6 +8,7 @@ system prompt of every task includes :data:`DATA_BLOCKS_NOTE`.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -53,6 +54,7 @@ def json_lines(rows: Iterable[BaseModel | dict[str, object]]) -> str:
     return "\n".join(lines) if lines else "(none)"
 
 
+@functools.cache  # a schema's text never changes: built once per model, not per prompt
 def schema_text(model: type[BaseModel]) -> str:
     """The answer's JSON shape with each field's type and note: compact, for the prompt.
 

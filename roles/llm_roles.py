@@ -1,10 +1,12 @@
-"""LLM-backed LMMem and LLMRec over any LangChain chat model, each call under the guard.
+"""LLM-backed LMMem and LLMRec over a role's model client, each call under the guard.
 
-Every call goes through ``roles/guard.py`` (timeouts, retries, one repair, offline fallback per
-step). Post-processing (``roles/cleanup.py``) then enforces the budgets the design promises
-whatever the model said: a ranking is a permutation of the candidates, facets are at most
-``max_facets`` with evidence drawn from the given neighbours, and propagation patches only the
-given neighbours, within length caps. Every such fix counts as one repair in the call's usage.
+Every call goes through ``roles/guard.py`` (error classes, retries, one repair, offline fallback
+per step) with a completion-token budget per task (:data:`TASK_TOKENS`: enough for a full answer,
+so a model that never stops is cut off instead of filling its context). Post-processing
+(``roles/cleanup.py``) then enforces the budgets the design promises whatever the model said: a
+ranking is a permutation of the candidates, facets are at most ``max_facets`` with evidence drawn
+from the given neighbours, and propagation patches only the given neighbours, within length caps.
+Every such fix counts as one repair in the call's usage.
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
-from langgraph.constants import TAG_NOSTREAM
 from pydantic import BaseModel
 
 from prompts import profile as profile_prompt
@@ -31,14 +31,8 @@ from roles.cleanup import (
     dedupe_ranking,
     fill_rationales,
 )
-from roles.guard import (
-    GuardPolicy,
-    Validator,
-    call_structured,
-    chat_model_name,
-    finish,
-    with_fallback,
-)
+from roles.client import ModelClient
+from roles.guard import Validator, call_structured, finish, with_fallback
 from schemas.records import (
     CallUsage,
     FacetSet,
@@ -58,46 +52,42 @@ from schemas.ruleset import DomainStats, RuleSet
 M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", LMMem, LLMRec)
 
+# Completion-token budget per task: (fixed, per unit) with the unit named in the comment.
+TASK_TOKENS: dict[str, tuple[int, int]] = {
+    "rules": (1200, 0),
+    "synthesize": (80, 110),  # per facet asked for
+    "profile": (300, 0),
+    "propagate": (700, 100),  # per neighbour (memories of 1,200 chars, notes of 300)
+    "rank": (60, 80),  # per candidate
+}
+
+
+def task_tokens(task: str, units: int = 0) -> int:
+    """The completion-token budget of one call of ``task`` with ``units`` facets / items."""
+    fixed, per = TASK_TOKENS[task]
+    return fixed + per * max(0, units)
+
 
 class _GuardedRole(Generic[F]):
-    """Shared construction of the LLM-backed roles: the model, its guard and the fallback role."""
+    """Shared construction of the LLM-backed roles: the model client and the fallback role."""
 
     def __init__(
-        self,
-        model: BaseChatModel,
-        fallback: F,
-        *,
-        timeout_s: float = 30.0,
-        max_attempts: int = 3,
-        name: str | None = None,
-        backoff_base_s: float = 0.5,
-        json_mode: bool = True,
-        seed: int | None = None,
+        self, client: ModelClient, fallback: F, *, name: str | None = None, seed: int | None = None
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
-        self.model = model
+        self.client = client
         self.fallback: F = fallback
-        self.name = name or chat_model_name(model)
-        self.policy = GuardPolicy(
-            timeout_s=timeout_s,
-            max_attempts=max_attempts,
-            backoff_base_s=backoff_base_s,
-            json_mode=json_mode,
-            rng=random.Random(seed),
-        )
+        self.name = name or client.name
+        self.rng = random.Random(seed)
 
     async def _call(
-        self, messages: Sequence[BaseMessage], schema: type[M], validate: Validator | None = None
+        self,
+        messages: Sequence[BaseMessage],
+        schema: type[M],
+        max_tokens: int,
+        validate: Validator | None = None,
     ) -> tuple[M | None, CallUsage]:
         return await call_structured(
-            # Tagged: its JSON is internal, never a chat message in stream_mode="messages".
-            self.model.with_config(tags=[TAG_NOSTREAM]),  # type: ignore[arg-type]
-            messages,
-            schema,
-            validate=validate,
-            policy=self.policy,
-            model_name=self.name,
+            self.client, messages, schema, max_tokens=max_tokens, validate=validate, rng=self.rng
         )
 
 
@@ -107,7 +97,7 @@ class LLMLMMem(_GuardedRole[LMMem]):
     async def generate_rules(self, stats: DomainStats) -> RoleOutput[RuleSet]:
         """Write a curation rule set from domain statistics."""
         started = time.perf_counter()
-        value, usage = await self._call(rules_prompt.render(stats), RuleSet)
+        value, usage = await self._call(rules_prompt.render(stats), RuleSet, task_tokens("rules"))
         if value is None:
             return await with_fallback(usage, self.fallback.generate_rules(stats), started)
         return finish(value.model_copy(update={"source": "generated"}), usage, started)
@@ -120,7 +110,8 @@ class LLMLMMem(_GuardedRole[LMMem]):
             if inp.neighbours and not facets.facets:
                 raise ValueError(f"no facets, although {len(inp.neighbours)} neighbours were given")
 
-        value, usage = await self._call(synthesis_prompt.render(inp), FacetSet, has_facets)
+        budget = task_tokens("synthesize", inp.max_facets)
+        value, usage = await self._call(synthesis_prompt.render(inp), FacetSet, budget, has_facets)
         if value is None:
             return await with_fallback(usage, self.fallback.synthesize(inp), started)
         facets, fixes = clean_facets(value.facets, inp)
@@ -134,7 +125,8 @@ class LLMLMMem(_GuardedRole[LMMem]):
             if not value.memory.strip():
                 raise ValueError("the memory is empty")
 
-        value, usage = await self._call(profile_prompt.render(inp), UserProfile, not_empty)
+        budget = task_tokens("profile")
+        value, usage = await self._call(profile_prompt.render(inp), UserProfile, budget, not_empty)
         if value is None:
             return await with_fallback(usage, self.fallback.profile(inp), started)
         memory = value.memory.strip()[: propagation_prompt.USER_MEMORY_MAX_CHARS]
@@ -144,7 +136,10 @@ class LLMLMMem(_GuardedRole[LMMem]):
         """One call: user reflection, item update and neighbour patches."""
         started = time.perf_counter()
         value, usage = await self._call(
-            propagation_prompt.render(inp), PropagationResult, check_propagation
+            propagation_prompt.render(inp),
+            PropagationResult,
+            task_tokens("propagate", len(inp.neighbours)),
+            check_propagation,
         )
         if value is None:
             return await with_fallback(usage, self.fallback.propagate(inp), started)
@@ -164,7 +159,8 @@ class LLMLLMRec(_GuardedRole[LLMRec]):
             if known and not any(item.item_id in known for item in ranking.items):
                 raise ValueError("the ranking contains none of the candidate item_ids")
 
-        value, usage = await self._call(ranking_prompt.render(inp), Ranking, has_known_ids)
+        budget = task_tokens("rank", len(inp.candidates))
+        value, usage = await self._call(ranking_prompt.render(inp), Ranking, budget, has_known_ids)
         if value is None:
             return await with_fallback(usage, self.fallback.rank(inp), started)
         items, fixes = await self._complete_permutation(value.items, inp)

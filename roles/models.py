@@ -1,23 +1,24 @@
 """The one model factory: chat models from ``"provider:model"`` strings, and the role presets.
 
-The specs are parsed by ``schemas/model_spec.py`` (accepted forms listed there). Every provider
-goes through langchain-openai's ``ChatOpenAI`` (``base_url`` for OpenAI-compatible servers such
-as vLLM, Ollama or llama.cpp), so they share one client, JSON mode and one retry / error path.
+The specs are parsed by ``schemas/model_spec.py`` (accepted forms listed there). The roles call
+every provider through :class:`roles.client.ModelClient` (the ``openai`` client; ``base_url`` for
+OpenAI-compatible servers such as vLLM, Ollama or llama.cpp), with settings per endpoint
+(``roles/settings.py``); LangChain code gets a ``ChatOpenAI`` from :func:`make_chat_model`.
 Embeddings are built by ``memory_store/embedding_factory.make_embedding`` (re-exported here).
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 import os
-import weakref
 from typing import TYPE_CHECKING, Any
 
 import openai
 from pydantic import BaseModel, ConfigDict, Field
 
 from memory_store.embedding_factory import make_embedding
+from roles.client import ModelClient
+from roles.settings import RoleSettings, endpoint_defaults
+from roles.transport import PerLoopTransport
 from schemas.model_spec import (
     ACCEPTED_SPECS,
     OPENAI_KEY_ENV,
@@ -42,13 +43,8 @@ __all__ = [
     "get_preset",
     "make_chat_model",
     "make_embedding",
+    "make_model_client",
 ]
-
-# The HTTP library the openai client is built on (httpx, or its fork httpx2 in openai >= 3).
-_http: Any = importlib.import_module(
-    openai.DefaultAsyncHttpxClient.__mro__[1].__module__.partition(".")[0]
-)
-_HTTP_LIMITS = _http.Limits(max_connections=1000, max_keepalive_connections=100)
 
 
 def make_chat_model(
@@ -59,10 +55,13 @@ def make_chat_model(
     timeout: float = 30.0,
     max_retries: int = 0,
     temperature: float = 0.0,
+    max_tokens: int | None = None,
 ) -> BaseChatModel:
-    """Build the chat model for ``spec`` (never ``offline``: that means the offline roles).
+    """A LangChain chat model for ``spec`` (never ``offline``: that means the offline roles).
 
-    ``max_retries`` defaults to 0 because ``roles.llm_roles.call_structured`` does the retrying.
+    For agents and other LangChain code; MemRec's own roles call the endpoint through
+    :func:`make_model_client`. ``max_tokens`` is sent as ``max_tokens`` to servers other than
+    OpenAI: langchain-openai sends only ``max_completion_tokens``, which llama.cpp ignores.
     """
     parsed = ModelSpec.parse(spec, base_url=base_url)
     if parsed.is_offline:
@@ -84,40 +83,31 @@ def make_chat_model(
         "temperature": temperature,
         "use_responses_api": False,  # compatible servers implement chat completions only
     }
+    if max_tokens is not None:
+        if parsed.provider == "openai":
+            kwargs["max_tokens"] = max_tokens
+        else:
+            kwargs["extra_body"] = {"max_tokens": max_tokens}
     if parsed.base_url:
         kwargs["base_url"] = parsed.base_url
     return ChatOpenAI(**kwargs)
 
 
-class PerLoopTransport(_http.AsyncBaseTransport):
-    """One pooled HTTP transport per event loop, so a cached model works from any loop.
-
-    Connections are bound to the loop that opened them; CLI commands and tests run several loops
-    in one process with the same model.
-    """
-
-    def __init__(self) -> None:
-        self._transports: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def _current(self) -> Any:
-        loop = asyncio.get_running_loop()
-        transport = self._transports.get(loop)
-        if transport is None:
-            transport = _http.AsyncHTTPTransport(limits=_HTTP_LIMITS)
-            self._transports[loop] = transport
-        return transport
-
-    async def handle_async_request(self, request: Any) -> Any:
-        """Send the request on the running loop's own connection pool."""
-        return await self._current().handle_async_request(request)
-
-    async def aclose(self) -> None:
-        """Close the running loop's pool (other loops' pools close with their loops)."""
-        transport = self._transports.pop(asyncio.get_running_loop(), None)
-        if transport is not None:
-            await transport.aclose()
+def make_model_client(
+    spec: str,
+    settings: RoleSettings | None = None,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+) -> ModelClient:
+    """The client a role calls its model with (default settings: the endpoint's)."""
+    parsed = ModelSpec.parse(spec, base_url=base_url)
+    if parsed.is_offline:
+        raise ModelConfigError("'offline' has no model client: use the offline roles")
+    chosen = settings or endpoint_defaults(parsed)
+    # the name in usage and notices says where the model is (a spec without its URL does not)
+    name = spec if "@" in spec or not parsed.base_url else f"{spec}@{parsed.base_url}"
+    return ModelClient(parsed, chosen, api_key_for(parsed, api_key), name=name)
 
 
 class RolePreset(BaseModel):
@@ -145,6 +135,13 @@ PRESETS: dict[str, RolePreset] = {
         description="LMMem = gpt-oss-120b on a hosted OpenAI-compatible API "
         "(MEMREC_CLOUD_OSS_BASE_URL, key in MEMREC_OPENAI_COMPATIBLE_API_KEY); LLMRec = "
         "gpt-4o-mini.",
+    ),
+    "local": RolePreset(
+        lmmem="local",
+        llmrec="local",
+        description="Both roles on one local OpenAI-compatible server (llama.cpp's server, vLLM, "
+        "Ollama, LM Studio) at --base-url / MEMREC_BASE_URL (default MEMREC_LOCAL_BASE_URL or "
+        "http://127.0.0.1:8000/v1), the model it serves; settings for slow single-slot servers.",
     ),
     "local-qwen": RolePreset(
         lmmem="openai-compatible:Qwen/Qwen2.5-7B-Instruct@$MEMREC_LOCAL_BASE_URL",

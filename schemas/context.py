@@ -6,6 +6,7 @@ context names.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -13,6 +14,40 @@ from typing import Any, Literal
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
+
+
+def _env_number(name: str, kind: type[float] | type[int], minimum: float = 1e-9) -> Any:
+    """A number from the environment (None when unset); a bad value names the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(
+            f"{name}={raw!r} is not a number; set a plain {kind.__name__} (per role: use "
+            'MEMREC_ROLE_SETTINGS, e.g. \'{"lmmem": {"timeout_s": 600}}\')'
+        ) from None
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r} must be at least {minimum:g}")
+    return value
+
+
+def _env_role_settings() -> dict[str, dict[str, float]]:
+    """Per-role model settings from ``MEMREC_ROLE_SETTINGS`` (JSON), e.g. a slower LMMem."""
+    raw = os.environ.get("MEMREC_ROLE_SETTINGS", "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"MEMREC_ROLE_SETTINGS is not JSON ({err}); write e.g. "
+            '\'{"lmmem": {"timeout_s": 600, "concurrency": 1}}\''
+        ) from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValueError("MEMREC_ROLE_SETTINGS must map a role (lmmem, llmrec) to its settings")
+    return value
 
 
 @dataclass(kw_only=True)
@@ -33,18 +68,48 @@ class MemRecContext:
     )
     roles: str = field(
         default_factory=lambda: _env("MEMREC_ROLES", "") or "",
-        metadata={"description": "role preset: offline, standard, cloud-oss, local-qwen, ceiling"},
+        metadata={
+            "description": "role preset: offline, standard, local, cloud-oss, local-qwen, ceiling"
+        },
     )
     lmmem: str | None = field(
-        default=None, metadata={"description": "LMMem model spec, overrides the preset"}
+        default_factory=lambda: _env("MEMREC_LMMEM") or None,
+        metadata={"description": "LMMem model spec, overrides the preset (env MEMREC_LMMEM)"},
     )
     llmrec: str | None = field(
-        default=None, metadata={"description": "LLMRec model spec, overrides the preset"}
+        default_factory=lambda: _env("MEMREC_LLMREC") or None,
+        metadata={"description": "LLMRec model spec, overrides the preset (env MEMREC_LLMREC)"},
     )
     base_url: str | None = field(
-        default=None, metadata={"description": "OpenAI-compatible endpoint for both roles"}
+        default_factory=lambda: _env("MEMREC_BASE_URL") or None,
+        metadata={"description": "OpenAI-compatible endpoint for both roles (MEMREC_BASE_URL)"},
     )
-    timeout_s: float = field(default=30.0, metadata={"description": "per model call"})
+    timeout_s: float | None = field(
+        default_factory=lambda: _env_number("MEMREC_TIMEOUT_S", float),
+        metadata={
+            "description": "seconds per model call attempt; empty = the endpoint's default "
+            "(30 hosted, 300 local)"
+        },
+    )
+    max_tokens: int | None = field(
+        default_factory=lambda: _env_number("MEMREC_MAX_TOKENS", int, 1),
+        metadata={"description": "cap on completion tokens per call; empty = per task"},
+    )
+    model_concurrency: int | None = field(
+        default_factory=lambda: _env_number("MEMREC_MODEL_CONCURRENCY", int, 1),
+        metadata={"description": "model calls in flight per role; empty = endpoint default"},
+    )
+    retries: int | None = field(
+        default_factory=lambda: _env_number("MEMREC_RETRIES", int, 0),
+        metadata={"description": "transport retries per call; empty = endpoint default"},
+    )
+    role_settings: dict[str, dict[str, float]] = field(
+        default_factory=_env_role_settings,
+        metadata={
+            "description": "per-role overrides, e.g. {'lmmem': {'timeout_s': 600, "
+            "'max_tokens': 900, 'concurrency': 1, 'retries': 0, 'stream': 1}}"
+        },
+    )
     k: int = field(default=16, metadata={"description": "curated neighbours"})
     min_users: int = field(default=4, metadata={"description": "at least this many users"})
     min_items: int = field(default=6, metadata={"description": "at least this many items"})

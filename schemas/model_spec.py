@@ -10,6 +10,11 @@ Accepted chat model specs:
 - ``ollama:<model>``: Ollama through its OpenAI-compatible endpoint (``MEMREC_OLLAMA_BASE_URL``,
   default ``http://localhost:11434/v1``).
 - ``vllm:<model>``: a vLLM server (``MEMREC_VLLM_BASE_URL``, default ``http://127.0.0.1:8000/v1``).
+- ``local`` or ``local:<model>`` (``local:<model>@<base_url>``): any OpenAI-compatible server on
+  this machine or network (llama.cpp's server, vLLM, Ollama, LM Studio) with settings for slow,
+  single-slot servers (``roles/settings.py``); base URL from ``base_url=``, else
+  ``MEMREC_LOCAL_BASE_URL`` (default ``http://127.0.0.1:8000/v1``); model ``auto`` (the
+  default) = the first model the server lists.
 
 A base URL written as ``$NAME`` is read from that environment variable when the spec is parsed, so
 presets stay plain strings (editable in Studio) while deployments set the address. Building the
@@ -24,12 +29,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Provider = Literal["offline", "openai", "openai-compatible", "ollama", "vllm"]
+Provider = Literal["offline", "openai", "openai-compatible", "ollama", "vllm", "local"]
 PROVIDERS: tuple[str, ...] = Provider.__args__  # type: ignore[attr-defined]
 ACCEPTED_SPECS = (
     "'offline', 'openai:<model>', 'openai-compatible:<model>@<base_url>', "
-    "'ollama:<model>', 'vllm:<model>'"
+    "'ollama:<model>', 'vllm:<model>', 'local[:<model>][@<base_url>]'"
 )
+AUTO_MODEL = "auto"  # a local server's model: the first one its /models lists
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
 COMPATIBLE_KEY_ENV = "MEMREC_OPENAI_COMPATIBLE_API_KEY"
 VLLM_KEY_ENV = "MEMREC_VLLM_API_KEY"
@@ -42,7 +48,9 @@ _ENV_DEFAULTS: dict[str, str] = {
 _PROVIDER_URL_ENV: dict[str, str] = {
     "ollama": "MEMREC_OLLAMA_BASE_URL",
     "vllm": "MEMREC_VLLM_BASE_URL",
+    "local": "MEMREC_LOCAL_BASE_URL",
 }
+_URL_IN_SPEC = ("openai-compatible", "local")
 _URL = re.compile(r"^https?://\S+$")
 _ENV_REF = re.compile(r"^\$([A-Z_][A-Z0-9_]*)$")
 
@@ -78,6 +86,8 @@ class ModelSpec(BaseModel):
         text = spec.strip()
         if text == "offline":
             return cls(provider="offline")
+        if text == "local" or text.startswith("local@"):
+            text = "local:" + AUTO_MODEL + text[len("local") :]
         provider, sep, rest = text.partition(":")
         if not sep or not rest.strip():
             raise ModelConfigError(f"model spec {spec!r} is malformed: accepted {ACCEPTED_SPECS}")
@@ -86,10 +96,11 @@ class ModelSpec(BaseModel):
                 f"unknown model provider {provider!r} in {spec!r}: accepted {ACCEPTED_SPECS}"
             )
         model, url = _split_url(rest.strip(), spec)
-        if provider != "openai-compatible" and url is not None:
+        if provider not in _URL_IN_SPEC and url is not None:
             raise ModelConfigError(
-                f"model spec {spec!r}: only 'openai-compatible:<model>@<base_url>' takes a URL "
-                "in the spec; pass base_url= or set the provider's environment variable"
+                f"model spec {spec!r}: only 'openai-compatible:<model>@<base_url>' and "
+                "'local:<model>@<base_url>' take a URL in the spec; pass base_url= or set the "
+                "provider's environment variable"
             )
         url = base_url or url
         if url is None and provider in _PROVIDER_URL_ENV:
@@ -139,5 +150,9 @@ def api_key_for(spec: ModelSpec, api_key: str | None) -> str:
                 "or use the 'offline' preset"
             )
         return key
-    env = {"openai-compatible": COMPATIBLE_KEY_ENV, "vllm": VLLM_KEY_ENV}.get(spec.provider)
+    env = {
+        "openai-compatible": COMPATIBLE_KEY_ENV,
+        "vllm": VLLM_KEY_ENV,
+        "local": COMPATIBLE_KEY_ENV,
+    }.get(spec.provider)
     return (os.environ.get(env) if env else None) or NO_KEY

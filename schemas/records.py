@@ -26,10 +26,30 @@ class CallUsage(BaseModel):
     retries: int = Field(default=0, description="transport retries (429, 5xx, timeouts)")
     repairs: int = Field(default=0, description="repair prompts sent after malformed output")
     fallbacks: int = Field(default=0, description="times the offline role answered instead")
-    model: str = Field(default="offline", description="the model that answered")
+    model: str = Field(
+        default="offline", description="the model asked (kept when the offline role answered)"
+    )
+    fallback_reason: str | None = Field(
+        default=None, description="why the offline role answered instead of the model"
+    )
+    errors: dict[str, int] = Field(
+        default_factory=dict,
+        description="failed attempts per class: length, content_filter, refusal, connection, "
+        "status, timeout, malformed",
+    )
+    estimated: bool = Field(
+        default=False, description="some tokens are estimates (the server reported no usage)"
+    )
+    output_mode: str | None = Field(
+        default=None, description="structured output used: json_schema, json_object, tool, ..."
+    )
 
     def merged(self, other: CallUsage) -> CallUsage:
-        """Sum of two usages (model of the later one)."""
+        """Sum of two usages (model of the later one, unless it is the offline role's)."""
+        errors = dict(self.errors)
+        for kind, n in other.errors.items():
+            errors[kind] = errors.get(kind, 0) + n
+        offline = other.model == "offline" and not other.calls
         return CallUsage(
             calls=self.calls + other.calls,
             tokens_in=self.tokens_in + other.tokens_in,
@@ -38,7 +58,11 @@ class CallUsage(BaseModel):
             retries=self.retries + other.retries,
             repairs=self.repairs + other.repairs,
             fallbacks=self.fallbacks + other.fallbacks,
-            model=other.model,
+            model=self.model if offline else other.model,
+            fallback_reason=other.fallback_reason or self.fallback_reason,
+            errors=errors,
+            estimated=self.estimated or other.estimated,
+            output_mode=other.output_mode or self.output_mode,
         )
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from typing_extensions import TypedDict
 
-from schemas.recommend_state import merge_usage
+from schemas.recommend_state import add_notes, merge_usage
 from schemas.records import CallUsage
 from schemas.ruleset import DomainStats, RuleSet
 
@@ -22,6 +22,7 @@ class RulesOutput(TypedDict, total=False):
     rules: RuleSet  # the validated rule set (data, never code)
     path: str  # where it was saved
     usage: Annotated[dict[str, CallUsage], merge_usage]  # model usage of generate_rules
+    notes: Annotated[list[str], add_notes]  # the model failed and the offline writer wrote them
 
 
 class RulesState(RulesInput, RulesOutput, total=False):

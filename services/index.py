@@ -30,12 +30,11 @@ from memory_store.summaries import user_summary
 from memory_store.vectors import MemoryVectors
 from memory_store.workspace import INDEX_MARKER, open_chroma
 from nodes.domain_stats import domain_stats
-from roles.llm_roles import LLMLMMem
-from roles.models import make_chat_model
-from roles.offline_roles import OfflineProfiles
 from roles.offline_rules import offline_rules
+from schemas.context import MemRecContext
 from schemas.records import ProfileInput
 from schemas.ruleset import generic_rules
+from services.profiles import ProfileRun, write_profiles
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +53,7 @@ class IndexReport(BaseModel):
     reused: bool
     seconds: float
     skipped_candidates: list[str] = []  # candidate files the catalogue is too small for
+    profiles: ProfileRun | None = None  # with an LLM LMMem: who wrote the user memories
 
 
 def user_memory_texts(dataset: Dataset, graph: InteractionGraph) -> list[tuple[str, str]]:
@@ -87,25 +87,6 @@ def profile_inputs(dataset: Dataset, graph: InteractionGraph) -> list[ProfileInp
     return out
 
 
-async def llm_user_memories(
-    inputs: list[ProfileInput], lmmem_spec: str, progress: Progress, concurrency: int = 8
-) -> list[tuple[str, str]]:
-    """Initial user memories written by an LLM LMMem (bounded concurrency, offline fallback)."""
-    role = LLMLMMem(make_chat_model(lmmem_spec), OfflineProfiles(), name=lmmem_spec)  # type: ignore[arg-type]
-    gate = asyncio.Semaphore(concurrency)
-    done = 0
-
-    async def one(inp: ProfileInput) -> tuple[str, str]:
-        nonlocal done
-        async with gate:
-            out = await role.profile(inp)
-        done += 1
-        progress("profiles", done, len(inputs))
-        return inp.user_id, out.value.memory
-
-    return list(await asyncio.gather(*(one(inp) for inp in inputs)))
-
-
 def _noop(step: str, done: int, total: int) -> None:
     return None
 
@@ -119,8 +100,12 @@ def build_index(
     chroma_url: str | None = None,
     lmmem: str = "offline",
     progress: Progress = _noop,
+    model_ctx: MemRecContext | None = None,
 ) -> IndexReport:
-    """Index a dataset (idempotent); ``lmmem`` other than offline writes the user memories."""
+    """Index a dataset (idempotent); ``lmmem`` other than offline writes the user memories.
+
+    ``model_ctx`` carries the LMMem's endpoint and settings (base URL, timeout, concurrency).
+    """
     start = time.perf_counter()
     directory = default_store_dir(dataset_name, home)
     directory.mkdir(parents=True, exist_ok=True)
@@ -135,10 +120,12 @@ def build_index(
     graph = _graph(directory, dataset, split)
     progress("split", 1, 1)
     store = memories or open_chroma(directory, chroma_url)
+    profiles: list[ProfileRun] = []
+    ctx = model_ctx or MemRecContext(roles="offline", lmmem=lmmem)
     load = _start_load(directory, store, dataset, graph, lmmem, progress)  # on a thread
     skipped = _candidate_files(directory, dataset, split)
     _rules(directory, dataset, graph)
-    created = _finish_load(load, directory, store, dataset, graph, progress, lmmem)
+    created = _finish_load(load, directory, store, dataset, graph, progress, (lmmem, ctx, profiles))
     _write_marker(marker, dataset, fingerprint, split)
     return IndexReport(
         dataset=dataset.name,
@@ -150,6 +137,7 @@ def build_index(
         reused=reused and created == 0,
         skipped_candidates=skipped,
         seconds=round(time.perf_counter() - start, 2),
+        profiles=profiles[0] if profiles else None,
     )
 
 
@@ -205,7 +193,13 @@ def _graph(directory: Path, dataset: Dataset, split: Split) -> InteractionGraph:
 
 
 def _memories(
-    store: MemoryStore, dataset: Dataset, graph: InteractionGraph, progress: Progress, lmmem: str
+    store: MemoryStore,
+    dataset: Dataset,
+    graph: InteractionGraph,
+    progress: Progress,
+    lmmem: str,
+    ctx: MemRecContext,
+    profiles: list[ProfileRun],
 ) -> int:
     created = 0
     total = dataset.n_users + dataset.n_items
@@ -218,7 +212,10 @@ def _memories(
         else:
             existing = set(store.ids("user"))
             todo = [p for p in profile_inputs(dataset, graph) if p.user_id not in existing]
-            texts = asyncio.run(llm_user_memories(todo, lmmem, progress))
+            run = asyncio.run(write_profiles(store, todo, ctx, progress))  # stored as they come
+            profiles.append(run)
+            texts = []
+            created += run.written
         created += _bulk(store, "user", texts, progress, dataset.n_items, total)
     progress("memories", total, total)
     return created
@@ -276,11 +273,15 @@ def _finish_load(
     dataset: Dataset,
     graph: InteractionGraph,
     progress: Progress,
-    lmmem: str,
+    model: tuple[str, MemRecContext, list[ProfileRun]],
 ) -> int:
-    """Wait for the load and write the vectors it computed (no re-read, no second embedding)."""
+    """Wait for the load and write the vectors it computed (no re-read, no second embedding).
+
+    Without a load (an LLM LMMem, or a resumed run) the memories are written here; ``model`` is
+    the LMMem spec, its context and the list the profile run is reported into.
+    """
     if load is None:
-        created = _memories(store, dataset, graph, progress, lmmem)
+        created = _memories(store, dataset, graph, progress, *model)
         _vectors(directory, store, dataset)
         return created
     created = load.join()

@@ -71,7 +71,8 @@ def _check_chat_effect(cell: fm.Cell, effect: str) -> None:
 
     The test server has no reading for understand (it answers ``{"answer": "ok"}``), so every
     turn also shows understand's repair and fallback: only the expected counter is checked. A
-    persistent fault makes at least two steps fall back (understand and respond, or rank).
+    persistent fault makes at least two steps fall back (understand and respond, or rank); a
+    timeout served once makes its one step fall back (a local endpoint's timeout is not retried).
     """
     u = cell.usage
     if effect == "retry":
@@ -79,7 +80,9 @@ def _check_chat_effect(cell: fm.Cell, effect: str) -> None:
     elif effect == "repair":
         assert u.repairs >= 1, u
     elif effect == "fallback":
-        assert u.fallbacks >= 2, u
+        assert u.fallbacks >= (2 if cell.mode == "always" else 1), u
+        if cell.mode == "once":
+            assert u.errors.get("timeout", 0) >= 1 and u.retries == 0, u
     else:
         assert u.retries == 0, u
 

@@ -7,6 +7,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -16,9 +17,11 @@ from prompts import propagation as propagation_prompt
 from prompts.blocks import schema_text
 from prompts.repair import REPAIR_MARKER
 from prompts.tokens import count_tokens
-from roles.guard import _retry_after_s, parse_reply
+from roles.client import forget_endpoints, retry_after_s
+from roles.guard import parse_reply
 from roles.llm_roles import LLMLLMRec, LLMLMMem
-from roles.models import make_chat_model
+from roles.models import make_model_client
+from roles.settings import RoleSettings
 from schemas.records import (
     CallUsage,
     CandidateItem,
@@ -125,26 +128,27 @@ def server() -> Iterator[OpenAITestServer]:
 def _fresh(server: OpenAITestServer) -> Iterator[None]:
     server.clear()
     server.latency_s = 0.0
+    forget_endpoints()
     yield
     server.clear()
 
 
-def _model(server: OpenAITestServer, timeout: float = 5.0):
-    return make_chat_model(
-        f"openai-compatible:test-model@{server.url}/v1", api_key="test", timeout=timeout
+def _client(server: OpenAITestServer, **settings: Any):
+    """A role client on the test server: 2 s per attempt, 10 ms backoff, 2 retries."""
+    opts: dict[str, Any] = {"timeout_s": 2.0, "backoff_base_s": 0.01, "retries": 2, **settings}
+    return make_model_client(
+        f"openai-compatible:test-model@{server.url}/v1", RoleSettings(**opts), api_key="test"
     )
 
 
-def _lmmem(server: OpenAITestServer, **kwargs) -> tuple[LLMLMMem, FakeLMMem]:
+def _lmmem(server: OpenAITestServer, **settings: Any) -> tuple[LLMLMMem, FakeLMMem]:
     fallback = FakeLMMem()
-    opts = {"timeout_s": 2.0, "backoff_base_s": 0.01, "seed": 0, **kwargs}
-    return LLMLMMem(_model(server), fallback, **opts), fallback
+    return LLMLMMem(_client(server, **settings), fallback, seed=0), fallback
 
 
-def _llmrec(server: OpenAITestServer, **kwargs) -> tuple[LLMLLMRec, FakeLLMRec]:
+def _llmrec(server: OpenAITestServer, **settings: Any) -> tuple[LLMLLMRec, FakeLLMRec]:
     fallback = FakeLLMRec()
-    opts = {"timeout_s": 2.0, "backoff_base_s": 0.01, "seed": 0, **kwargs}
-    return LLMLLMRec(_model(server), fallback, **opts), fallback
+    return LLMLLMRec(_client(server, **settings), fallback, seed=0), fallback
 
 
 async def _call(server: OpenAITestServer, task: str, **kwargs) -> RoleOutput:
@@ -167,15 +171,19 @@ def _ids(ranking: Ranking) -> list[str]:
 
 
 @pytest.mark.parametrize("task", ["rules", "synthesize", "rank", "propagate"])
-async def test_valid_reply_is_one_completion_in_json_mode(server, task):
+async def test_valid_reply_is_one_completion_in_json_schema_mode(server, task):
     out = await _call(server, task)
     assert server.calls == Counter({task: 1})
     (request,) = server.chat_requests()
-    assert request.body["response_format"] == {"type": "json_object"}
+    response_format = request.body["response_format"]
+    assert response_format["type"] == "json_schema"
+    assert "properties" in response_format["json_schema"]["schema"]
+    assert request.body["max_tokens"] > 0  # every call carries a completion-token cap
+    assert out.usage.output_mode == "json_schema"
     assert request.body["model"] == "test-model"
     usage = out.usage
     assert (usage.calls, usage.retries, usage.repairs, usage.fallbacks) == (1, 0, 0, 0)
-    assert usage.model == "test-model"
+    assert usage.model.startswith("openai-compatible:test-model@")  # the spec asked
     assert usage.latency_ms > 0
 
 
@@ -236,7 +244,9 @@ async def test_malformed_twice_falls_back_to_the_offline_role(server, task):
     out = await _call(server, task)
     assert len(server.chat_requests()) == 2
     assert (out.usage.calls, out.usage.repairs, out.usage.fallbacks) == (2, 1, 1)
-    assert out.usage.model == "offline"
+    assert out.usage.model.startswith("openai-compatible:test-model@")  # the model tried
+    assert out.usage.fallback_reason.startswith("malformed reply after one repair")
+    assert out.usage.errors == {"malformed": 2}
     if task == "rank":
         assert [i.rationale for i in out.value.items] == ["offline order"] * len(CANDIDATES)
     elif task == "synthesize":
@@ -280,7 +290,7 @@ async def test_transient_failure_is_retried_then_succeeds(server, reply):
 
 async def test_exhausted_retries_fall_back(server):
     server.script(*[Reply.error(503)] * 3)
-    out = await _call(server, "rank", max_attempts=3)
+    out = await _call(server, "rank", retries=2)
     assert len(server.chat_requests()) == 3
     assert (out.usage.retries, out.usage.fallbacks, out.usage.repairs) == (2, 1, 0)
     assert len(out.value.items) == len(CANDIDATES)
@@ -296,7 +306,7 @@ async def test_client_error_is_not_retried(server):
 async def test_slow_first_byte_beyond_timeout_falls_back(server):
     server.script(Reply(delay_s=1.5), Reply(delay_s=1.5))
     started = time.perf_counter()
-    out = await _call(server, "synthesize", timeout_s=0.3, max_attempts=2)
+    out = await _call(server, "synthesize", timeout_s=0.3, retries=1, retry_timeouts=True)
     assert time.perf_counter() - started < 1.2
     assert len(server.chat_requests()) == 2
     assert (out.usage.retries, out.usage.fallbacks) == (1, 1)
@@ -359,7 +369,7 @@ async def test_empty_rationale_is_filled_from_evidence(server):
 async def test_synthesis_is_capped_and_evidence_restricted(server):
     facets = [
         {"name": f"f{n}", "description": "d", "confidence": 0.5, "evidence": ["user:u2", "user:x"]}
-        for n in range(9)
+        for n in range(5)
     ]
     server.script(Reply(content=json.dumps({"facets": facets})))
     lmmem, _ = _lmmem(server)
@@ -371,7 +381,7 @@ async def test_synthesis_is_capped_and_evidence_restricted(server):
 
 async def test_propagation_patches_only_given_refs_within_caps(server):
     reply = {
-        "user_memory": "x" * 5000,
+        "user_memory": "x" * (propagation_prompt.USER_MEMORY_MAX_CHARS + 300),
         "item_memory": "Liked by crime fans.",
         "neighbour_patches": [
             {"ref": "user:u2", "note": "Also liked Film 3."},
@@ -401,15 +411,13 @@ def test_parse_reply_is_lenient_about_wrapping_only():
 
 
 def test_retry_after_header_forms():
-    def err(headers: dict[str, str]) -> openai.RateLimitError:
-        request = httpx.Request("POST", "http://x")
-        response = httpx.Response(429, headers=headers, request=request)
-        return openai.RateLimitError("slow down", response=response, body=None)
+    def err(headers: dict[str, str]) -> httpx.Headers:
+        return httpx.Headers(headers)
 
-    assert _retry_after_s(err({"retry-after": "2"})) == 2.0
-    assert _retry_after_s(err({"retry-after-ms": "250"})) == 0.25
-    assert _retry_after_s(err({})) is None
-    assert 0 < _retry_after_s(err({"retry-after": _http_date(time.time() + 30)})) <= 31
+    assert retry_after_s(err({"retry-after": "2"})) == 2.0
+    assert retry_after_s(err({"retry-after-ms": "250"})) == 0.25
+    assert retry_after_s(err({})) is None
+    assert 0 < retry_after_s(err({"retry-after": _http_date(time.time() + 30)})) <= 31
 
 
 def _http_date(ts: float) -> str:
@@ -470,3 +478,13 @@ def test_one_role_serves_several_event_loops(server):
     second = asyncio.run(ranker.rank(RANK))
     assert first.usage.fallbacks == second.usage.fallbacks == 0
     assert server.calls["rank"] == 2
+
+
+def test_numbers_beyond_their_bounds_are_put_on_the_bound():
+    """A grammar (llama.cpp's json_object + schema) does not hold numbers to ``le``/``ge``."""
+    text = '{"facets": [{"name": "noir", "description": "d", "confidence": 2}]}'
+    fixes: list[str] = []
+    assert parse_reply(text, FacetSet, fixes=fixes).facets[0].confidence == 1.0
+    assert fixes == ["numbers put on their bounds"]
+    with pytest.raises(ValueError, match="does not match the schema"):
+        parse_reply('{"facets": [{"name": "noir", "confidence": 2}]}', FacetSet)

@@ -99,7 +99,14 @@ def test_offline_has_no_chat_model():
 
 
 def test_presets(monkeypatch):
-    assert set(PRESETS) == {"offline", "standard", "cloud-oss", "local-qwen", "ceiling"}
+    assert set(PRESETS) == {"offline", "standard", "local", "cloud-oss", "local-qwen", "ceiling"}
+    local = ModelSpec.parse(PRESETS["local"].lmmem, base_url="http://127.0.0.1:8080/v1")
+    assert (local.provider, local.model, local.base_url) == (
+        "local",
+        "auto",
+        "http://127.0.0.1:8080/v1",
+    )
+    assert ModelSpec.parse("local").base_url == "http://127.0.0.1:8000/v1"  # the documented default
     assert (PRESETS["offline"].lmmem, PRESETS["offline"].llmrec) == ("offline", "offline")
     assert PRESETS["standard"].lmmem == PRESETS["standard"].llmrec == "openai:gpt-4o-mini"
     assert PRESETS["ceiling"].llmrec == "openai:gpt-4o"

@@ -31,7 +31,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import ValidationError
 
-import roles.llm_roles as llm_roles
+import roles.settings as role_settings
 from memory_store.workspace import UnknownEntity, Workspace, register_workspace
 from nodes.curate import InvalidRequest
 from schemas.context import MemRecContext
@@ -67,7 +67,13 @@ def fault_reply(fault: str, timeout_s: float = TIMEOUT_S) -> Reply:
 
 
 def expected_effect(fault: str, mode: str, path: str) -> str:
-    """What the guard must show in usage: retry, repair, fallback or none."""
+    """What the guard must show in usage: retry, repair, fallback or none.
+
+    The test server is on 127.0.0.1, a local endpoint: a timed-out call is not sent again there
+    (``roles/settings.py``), so a slow first byte falls back even when served once.
+    """
+    if fault == "slow_first_byte":
+        return "fallback"
     if fault in TRANSPORT:
         return "fallback" if mode == "always" else "retry"
     if fault in MALFORMED:
@@ -127,18 +133,16 @@ class Cell:
 
 @contextlib.contextmanager
 def fast_guard() -> Iterator[None]:
-    """Backoff of 10 ms for every guard built while active (the matrix would take minutes)."""
-    real = llm_roles.GuardPolicy
-
-    def policy(**kwargs: Any) -> llm_roles.GuardPolicy:
-        kwargs["backoff_base_s"] = min(float(kwargs.get("backoff_base_s", 0.5)), 0.01)
-        return real(**kwargs)
-
-    llm_roles.GuardPolicy = policy  # type: ignore[assignment,misc]
+    """Backoff of 10 ms for every role built while active (the matrix would take minutes)."""
+    names = ("HOSTED", "LOCAL", "LOCAL_SERVER")
+    real = {name: getattr(role_settings, name) for name in names}
+    for name, settings in real.items():
+        setattr(role_settings, name, replace(settings, backoff_base_s=0.01))
     try:
         yield
     finally:
-        llm_roles.GuardPolicy = real  # type: ignore[misc]
+        for name, settings in real.items():
+            setattr(role_settings, name, settings)
 
 
 def llm_context(ctx: MemRecContext, server: OpenAITestServer, timeout_s: float) -> MemRecContext:

@@ -127,6 +127,10 @@ class ServerMode:
     reply: Literal["answer", "echo", "wrong_shape"] = "answer"  # what the model writes
     tool_choice: Literal["any", "named"] = "any"  # named: only a named function forces a call
     truncated_tool_finish: Literal["length", "tool_calls"] = "length"  # a tool call cut by a cap
+    # True: a schema-constrained request (json_schema accepted, json_object with a "schema", a
+    # forced tool call) is answered in shape and stops, whatever ``reply`` / ``runaway_after``
+    # say for unconstrained ones (the grammar; what SmolLM2 did under llama-cpp-python)
+    grammar: bool = False
 
     @classmethod
     def llama_cpp(cls, **changes: Any) -> ServerMode:
@@ -138,6 +142,7 @@ class ServerMode:
             single_slot=True,
             tool_choice="named",
             truncated_tool_finish="tool_calls",
+            grammar=True,
         )
         return replace(measured, **changes)
 
@@ -175,6 +180,26 @@ def _json_rows(block: str | None) -> list[dict[str, Any]]:
     return rows
 
 
+def _instructions(messages: list[dict[str, Any]]) -> str:
+    """The system message, else the first user message (a client that merged them)."""
+    system = next((_text(m) for m in messages if m.get("role") == "system"), "")
+    return system or _user_text(messages)
+
+
+def task_of(messages: list[dict[str, Any]]) -> str | None:
+    """The MemRec task of a request: the ``TASK:`` marker of its instructions."""
+    return m.group(1) if (m := _TASK.search(_instructions(messages))) else None
+
+
+def reply_text(messages: list[dict[str, Any]]) -> str:
+    """A chat reply (the respond task) presenting the picks of the PICKS block in order."""
+    picks = _json_rows(extract_block(_user_text(messages), "PICKS"))
+    if not picks:
+        return "Tell me what you would like to watch and I will find something."
+    lines = [f"{n}. {p.get('title')}: {p.get('rationale')}" for n, p in enumerate(picks, 1)]
+    return "Here is what I would pick for you:\n" + "\n".join(lines)
+
+
 def _user_text(messages: list[dict[str, Any]]) -> str:
     """The first user message: where the data blocks are (a repair comes later)."""
     return next((_text(m) for m in messages if m.get("role") == "user"), "")
@@ -182,7 +207,7 @@ def _user_text(messages: list[dict[str, Any]]) -> str:
 
 def default_answer(task: str | None, messages: list[dict[str, Any]]) -> dict[str, Any]:
     """A valid answer for ``task`` built from the data blocks of the prompt."""
-    system = next((_text(m) for m in messages if m.get("role") == "system"), "")
+    system = _instructions(messages)
     user = _user_text(messages)
     refs = [row["ref"] for row in _json_rows(extract_block(user, "NEIGHBOURS")) if "ref" in row]
     if task == "rank":
@@ -443,9 +468,8 @@ class OpenAITestServer:
         self, body: dict[str, Any], path: str, send: Any, disconnected: asyncio.Event
     ) -> None:
         messages = list(body.get("messages", []))
-        system = next((_text(m) for m in messages if m.get("role") == "system"), "")
         last_user = next((_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
-        task = m.group(1) if (m := _TASK.search(system)) else None
+        task = task_of(messages)
         request = RecordedRequest("POST", path, body, task, last_user.startswith(REPAIR_MARKER))
         index = self._record(request)
         if self.mode.json_schema == "refuse" and _format_type(body) == "json_schema":
@@ -469,8 +493,10 @@ class OpenAITestServer:
             if self.mode.drop_system
             else messages
         )
-        content = reply.content if reply.content is not None else self._written(seen, reply)
-        out = _Output(*self._capped(content, body), tool=self._forced_tool(body))
+        tool = self._forced_tool(body)
+        shaped = self.mode.grammar and (tool is not None or _schema_format(body))
+        content = reply.content if reply.content is not None else self._written(seen, reply, shaped)
+        out = _Output(*self._capped(content, body, shaped), tool=tool)
         generation = Generation(index, stream=bool(body.get("stream")))
         if not self.mode.single_slot:
             await self._generate(send, out, seen, body, reply, generation, disconnected)
@@ -486,20 +512,27 @@ class OpenAITestServer:
                 return
             await self._generate(send, out, seen, body, reply, generation, disconnected)
 
-    def _written(self, seen: list[dict[str, Any]], reply: Reply) -> str:
-        """What the model writes for the messages it saw (its task marker may have been dropped)."""
-        if self.mode.reply == "echo":
+    def _written(self, seen: list[dict[str, Any]], reply: Reply, shaped: bool = False) -> str:
+        """What the model writes for the messages it saw (its task marker may have been dropped).
+
+        ``shaped``: a grammar holds the reply to the requested schema (no echo, no wrong shape).
+        """
+        if self.mode.reply == "echo" and not shaped:
             return next((_text(m) for m in reversed(seen) if m.get("role") == "user"), "")
-        system = next((_text(m) for m in seen if m.get("role") == "system"), "")
-        task = m.group(1) if (m := _TASK.search(system)) else None
+        task = task_of(seen)
+        if task == "respond":
+            return reply_text(seen)
         answer = default_answer(task, seen)
-        fault = reply.fault or ("wrong_shape" if self.mode.reply == "wrong_shape" else None)
+        own = "wrong_shape" if self.mode.reply == "wrong_shape" and not shaped else None
+        fault = reply.fault or own
         return _with_fault(fault, answer) if fault else json.dumps(answer)
 
-    def _capped(self, content: str, body: dict[str, Any]) -> tuple[str, str, bool]:
+    def _capped(
+        self, content: str, body: dict[str, Any], shaped: bool = False
+    ) -> tuple[str, str, bool]:
         """The text actually written, its finish_reason and whether a cap cut it."""
         caps = [int(body[k]) for k in sorted(self.mode.caps) if body.get(k) is not None]
-        if self.mode.runaway_after is not None:
+        if self.mode.runaway_after is not None and not shaped:
             caps.append(self.mode.runaway_after)
             content = _runaway(content, min(caps))
         if caps and count_tokens(content) > min(caps):
@@ -704,6 +737,15 @@ class _Output:
 def _format_type(body: dict[str, Any]) -> str | None:
     response_format = body.get("response_format")
     return response_format.get("type") if isinstance(response_format, dict) else None
+
+
+def _schema_format(body: dict[str, Any]) -> bool:
+    """Whether ``response_format`` carries a schema (json_schema, or json_object + schema)."""
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict):
+        return False
+    kind = response_format.get("type")
+    return kind == "json_schema" or (kind == "json_object" and "schema" in response_format)
 
 
 def _runaway(content: str, tokens: int) -> str:
