@@ -3,15 +3,23 @@
 Every write goes through ``memory_store.writes.apply_write`` with the interaction id as its cause:
 compare-and-set with retry, at most once per (cause, memory), audited. Item and neighbour writes
 come first and the user rewrite last, so "the user memory carries this cause" means the whole
-propagation was applied (a replayed job then skips the model call).
+propagation was applied (a replayed job then skips the model call). Under a ``user`` write scope
+(no collaborative write, isolated memory) only the user rewrite is written.
 
-Screening: a patch for a ref that was not loaded, a malformed one (bad ref, empty, repeated) or an
-oversized one (> MAX_PATCH_CHARS) is dropped. A neighbour patch is refused when it names the acting
-user, copies a run of >= COPY_RUN words of the item's title or own text, or of another entity's
-own memory text (the acting user's profile, another loaded neighbour's memory: the part before
-its collaborative notes), or reads like an instruction (``INSTRUCTION_PATTERNS``). Item text may
-carry an injection and a profile identifies its user, so neither may travel to other memories;
-neighbour notes refer to the item by its ref. The item's own memory update may keep its text.
+ONE screen (``refusal``) guards every write: the user's rewrite, the item's update and each
+neighbour patch. A text is refused when it
+- reads like an instruction to a model (``INSTRUCTION_PATTERNS``), whatever the target;
+- names the acting user or copies a run of >= COPY_RUN words of their own profile, unless it is
+  written into that user's own memory;
+- copies a run of >= COPY_RUN words of the item's own text (description, reviews: where an
+  injection hides), unless it is written into that item's own memory;
+- copies a run of >= COPY_RUN words of another loaded memory's own text (the part before its
+  collaborative notes) that the target does not hold already.
+Catalogue titles (of the item, the user's items and the neighbour items) may be named anywhere
+unless the title itself reads like an instruction: "enjoyed Top Hat (1935)" is a natural note.
+A patch for a ref that was not loaded, a malformed one (bad ref, empty, repeated) or an oversized
+one (> MAX_PATCH_CHARS) is dropped. A refused rewrite keeps the memory's old text (the user's is
+written again under this cause, so the propagation still completes once).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import Counter
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -40,6 +49,7 @@ COPY_RUN = 4  # consecutive words copied from item text or another memory that c
 NOTE_MARKER = " Note: "  # collaborative notes follow a memory's own text (memory_store.summaries)
 _WORD = re.compile(r"[a-z0-9']+")
 _REF = re.compile(r"^(user|item):(\S.*)$")
+_NUMBER = re.compile(r"\d+")
 # What a note about shared tastes never needs: instruction overrides, role labels, fake data-block
 # delimiters, markup, JSON / template braces, code fences, talk of schemas and bidi overrides.
 # Kept small on purpose: copied item or profile text is caught by COPY_RUN instead.
@@ -71,12 +81,42 @@ class Screened(BaseModel):
 
 
 def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    """Lower-case words without bare numbers (counts and percentages are not text to copy)."""
+    return [w for w in _WORD.findall(text.lower()) if not w.isdigit()]
 
 
 def _runs(text: str, n: int = COPY_RUN) -> set[tuple[str, ...]]:
     words = _words(text)
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def _text_runs(text: str, names: list[str]) -> set[tuple[str, ...]]:
+    """Word runs of a memory's own text, none spanning a catalogue name it may use."""
+    return _cut_runs(own_text(text), names)
+
+
+def _cut_runs(text: str, names: list[str]) -> set[tuple[str, ...]]:
+    """Word runs of ``text`` with the catalogue ``names`` cut out (no run spans one)."""
+    pieces = [text]
+    for name in sorted((n for n in names if n.strip()), key=len, reverse=True):
+        pieces = [part for piece in pieces for part in piece.split(name)]
+    return set().union(*(_runs(piece) for piece in pieces))
+
+
+def _distinct_runs(loaded: LoadedContext, names: list[str]) -> dict[str, set[tuple[str, ...]]]:
+    """Per loaded memory ('user:<id>' / 'item:<id>'), the runs no other loaded memory has.
+
+    A phrase two memories share ("interacted with items returns to") is the shape of a
+    profile, not something that identifies one of them.
+    """
+    texts = {
+        f"user:{loaded.event.user_id}": loaded.inp.user_memory,
+        f"item:{loaded.event.item_id}": loaded.inp.item_memory,
+        **{n.ref: n.text for n in loaded.inp.neighbours},
+    }
+    runs = {ref: _text_runs(text, names) for ref, text in texts.items()}
+    seen: Counter[tuple[str, ...]] = Counter(r for rs in runs.values() for r in rs)
+    return {ref: {r for r in rs if seen[r] == 1} for ref, rs in runs.items()}
 
 
 def _mentions_user(note: str, user_id: str) -> bool:
@@ -95,15 +135,29 @@ def own_text(memory: str) -> str:
     return memory.split(NOTE_MARKER)[0]
 
 
-def leaks_user(note: str, loaded: LoadedContext, target_text: str) -> str | None:
+def catalogue_names(loaded: LoadedContext, target: str) -> list[str]:
+    """Catalogue names a text written into ``target`` may use.
+
+    Every memory may name the item and attribute names; the acting user's own memory may also
+    name the titles of their history, and an item neighbour its own title. The titles of the
+    user's history are theirs: in another memory they would tell what the user chose.
+    """
+    names = [loaded.inp.item_title, *loaded.attributes]
+    if target == f"user:{loaded.event.user_id}":
+        names += loaded.titles
+    names += [n.title for n in loaded.inp.neighbours if n.ref == target and n.title]
+    return [name for name in names if instruction_like(name) is None]
+
+
+def leaks_user(note: str, loaded: LoadedContext, target_text: str, target: str = "") -> str | None:
     """Why ``note`` would leak the acting user into another memory, or None."""
     user_id = loaded.event.user_id
     if _mentions_user(note, user_id):
         return f"names the acting user {user_id!r}"
     # collaborative notes came from other users: only the user's own profile identifies them
-    profile = own_text(loaded.inp.user_memory)
-    own = _runs(profile) - _runs(loaded.inp.item_title) - _runs(target_text)
-    copied = own & _runs(note)
+    names = catalogue_names(loaded, target)
+    written = _cut_runs(note, names) - _runs(target_text)
+    copied = _distinct_runs(loaded, names)[f"user:{user_id}"] & written
     if copied:
         return f"copies {COPY_RUN} words of the acting user's memory: {' '.join(min(copied))!r}"
     return None
@@ -118,27 +172,32 @@ def instruction_like(note: str) -> str | None:
     return None
 
 
-def copies_text(note: str, loaded: LoadedContext, target: str) -> str | None:
-    """Why ``note`` copies item text or another neighbour's memory into ``target``, or None."""
-    written = _runs(note)
-    item = _runs(loaded.inp.item_title) | _runs(own_text(loaded.inp.item_memory))
-    if copied := item & written:
+def copies_text(note: str, loaded: LoadedContext, target: str, target_text: str = "") -> str | None:
+    """Why ``note`` copies item text or another loaded memory into ``target``, or None."""
+    names = catalogue_names(loaded, target)
+    written = _cut_runs(note, names) - _runs(target_text)
+    distinct = _distinct_runs(loaded, names)
+    item_ref = f"item:{loaded.event.item_id}"
+    if target != item_ref and (copied := distinct[item_ref] & written):
         return f"copies {COPY_RUN} words of the item's text: {' '.join(min(copied))!r}"
-    texts = {n.ref: n.text for n in loaded.inp.neighbours}
-    already = _runs(texts.get(target, ""))  # what the target holds already is not a leak
-    for ref, text in texts.items():
-        if ref != target and (copied := (_runs(own_text(text)) - already) & written):
-            return f"copies {COPY_RUN} words of {ref}'s memory: {' '.join(min(copied))!r}"
+    for n in loaded.inp.neighbours:
+        if n.ref != target and (copied := distinct[n.ref] & written):
+            return f"copies {COPY_RUN} words of {n.ref}'s memory: {' '.join(min(copied))!r}"
     return None
 
 
 def refusal(note: str, loaded: LoadedContext, target: str, target_text: str) -> str | None:
-    """Why a patch into the neighbour ``target`` must not be written, or None when it may."""
-    return (
-        leaks_user(note, loaded, target_text)
-        or instruction_like(note)
-        or copies_text(note, loaded, target)
-    )
+    """Why ``note`` must not be written into the memory ``target`` (holding ``target_text``).
+
+    The one screen of every propagation write (see the module docstring).
+    """
+    if why := instruction_like(note):
+        return why
+    if target != f"user:{loaded.event.user_id}" and (
+        why := leaks_user(note, loaded, target_text, target)
+    ):
+        return why
+    return copies_text(note, loaded, target, target_text)
 
 
 def screen_patches(loaded: LoadedContext, patches: list[NeighbourPatch]) -> Screened:
@@ -165,6 +224,17 @@ def screen_patches(loaded: LoadedContext, patches: list[NeighbourPatch]) -> Scre
     return out
 
 
+def screen_rewrite(
+    loaded: LoadedContext, target: str, old: str, new: str
+) -> tuple[str, str | None]:
+    """The text to write into ``target`` (the rewrite, or ``old`` when refused) and why refused."""
+    new = new.strip()
+    if not new or new == old:
+        return old, None
+    why = refusal(new, loaded, target, old)
+    return (old, f"{target} rewrite: {why}") if why else (new, None)
+
+
 def merge_rewrite(rewrite: str, loaded_text: str) -> Any:
     """A new-text function for apply_write: the rewrite, plus notes added since it was loaded.
 
@@ -186,25 +256,46 @@ def merge_rewrite(rewrite: str, loaded_text: str) -> Any:
 def apply_propagation(
     ws: Workspace, loaded: LoadedContext, result: PropagationResult, usage: CallUsage
 ) -> PropagationReport:
-    """Write item, neighbour patches, then the user rewrite, each once per cause and audited."""
+    """Write item, neighbour patches, then the user rewrite, each screened, once per cause."""
     event = loaded.event
     report = PropagationReport(interaction_id=event.interaction_id, usage=usage)
     if loaded.skip_reason:
         report.notes.append(loaded.skip_reason)
         return report
-    screened = screen_patches(loaded, result.neighbour_patches)
-    report.dropped_patches, report.refused_patches = len(screened.dropped), len(screened.refused)
-    report.notes.extend([*screened.dropped, *screened.refused])
-    for reason in screened.refused:
-        logger.warning("propagation %s: patch refused: %s", event.interaction_id, reason)
-    item_text = result.item_memory.strip() or loaded.inp.item_memory
-    _write(ws, report, "item", event.item_id, merge_rewrite(item_text, loaded.inp.item_memory))
-    for patch in screened.accepted:
-        kind, entity = patch.ref.split(":", 1)
-        _write(ws, report, _kind(kind), entity, _appender(patch.note))
-    user_text = result.user_memory.strip() or loaded.inp.user_memory
+    user_ref, item_ref = f"user:{event.user_id}", f"item:{event.item_id}"
+    if loaded.scope == "all":
+        screened = screen_patches(loaded, result.neighbour_patches)
+        report.dropped_patches, report.refused_patches = (
+            len(screened.dropped),
+            len(screened.refused),
+        )
+        report.notes.extend([*screened.dropped, *screened.refused])
+        for reason in screened.refused:
+            logger.warning("propagation %s: patch refused: %s", event.interaction_id, reason)
+        item_text, why = screen_rewrite(
+            loaded, item_ref, loaded.inp.item_memory, result.item_memory
+        )
+        _refused(report, why)
+        if why is None:
+            _write(
+                ws, report, "item", event.item_id, merge_rewrite(item_text, loaded.inp.item_memory)
+            )
+        for patch in screened.accepted:
+            kind, entity = patch.ref.split(":", 1)
+            _write(ws, report, _kind(kind), entity, _appender(patch.note))
+    else:
+        report.notes.append("collaborative write is off: only the user's own memory is written")
+    user_text, why = screen_rewrite(loaded, user_ref, loaded.inp.user_memory, result.user_memory)
+    _refused(report, why)
     _write(ws, report, "user", event.user_id, merge_rewrite(user_text, loaded.inp.user_memory))
     return report
+
+
+def _refused(report: PropagationReport, why: str | None) -> None:
+    if why is not None:
+        report.refused_rewrites += 1
+        report.notes.append(why)
+        logger.warning("propagation %s: %s", report.interaction_id, why)
 
 
 def _appender(note: str) -> Any:

@@ -1,26 +1,43 @@
 """The `load_context` node of the propagate graph: the event, its memories and <= fanout_cap nbrs.
 
-Neighbours are chosen by the same rule set as curation (``curate_neighbours``), best first, then
-cut to ``fanout_cap``; the interacted item itself (updated on its own) and opted-out users are
-never among them. A replayed interaction whose user rewrite is already written (it is written
-last, ``already_propagated``) loads with a skip reason: no model call and no write follow.
+Neighbours are chosen by the same rule set as curation (``curate_neighbours``), then cut to
+``fanout_cap`` with a user/item mix (at least ``MIN_PER_KIND`` of each kind where the pool has
+them); the interacted item itself (updated on its own) and opted-out users are never among them.
+The call also gets the user's collaborative facets (M_collab): the latest synthesized ones from the
+facet cache, else the offline synthesis of the curated pool (no model call). A replayed
+interaction whose user rewrite is already written (it is written last, ``already_propagated``)
+loads with a skip reason: no model call and no write follow.
+
+What a propagation may write depends on the run's switches (``write_scope``): everything (user,
+item, neighbours); only the user's own memory (``collab_write=False`` or ``memory="own"``); or
+nothing (``memory="none"``, vanilla). The interaction is recorded in the graph in every case.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
+from memory_store.facet_cache import facet_cache_for
 from memory_store.memories import MemoryKind
 from memory_store.workspace import UnknownEntity, Workspace, aworkspace_for
 from memory_store.writes import apply_write
 from nodes.curate import curate_neighbours
+from roles.offline_roles import OfflineLMMem
 from schemas.context import MemRecContext
 from schemas.propagate_state import LoadedContext, PropagateState
-from schemas.records import InteractionEvent, NeighbourSnippet, PropagationInput
+from schemas.recommend_state import CuratedNeighbour
+from schemas.records import (
+    Facet,
+    InteractionEvent,
+    NeighbourSnippet,
+    PropagationInput,
+    SynthesisInput,
+)
 
 ALREADY_PROPAGATED = "already propagated (replayed job)"
 
@@ -41,12 +58,25 @@ def resolve_event(ws: Workspace, interaction_id: str | None, event: Any = None) 
 
 
 PROPAGATION_POOL = 16  # neighbours curated before the best fanout_cap are kept
+MIN_PER_KIND = 2  # users and items each get at least this many of the fan-out, where available
+HISTORY_TITLES = 200  # titles of the user's own items the screen accepts in a rewrite
+
+WriteScope = Literal["all", "user", "none"]
 
 
-def choose_neighbours(
+def write_scope(ctx: MemRecContext) -> WriteScope:
+    """What a propagation under ``ctx`` writes: all memories, the user's own only, or nothing."""
+    if ctx.memory == "none":
+        return "none"
+    if not ctx.collab_write or ctx.memory == "own":
+        return "user"
+    return "all"
+
+
+def curate_pool(
     ws: Workspace, ctx: MemRecContext, event: InteractionEvent
-) -> list[tuple[str, float]]:
-    """The best ``fanout_cap`` (ref, score) neighbours of the acting user, by the rule set."""
+) -> list[CuratedNeighbour]:
+    """The acting user's curated neighbours by the rule set, minus the item and opted-out users."""
     user = ws.user_code(event.user_id)
     # The write path curates by the rules whatever the read side asks for (k, raw curation),
     # so the same interaction propagates the same way for every read configuration.
@@ -57,7 +87,54 @@ def choose_neighbours(
     excluded_refs |= {f"user:{ws.dataset.user_ids[code]}" for code in ws.opted_out}
     kept = [n for n in curated if n.ref not in excluded_refs]
     kept.sort(key=lambda n: (-n.score, n.ref))
-    return [(n.ref, n.score) for n in kept[: max(0, ctx.fanout_cap)]]
+    return kept
+
+
+def mixed_fanout(pool: list[CuratedNeighbour], cap: int) -> list[CuratedNeighbour]:
+    """The best ``cap`` of ``pool`` (sorted best first) with >= MIN_PER_KIND users and items.
+
+    Scores of user and item neighbours are on different scales, so a plain top-``cap`` can be all
+    users; the minimum keeps both halves of the memory graph in every propagation.
+    """
+    cap = max(0, cap)
+    floor = min(MIN_PER_KIND, cap // 2)
+    chosen = [n for n in pool if n.kind == "user"][:floor]
+    chosen += [n for n in pool if n.kind == "item"][:floor]
+    rest = [n for n in pool if n not in chosen]
+    chosen += rest[: cap - len(chosen)]
+    return sorted(chosen, key=lambda n: (-n.score, n.ref))
+
+
+def choose_neighbours(
+    ws: Workspace, ctx: MemRecContext, event: InteractionEvent
+) -> list[tuple[str, float]]:
+    """The ``fanout_cap`` (ref, score) neighbours of the acting user, by the rule set, mixed."""
+    chosen = mixed_fanout(curate_pool(ws, ctx, event), ctx.fanout_cap)
+    return [(n.ref, n.score) for n in chosen]
+
+
+def collab_facets(
+    ws: Workspace, ctx: MemRecContext, event: InteractionEvent, pool: list[CuratedNeighbour]
+) -> list[Facet]:
+    """M_collab for the call: the user's latest cached facets, else the offline synthesis."""
+    cached = facet_cache_for(ws).latest_for(f"user:{event.user_id}")
+    if cached is not None:
+        return cached[: ctx.n_facets]
+    snippets = [NeighbourSnippet(ref=n.ref, kind=n.kind, text="", score=n.score) for n in pool]
+    with ws.lock:
+        facets = OfflineLMMem(ws).facets(
+            SynthesisInput(
+                user_id=event.user_id, user_memory="", neighbours=snippets, max_facets=ctx.n_facets
+            )
+        )
+    return facets.facets
+
+
+def event_date(ws: Workspace, event: InteractionEvent) -> str:
+    """The event's date as YYYY-MM-DD, or '' when the dataset orders by position, not time."""
+    if not ws.dataset.has_clock or event.ts <= 0:
+        return ""
+    return datetime.fromtimestamp(event.ts, tz=UTC).date().isoformat()
 
 
 def already_propagated(ws: Workspace, event: InteractionEvent) -> bool:
@@ -91,18 +168,50 @@ def load_propagation_context(
         f"user:{event.user_id}": user_rec.version,
         f"item:{event.item_id}": item_rec.version,
     }
-    skip = None if ctx.collab_write else "collaborative write is off (collab_write=False)"
+    scope = write_scope(ctx)
+    skip = "no memory to write (memory='none')" if scope == "none" else None
     if skip is None and already_propagated(ws, event):
         skip = ALREADY_PROPAGATED
-    neighbours = [] if skip else _snippets(ws, choose_neighbours(ws, ctx, event), versions)
+    neighbours: list[NeighbourSnippet] = []
+    facets: list[Facet] = []
+    if skip is None and scope == "all":
+        pool = curate_pool(ws, ctx, event)
+        chosen = [(n.ref, n.score) for n in mixed_fanout(pool, ctx.fanout_cap)]
+        neighbours = _snippets(ws, chosen, versions)
+        facets = collab_facets(ws, ctx, event, pool)
     inp = PropagationInput(
         event=event,
         item_title=ws.title(item_code),
         user_memory=user_rec.text,
         item_memory=item_rec.text,
         neighbours=neighbours,
+        facets=facets,
+        when=event_date(ws, event),
+        dataset=ws.name,
     )
-    return LoadedContext(event=event, inp=inp, versions=versions, skip_reason=skip)
+    titles, attributes = catalogue_names(ws, event, neighbours)
+    return LoadedContext(
+        event=event,
+        inp=inp,
+        versions=versions,
+        skip_reason=skip,
+        scope="user" if scope == "user" else "all",
+        titles=titles,
+        attributes=attributes,
+    )
+
+
+def catalogue_names(
+    ws: Workspace, event: InteractionEvent, neighbours: list[NeighbourSnippet]
+) -> tuple[list[str], list[str]]:
+    """Titles of the user's items (and the item) and the attribute names of those and nbrs."""
+    codes = ws.graph.user_item_times(ws.user_code(event.user_id))[0][-HISTORY_TITLES:].tolist()
+    codes.append(ws.item_code(event.item_id))
+    titles = sorted({ws.title(int(c)) for c in codes})
+    codes += [ws.item_code(n.ref.split(":", 1)[1]) for n in neighbours if n.kind == "item"]
+    attributes = ws.dataset.item_attributes
+    names = {a for c in codes for a in (attributes[int(c)] if attributes else [])}
+    return titles, sorted(names)
 
 
 def _snippets(
@@ -125,7 +234,10 @@ def _snippets(
         if rec is None:
             continue
         versions[ref] = rec.version
-        out.append(NeighbourSnippet(ref=ref, kind=_kind(kind), text=rec.text, score=score))
+        title = ws.title(ws.item_code(entity)) if kind == "item" else ""
+        out.append(
+            NeighbourSnippet(ref=ref, kind=_kind(kind), text=rec.text, score=score, title=title)
+        )
     return out
 
 

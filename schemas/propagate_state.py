@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
@@ -20,6 +20,15 @@ class LoadedContext(BaseModel):
     )
     skip_reason: str | None = Field(
         default=None, description="why nothing will be propagated, if so"
+    )
+    scope: Literal["all", "user"] = Field(
+        default="all", description="'user': only the user's own memory is written (no patches)"
+    )
+    titles: list[str] = Field(
+        default_factory=list, description="titles of the user's items: their own memory may name"
+    )
+    attributes: list[str] = Field(
+        default_factory=list, description="attribute names (genres, categories) any memory may name"
     )
 
 
@@ -43,6 +52,9 @@ class PropagationReport(BaseModel):
     )
     refused_patches: int = Field(
         default=0, description="patches that would leak a user, item text or an instruction"
+    )
+    refused_rewrites: int = Field(
+        default=0, description="user / item rewrites refused by the same screen (old text kept)"
     )
     usage: CallUsage = Field(default_factory=lambda: CallUsage(), description="the one LMMem call")
     notes: list[str] = Field(default_factory=list, description="why things were skipped")

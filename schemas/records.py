@@ -56,6 +56,7 @@ class NeighbourSnippet(BaseModel):
     kind: Literal["user", "item"]
     text: str = Field(description="the neighbour's memory text (possibly trimmed)")
     score: float = Field(description="curation score")
+    title: str = Field(default="", description="the item's title (item neighbours only)")
 
 
 class Facet(BaseModel):
@@ -78,7 +79,12 @@ class CandidateItem(BaseModel):
 
     item_id: str
     title: str
-    text: str = ""
+    text: str = Field(default="", description="static catalogue text (without the title)")
+    memory: str = Field(
+        default="",
+        description="the item's current memory (catalogue text enriched by propagation), "
+        "trimmed to the ranking's budget; empty when the method reads no memory",
+    )
 
 
 class RankedItem(BaseModel):
@@ -115,6 +121,7 @@ class SynthesisInput(BaseModel):
     """What synthesize needs."""
 
     user_id: str
+    dataset: str = Field(default="", description="dataset name: picks the prompt's domain words")
     user_memory: str
     neighbours: list[NeighbourSnippet]
     max_facets: int = Field(default=7, description="upper bound on facets")
@@ -125,6 +132,7 @@ class RankingInput(BaseModel):
     """What rank needs."""
 
     user_id: str
+    dataset: str = Field(default="", description="dataset name: picks the prompt's domain words")
     user_memory: str
     facets: list[Facet] = Field(default_factory=list)
     candidates: list[CandidateItem]
@@ -157,6 +165,11 @@ class PropagationInput(BaseModel):
     user_memory: str
     item_memory: str
     neighbours: list[NeighbourSnippet]
+    facets: list[Facet] = Field(
+        default_factory=list, description="the user's collaborative facets (M_collab)"
+    )
+    when: str = Field(default="", description="the event's date (YYYY-MM-DD), '' without clock")
+    dataset: str = Field(default="", description="dataset name: picks the prompt's domain words")
 
 
 class ProfileInput(BaseModel):
