@@ -22,6 +22,7 @@ BENCHMARKS = (
     "index",
     "chroma",
     "catalogue",
+    "screen",
 )
 
 app = typer.Typer(

@@ -304,6 +304,20 @@ class InteractionGraph:
         norms[norms == 0] = 1.0
         return prof / norms[:, None]
 
+    def profile_cosines(self, users: np.ndarray, profile: np.ndarray) -> np.ndarray:
+        """Cosine of each user's attribute profile with a unit ``profile``, without dense rows."""
+        if self.attributes.shape[1] == 0 or len(users) == 0:
+            return np.zeros(len(users))
+        if self._profiles is None:
+            self._profiles = (self._ui @ self.attributes).tocsr()
+        cols, vals, pos = gather_rows(self._profiles, users)
+        dots = np.bincount(pos, weights=vals * profile[cols], minlength=len(users))
+        norms = np.sqrt(np.bincount(pos, weights=vals * vals, minlength=len(users)))
+        out = dots / np.where(norms > 0, norms, 1.0)
+        for row in [r for r, u in enumerate(users.tolist()) if u in self._delta_ui]:
+            out[row] = self.user_profiles(users[row : row + 1])[0] @ profile  # appended items
+        return out
+
     def attribute_dot(self, items: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """For each item, its (normalised) attribute row dotted with ``vector``."""
         cols, vals, pos = gather_rows(self.attributes, items)

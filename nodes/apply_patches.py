@@ -9,17 +9,19 @@ propagation was applied (a replayed job then skips the model call). Under a ``us
 ONE screen (``refusal``) guards every write: the user's rewrite, the item's update and each
 neighbour patch. A text is refused when it
 - reads like an instruction to a model (``INSTRUCTION_PATTERNS``), whatever the target;
-- names the acting user or copies a run of >= COPY_RUN words of their own profile, unless it is
-  written into that user's own memory;
-- copies a run of >= COPY_RUN words of the item's own text (description, reviews: where an
-  injection hides), unless it is written into that item's own memory;
-- copies a run of >= COPY_RUN words of another loaded memory's own text (the part before its
-  collaborative notes) that the target does not hold already.
-Catalogue titles (of the item, the user's items and the neighbour items) may be named anywhere
-unless the title itself reads like an instruction: "enjoyed Top Hat (1935)" is a natural note.
-A patch for a ref that was not loaded, a malformed one (bad ref, empty, repeated) or an oversized
-one (> MAX_PATCH_CHARS) is dropped. A refused rewrite keeps the memory's old text (the user's is
-written again under this cause, so the propagation still completes once).
+- names the acting user or copies a run of MEMORY_COPY_RUN words of their own memory, unless it
+  is written into that user's own memory;
+- copies a run of COPY_RUN words of the catalogue text (description, reviews: where an injection
+  hides) of the item or of an item neighbour, unless written into that item's own memory;
+- copies a run of MEMORY_COPY_RUN words of another loaded user's memory (before its notes).
+Runs never span a ref (``item:<id>``), a number or a catalogue name the target may use: the item's
+title and attribute names anywhere, the titles of the user's own items in their own memory. A run
+that two loaded sources share is common phrasing, not a copy, and what the target holds already is
+no leak. So "enjoyed item:1203 (Top Hat (1935)), a light musical" passes, while a note repeating a
+description or another user's profile sentence does not. A patch for a ref that was not loaded, a
+malformed one (bad ref, empty, repeated) or an oversized one (> MAX_PATCH_CHARS) is dropped. A
+refused rewrite keeps the memory's old text (the user's is written again under this cause, so
+the propagation still completes once).
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ from schemas.records import CallUsage, NeighbourPatch, PropagationResult
 logger = logging.getLogger(__name__)
 
 MAX_PATCH_CHARS = 600
-COPY_RUN = 4  # consecutive words copied from item text or another memory that count as a copy
+COPY_RUN = 4  # consecutive words of catalogue text (an item's description) that make a copy
+MEMORY_COPY_RUN = 6  # consecutive words of a user's memory that make a copy (prose repeats)
 NOTE_MARKER = " Note: "  # collaborative notes follow a memory's own text (memory_store.summaries)
 _WORD = re.compile(r"[a-z0-9']+")
 _REF = re.compile(r"^(user|item):(\S.*)$")
-_NUMBER = re.compile(r"\d+")
+_CUT = re.compile(r"\b(?:user|item):\S+")  # refs are pointers, not text: runs do not span them
 # What a note about shared tastes never needs: instruction overrides, role labels, fake data-block
 # delimiters, markup, JSON / template braces, code fences, talk of schemas and bidi overrides.
 # Kept small on purpose: copied item or profile text is caught by COPY_RUN instead.
@@ -90,33 +93,56 @@ def _runs(text: str, n: int = COPY_RUN) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def _text_runs(text: str, names: list[str]) -> set[tuple[str, ...]]:
-    """Word runs of a memory's own text, none spanning a catalogue name it may use."""
-    return _cut_runs(own_text(text), names)
-
-
-def _cut_runs(text: str, names: list[str]) -> set[tuple[str, ...]]:
-    """Word runs of ``text`` with the catalogue ``names`` cut out (no run spans one)."""
-    pieces = [text]
-    for name in sorted((n for n in names if n.strip()), key=len, reverse=True):
+def _cut_runs(text: str, names: list[str], n: int = COPY_RUN) -> set[tuple[str, ...]]:
+    """Word runs of ``text`` with catalogue ``names`` and refs cut out (no run spans one)."""
+    pieces = _CUT.split(text)
+    for name in sorted((x for x in names if x.strip()), key=len, reverse=True):
         pieces = [part for piece in pieces for part in piece.split(name)]
-    return set().union(*(_runs(piece) for piece in pieces))
+    return set().union(*(_runs(piece, n) for piece in pieces))
 
 
-def _distinct_runs(loaded: LoadedContext, names: list[str]) -> dict[str, set[tuple[str, ...]]]:
-    """Per loaded memory ('user:<id>' / 'item:<id>'), the runs no other loaded memory has.
+def _sources(loaded: LoadedContext) -> dict[str, tuple[str, int]]:
+    """What a write must not copy, per loaded ref: (text, run length).
 
-    A phrase two memories share ("interacted with items returns to") is the shape of a
-    profile, not something that identifies one of them.
+    Catalogue text (the acting item's and item neighbours' descriptions: where an injection
+    hides) by COPY_RUN words; user memories (profiles: what identifies a person) by
+    MEMORY_COPY_RUN words, their collaborative notes left out.
     """
-    texts = {
-        f"user:{loaded.event.user_id}": loaded.inp.user_memory,
-        f"item:{loaded.event.item_id}": loaded.inp.item_memory,
-        **{n.ref: n.text for n in loaded.inp.neighbours},
+    acting_item = f"item:{loaded.event.item_id}"
+    out = {
+        f"user:{loaded.event.user_id}": (own_text(loaded.inp.user_memory), MEMORY_COPY_RUN),
+        acting_item: (
+            loaded.catalogue.get(acting_item, own_text(loaded.inp.item_memory)),
+            COPY_RUN,
+        ),
     }
-    runs = {ref: _text_runs(text, names) for ref, text in texts.items()}
+    for n in loaded.inp.neighbours:
+        if n.kind == "user":
+            out[n.ref] = (own_text(n.text), MEMORY_COPY_RUN)
+        else:
+            out[n.ref] = (loaded.catalogue.get(n.ref, own_text(n.text)), COPY_RUN)
+    return out
+
+
+def _copied(
+    note: str, loaded: LoadedContext, target: str, target_text: str, refs: set[str]
+) -> tuple[str, tuple[str, ...]] | None:
+    """The first source among ``refs`` whose distinctive runs ``note`` copies, and the run.
+
+    A phrase two sources share ("interacted with items, returns to") is the shape of a profile,
+    not something that identifies one of them, and what the target holds already is no leak.
+    """
+    names = catalogue_names(loaded, target)
+    sources = _sources(loaded)
+    runs = {ref: _cut_runs(text, names, n) for ref, (text, n) in sources.items()}
     seen: Counter[tuple[str, ...]] = Counter(r for rs in runs.values() for r in rs)
-    return {ref: {r for r in rs if seen[r] == 1} for ref, rs in runs.items()}
+    for ref in [r for r in sources if r in refs and r != target]:
+        n = sources[ref][1]
+        written = _cut_runs(note, names, n) - _runs(target_text, n)
+        copied = {r for r in runs[ref] & written if seen[r] == 1}
+        if copied:
+            return ref, min(copied)
+    return None
 
 
 def _mentions_user(note: str, user_id: str) -> bool:
@@ -151,15 +177,11 @@ def catalogue_names(loaded: LoadedContext, target: str) -> list[str]:
 
 def leaks_user(note: str, loaded: LoadedContext, target_text: str, target: str = "") -> str | None:
     """Why ``note`` would leak the acting user into another memory, or None."""
-    user_id = loaded.event.user_id
-    if _mentions_user(note, user_id):
-        return f"names the acting user {user_id!r}"
-    # collaborative notes came from other users: only the user's own profile identifies them
-    names = catalogue_names(loaded, target)
-    written = _cut_runs(note, names) - _runs(target_text)
-    copied = _distinct_runs(loaded, names)[f"user:{user_id}"] & written
-    if copied:
-        return f"copies {COPY_RUN} words of the acting user's memory: {' '.join(min(copied))!r}"
+    user_ref = f"user:{loaded.event.user_id}"
+    if _mentions_user(note, loaded.event.user_id):
+        return f"names the acting user {loaded.event.user_id!r}"
+    if found := _copied(note, loaded, target, target_text, {user_ref}):
+        return f"copies {len(found[1])} words of the acting user's memory: {' '.join(found[1])!r}"
     return None
 
 
@@ -174,15 +196,11 @@ def instruction_like(note: str) -> str | None:
 
 def copies_text(note: str, loaded: LoadedContext, target: str, target_text: str = "") -> str | None:
     """Why ``note`` copies item text or another loaded memory into ``target``, or None."""
-    names = catalogue_names(loaded, target)
-    written = _cut_runs(note, names) - _runs(target_text)
-    distinct = _distinct_runs(loaded, names)
-    item_ref = f"item:{loaded.event.item_id}"
-    if target != item_ref and (copied := distinct[item_ref] & written):
-        return f"copies {COPY_RUN} words of the item's text: {' '.join(min(copied))!r}"
-    for n in loaded.inp.neighbours:
-        if n.ref != target and (copied := distinct[n.ref] & written):
-            return f"copies {COPY_RUN} words of {n.ref}'s memory: {' '.join(min(copied))!r}"
+    others = set(_sources(loaded)) - {f"user:{loaded.event.user_id}"}
+    if found := _copied(note, loaded, target, target_text, others):
+        ref, run = found
+        what = "the item's text" if ref == f"item:{loaded.event.item_id}" else f"{ref}'s memory"
+        return f"copies {len(run)} words of {what}: {' '.join(run)!r}"
     return None
 
 

@@ -198,6 +198,10 @@ def load_propagation_context(
         scope="user" if scope == "user" else "all",
         titles=titles,
         attributes=attributes,
+        catalogue={
+            ref: ws.dataset.item_texts[ws.item_code(ref.split(":", 1)[1])]
+            for ref in [f"item:{event.item_id}", *(n.ref for n in neighbours if n.kind == "item")]
+        },
     )
 
 

@@ -27,6 +27,10 @@ class LoadedContext(BaseModel):
     titles: list[str] = Field(
         default_factory=list, description="titles of the user's items: their own memory may name"
     )
+    catalogue: dict[str, str] = Field(
+        default_factory=dict,
+        description="'item:<id>' -> catalogue text of the item and the item neighbours",
+    )
     attributes: list[str] = Field(
         default_factory=list, description="attribute names (genres, categories) any memory may name"
     )

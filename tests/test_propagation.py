@@ -153,7 +153,7 @@ async def test_bad_patches_dropped_leaks_refused_rest_applied(
     users = [n.ref for n in loaded.inp.neighbours if n.kind == "user"]
     assert len(users) >= 4
     acting = loaded.inp.user_memory.split(". ")[0]  # "Interacted with 18 items"
-    profile_words = " ".join(loaded.inp.user_memory.split("Recently: ")[1].split()[:7])
+    profile_words = " ".join(loaded.inp.user_memory.split("Recently: ")[1].split()[:12])
     patches = [
         NeighbourPatch(ref=users[0], note="Shares a liked thriller."),  # good
         NeighbourPatch(ref="user:99999", note="not a loaded neighbour"),  # dropped
