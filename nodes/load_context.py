@@ -60,6 +60,7 @@ def resolve_event(ws: Workspace, interaction_id: str | None, event: Any = None) 
 PROPAGATION_POOL = 16  # neighbours curated before the best fanout_cap are kept
 MIN_PER_KIND = 2  # users and items each get at least this many of the fan-out, where available
 HISTORY_TITLES = 200  # titles of the user's own items the screen accepts in a rewrite
+POSITIONS_BELOW = 1e8  # timestamps below (before 1973) are sequence positions, not times
 
 WriteScope = Literal["all", "user", "none"]
 
@@ -132,7 +133,7 @@ def collab_facets(
 
 def event_date(ws: Workspace, event: InteractionEvent) -> str:
     """The event's date as YYYY-MM-DD, or '' when the dataset orders by position, not time."""
-    if not ws.dataset.has_clock or event.ts <= 0:
+    if not ws.dataset.has_clock or event.ts < POSITIONS_BELOW:
         return ""
     return datetime.fromtimestamp(event.ts, tz=UTC).date().isoformat()
 
