@@ -27,6 +27,7 @@ the propagation still completes once).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections import Counter
@@ -93,11 +94,12 @@ def _runs(text: str, n: int = COPY_RUN) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def _cut_runs(text: str, names: list[str], n: int = COPY_RUN) -> set[tuple[str, ...]]:
+def _cut_runs(text: str, names: tuple[str, ...], n: int = COPY_RUN) -> set[tuple[str, ...]]:
     """Word runs of ``text`` with catalogue ``names`` and refs cut out (no run spans one)."""
     pieces = _CUT.split(text)
-    for name in sorted((x for x in names if x.strip()), key=len, reverse=True):
-        pieces = [part for piece in pieces for part in piece.split(name)]
+    for name in names:  # longest first; only the names the text holds cost a split
+        if name in text:
+            pieces = [part for piece in pieces for part in piece.split(name)]
     return set().union(*(_runs(piece, n) for piece in pieces))
 
 
@@ -133,16 +135,30 @@ def _copied(
     not something that identifies one of them, and what the target holds already is no leak.
     """
     names = catalogue_names(loaded, target)
-    sources = _sources(loaded)
-    runs = {ref: _cut_runs(text, names, n) for ref, (text, n) in sources.items()}
-    seen: Counter[tuple[str, ...]] = Counter(r for rs in runs.values() for r in rs)
-    for ref in [r for r in sources if r in refs and r != target]:
-        n = sources[ref][1]
+    sources = tuple((ref, text, n) for ref, (text, n) in _sources(loaded).items())
+    # the sources are cut by the names every target may use (cached across the writes)
+    distinct = _distinct(sources, catalogue_names(loaded, ""))
+    for ref, _, n in sources:
+        if ref not in refs or ref == target or not distinct[ref]:
+            continue
         written = _cut_runs(note, names, n) - _runs(target_text, n)
-        copied = {r for r in runs[ref] & written if seen[r] == 1}
+        copied = distinct[ref] & written
         if copied:
             return ref, min(copied)
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _distinct(
+    sources: tuple[tuple[str, str, int], ...], names: tuple[str, ...]
+) -> dict[str, frozenset[tuple[str, ...]]]:
+    """Per source ref, its runs that no other source has.
+
+    Cached: one propagation screens a dozen writes against the same sources.
+    """
+    runs = {ref: _cut_runs(text, names, n) for ref, text, n in sources}
+    seen: Counter[tuple[str, ...]] = Counter(r for rs in runs.values() for r in rs)
+    return {ref: frozenset(r for r in rs if seen[r] == 1) for ref, rs in runs.items()}
 
 
 def _mentions_user(note: str, user_id: str) -> bool:
@@ -161,7 +177,7 @@ def own_text(memory: str) -> str:
     return memory.split(NOTE_MARKER)[0]
 
 
-def catalogue_names(loaded: LoadedContext, target: str) -> list[str]:
+def catalogue_names(loaded: LoadedContext, target: str) -> tuple[str, ...]:
     """Catalogue names a text written into ``target`` may use.
 
     Every memory may name the item and attribute names; the acting user's own memory may also
@@ -172,7 +188,14 @@ def catalogue_names(loaded: LoadedContext, target: str) -> list[str]:
     if target == f"user:{loaded.event.user_id}":
         names += loaded.titles
     names += [n.title for n in loaded.inp.neighbours if n.ref == target and n.title]
-    return [name for name in names if instruction_like(name) is None]
+    return _safe_names(tuple(names))
+
+
+@functools.lru_cache(maxsize=256)
+def _safe_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The names that are no instruction, longest first (cached: a propagation asks often)."""
+    allowed = {name for name in names if name.strip() and instruction_like(name) is None}
+    return tuple(sorted(allowed, key=lambda name: (-len(name), name)))
 
 
 def leaks_user(note: str, loaded: LoadedContext, target_text: str, target: str = "") -> str | None:

@@ -35,6 +35,8 @@ def without_title(text: str, title: str) -> str:
 
 def fit_memory(text: str, tokens: int) -> str:
     """The memory within ``tokens``: its newest collaborative notes first, then its own text."""
+    if count_tokens(text) <= tokens:  # the common case (counts are cached)
+        return text
     notes = notes_of(text)
     own = text.split(" Note: ")[0] if notes else text
     kept: list[str] = []

@@ -302,9 +302,15 @@ class OfflineLLMRec:
     def _memory_match(self, inp: RankingInput, codes: np.ndarray) -> np.ndarray:
         """Cosine of the user's memory (+ request) with each candidate's memory from the input.
 
-        A candidate the input carries without memory (vanilla) is read from the vector cache.
+        The user's memory vector comes from the store's vector cache (kept in step with every
+        write) unless a request joins it; a candidate the input carries without memory (vanilla)
+        is read from the vector cache too.
         """
-        query = self._embed([" ".join(t for t in (inp.user_memory, inp.request or "") if t)])[0]
+        user = self.ws.dataset.user_index.get(inp.user_id)
+        if user is not None and not inp.request:  # the store's vector of that same memory text
+            query = self.ws.vectors.users[user].astype(np.float64)
+        else:
+            query = self._embed([" ".join(t for t in (inp.user_memory, inp.request or "") if t)])[0]
         texts = [c.memory for c in inp.candidates]
         items = self.ws.vectors.items[codes].astype(np.float64)
         written = [j for j, t in enumerate(texts) if t]
