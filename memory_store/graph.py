@@ -18,31 +18,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from memory_store import similarity
+from memory_store.sparse_rows import gather_rows
 
 log = logging.getLogger(__name__)
 
 _SECONDS_PER_DAY = 86400.0
 SIMILAR_K = 50  # neighbours kept per item in the precomputed similarity
 SIMILAR_SHRINK = 10.0
-
-
-def gather_rows(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Column indices, values and row positions of several CSR rows, without scipy indexing.
-
-    scipy's fancy indexing validates and copies on every call; on the online path a plain numpy
-    gather over ``indptr`` is several times cheaper.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    starts = m.indptr[rows]
-    lengths = m.indptr[rows + 1] - starts
-    total = int(lengths.sum())
-    if total == 0:
-        empty = np.zeros(0, np.int64)
-        return empty, np.zeros(0, m.dtype), empty
-    row_pos = np.repeat(np.arange(len(rows)), lengths)
-    offsets = np.cumsum(lengths) - lengths
-    positions = np.arange(total) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
-    return m.indices[positions], m.data[positions], row_pos
 
 
 def _binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
@@ -52,8 +34,21 @@ def _binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> s
     return m
 
 
+NOT_CHOSEN = ("negative", "skip", "dislike", "rating:1", "rating:2")
+
+
+def is_choice(kind: str) -> bool:
+    """Whether an interaction kind means the user chose the item (a dislike is no co-choice)."""
+    return not kind.startswith(NOT_CHOSEN)
+
+
 class InteractionGraph:
-    """User-item interactions with the collaborative features curation needs."""
+    """User-item interactions with the collaborative features curation needs.
+
+    Only choices are edges: an item a user disliked never counts as co-chosen with their likes
+    (co-counts, neighbours, propagation); it is kept apart in ``rejected`` so it is not proposed
+    to them again.
+    """
 
     def __init__(
         self,
@@ -81,6 +76,7 @@ class InteractionGraph:
         self._n_delta = 0
         self._similar: sp.csr_matrix | None = None
         self._profiles: sp.csr_matrix | None = None
+        self.rejected: dict[int, set[int]] = defaultdict(set)  # user -> items they disliked
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -128,6 +124,12 @@ class InteractionGraph:
             self.compact()
         return True
 
+    def reject(self, user: int, item: int) -> None:
+        """Note a dislike: never an edge, only kept out of the user's suggestions."""
+        if not (0 <= user < self.n_users and 0 <= item < self.n_items):
+            raise IndexError(f"user {user} / item {item} outside the graph")
+        self.rejected[user].add(item)
+
     def remove_user(self, user: int) -> int:
         """Remove every interaction of a user (privacy deletion); returns how many were removed.
 
@@ -136,6 +138,7 @@ class InteractionGraph:
         next reindex.
         """
         self.compact()
+        self.rejected.pop(user, None)
         items = self.user_items(user)
         if not len(items):
             return 0
