@@ -24,6 +24,7 @@ BENCHMARKS = (
     "chroma",
     "catalogue",
     "llm_cpu",
+    "screen",
 )
 # Run by name only, never by ``all``: the first run builds llama.cpp, then steps take minutes.
 LANES = ("realmodel",)

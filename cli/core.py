@@ -7,7 +7,8 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 console = Console()
 T = TypeVar("T")
 
-data_app = typer.Typer(help="Datasets: download and list.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: download, import and list.", no_args_is_help=True)
 rules_app = typer.Typer(help="Curation rule sets: generate and show.", no_args_is_help=True)
 
 
@@ -70,6 +71,37 @@ def data_download(
     def go() -> None:
         path = download_dataset(name, resolve_data_dir(data_dir))
         console.print(f"[green]downloaded[/] {name} -> {path}")
+
+    run_cli(go)
+
+
+@data_app.command("import-instructrec")
+def data_import_instructrec(
+    pkl: Annotated[Path, typer.Argument(help="iAgent's InstructRec <domain>All_recagent.pkl")],
+    mapping: Annotated[
+        Path | None, typer.Option(help="the item mapping CSV (titles of candidates)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="folder to write (default <data-dir>/instructrec-<domain>)")
+    ] = None,
+    data_dir: str | None = DATA_DIR,
+) -> None:
+    """Convert InstructRec files into a generic-format folder with instructions and candidates.
+
+    Then `memrec eval --dataset <folder>` ranks each user's own 10 candidates, passing their
+    instruction as the request. Import only pickles from a source you trust.
+    """
+    from dataio.instructrec import default_folder, import_instructrec
+
+    def go() -> None:
+        folder = out or default_folder(pkl, resolve_data_dir(data_dir))
+        report = import_instructrec(pkl, folder, mapping)
+        console.print(
+            f"[green]imported[/] {report.users} users, {report.items} items, "
+            f"{report.interactions} interactions, {report.requests} instructions, "
+            f"{report.candidate_lists} candidate lists -> {report.folder}"
+        )
+        console.print(f"next: memrec eval --dataset {report.folder} --method memrec")
 
     run_cli(go)
 

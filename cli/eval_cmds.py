@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from cli.options import CliError, model_options, user_errors
-from evaluation.methods import METHODS
+from evaluation.methods import AGENTIC_METHODS, METHODS, get_method, write_switches
 
 _console = Console()
 
@@ -97,9 +97,16 @@ def eval_command(
 
 
 # Relative cost of a method on the offline roles (a warm-up counts like two rankings).
-_COST = {"memrec-no-write": 1.0, "memrec-generic-rules": 3.0, "bpr": 1.5, "itemknn": 1.0}
-# Methods whose warm-up is identical (same write path): one process warms up once for all.
-_SHARED_WARMUP = ("vanilla", "isolated", "naive-collab", "memrec", "memrec-no-read")
+_COST = {
+    "memrec-no-write": 1.0,
+    "isolated": 1.0,
+    "vanilla": 0.8,
+    "memrec-generic-rules": 3.0,
+    "bpr": 1.5,
+    "itemknn": 1.0,
+}
+# Methods whose warm-up is memrec's (no write switch): one process warms up once for all.
+_SHARED_WARMUP = tuple(name for name in AGENTIC_METHODS if not write_switches(get_method(name)))
 
 
 def partition_methods(names: list[str], jobs: int) -> list[list[str]]:

@@ -51,6 +51,8 @@ def make_candidates(
     """
     if n < 2:
         raise ValueError(f"n must be at least 2 (the target plus one negative), not {n}")
+    if which == "test" and ds.fixed_candidates:
+        return fixed_candidates(ds, split, n)
     targets = split.targets(which)
     histories = histories if histories is not None else user_histories(ds)
     candidates: dict[int, list[int]] = {}
@@ -66,6 +68,37 @@ def make_candidates(
         rng.shuffle(items)
         candidates[user] = items
     return candidates
+
+
+def fixed_candidates(ds: Dataset, split: Split, n: int) -> dict[int, list[int]]:
+    """The dataset's own test lists (``candidates.csv``, e.g. InstructRec's ``ranked_lists``).
+
+    Every evaluated user needs one, of ``n`` items, holding their test target; the order is kept.
+    """
+    targets = split.targets("test")
+    out: dict[int, list[int]] = {}
+    sizes = {len(items) for items in ds.fixed_candidates.values()}
+    if sizes != {n}:
+        raise ProtocolError(
+            f"{ds.name} ships its own test candidate lists of {sorted(sizes)} items; evaluate "
+            f"with that many candidates (--candidates {min(sizes)}), not {n}"
+        )
+    for user, target in zip(targets["user"].tolist(), targets["item"].tolist(), strict=True):
+        user_id = ds.user_ids[user]
+        items = ds.fixed_candidates.get(user_id)
+        if items is None:
+            raise ProtocolError(
+                f"{ds.name}: user {user_id!r} has no list in candidates.csv; every user with "
+                "3 or more interactions needs one (or remove candidates.csv to sample them)"
+            )
+        codes = [ds.item_index[i] for i in items]
+        if target not in codes:
+            raise ProtocolError(
+                f"{ds.name}: the candidate list of user {user_id!r} does not hold their last item "
+                f"{ds.item_ids[target]!r} (the test target); the list must contain it"
+            )
+        out[user] = codes
+    return out
 
 
 def user_histories(ds: Dataset) -> list[set[int]]:

@@ -52,6 +52,12 @@ class Dataset:
     item_texts: list[str]
     item_attributes: list[list[str]] = field(default_factory=list)
     has_clock: bool = True
+    requests: dict[str, str] = field(default_factory=dict)  # user id -> their request / instruction
+    fixed_candidates: dict[str, list[str]] = field(default_factory=dict)  # user -> own test list
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Unpickle snapshots written before ``requests`` / ``fixed_candidates`` existed."""
+        self.__dict__.update({"requests": {}, "fixed_candidates": {}, **state})
 
     @property
     def n_users(self) -> int:

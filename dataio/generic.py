@@ -8,6 +8,12 @@
     ``categories`` or ``tags`` is split on ``|`` or ``,`` into item attributes. The item text is the
     title, the description and every extra column (``"Column: value."``). Every item referenced by
     ``interactions.csv`` must be listed here.
+``requests.csv`` (optional, UTF-8, header required)
+    ``user_id,request`` (or ``instruction``): what each user asks for, passed as the request when
+    the user is evaluated (the InstructRec protocol passes each user's instruction).
+``candidates.csv`` (optional, UTF-8, header required)
+    ``user_id,candidates`` with item ids separated by ``|``: the dataset's own fixed test candidate
+    lists (each holding the user's last item, the test target), used instead of sampled ones.
 """
 
 from __future__ import annotations
@@ -36,7 +42,62 @@ def load_generic(folder: Path) -> Dataset:
             f"items.csv (for example {examples}); every item in interactions.csv needs a row "
             "in items.csv"
         )
-    return assemble(folder.resolve().name or "dataset", raw, catalog, has_clock=True)
+    dataset = assemble(folder.resolve().name or "dataset", raw, catalog, has_clock=True)
+    dataset.requests = _requests(folder / "requests.csv", dataset)
+    dataset.fixed_candidates = _fixed_candidates(folder / "candidates.csv", dataset)
+    return dataset
+
+
+def _requests(path: Path, dataset: Dataset) -> dict[str, str]:
+    """The optional per-user requests (``user_id,request`` or ``user_id,instruction``)."""
+    if not path.exists():
+        return {}
+    expected = "a CSV with header user_id,request (or user_id,instruction)"
+    table = read_table(path, expected)
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    column = "request" if "request" in table.columns else "instruction"
+    require_columns(table, ("user_id", column), path, expected)
+    users = id_column(table["user_id"], path, "user_id", first_line=2).tolist()
+    _known(path, users, dataset.user_index, "user", "interactions.csv")
+    texts = [str(t).strip() for t in table[column]]
+    return {u: t for u, t in zip(users, texts, strict=True) if t}
+
+
+def _fixed_candidates(path: Path, dataset: Dataset) -> dict[str, list[str]]:
+    """The optional fixed test candidate lists (``user_id,candidates`` with ``|``-separated ids)."""
+    if not path.exists():
+        return {}
+    expected = "a CSV with header user_id,candidates (item ids separated by '|')"
+    table = read_table(path, expected)
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    require_columns(table, ("user_id", "candidates"), path, expected)
+    users = id_column(table["user_id"], path, "user_id", first_line=2).tolist()
+    _known(path, users, dataset.user_index, "user", "interactions.csv")
+    lists = {
+        u: [i.strip() for i in str(c).split("|") if i.strip()]
+        for u, c in zip(users, table["candidates"], strict=True)
+    }
+    _known(
+        path,
+        [i for items in lists.values() for i in items],
+        dataset.item_index,
+        "item",
+        "items.csv",
+    )
+    repeated = [u for u, items in lists.items() if len(set(items)) != len(items)]
+    if repeated:
+        raise DatasetError(f"{path}: user {repeated[0]!r} lists an item twice; each candidate once")
+    return lists
+
+
+def _known(path: Path, ids: list[str], index: dict[str, int], kind: str, where: str) -> None:
+    unknown = [i for i in dict.fromkeys(ids) if i not in index]
+    if unknown:
+        examples = ", ".join(repr(i) for i in unknown[:5])
+        raise DatasetError(
+            f"{path}: {len(unknown)} {kind} id(s) are not in {where} (for example {examples}); "
+            f"every {kind} here must appear there"
+        )
 
 
 def _generic_interactions(path: Path) -> pd.DataFrame:

@@ -7,6 +7,7 @@ second-to-last the validation target, the rest is train. Every method sees the s
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -87,4 +88,7 @@ def dataset_fingerprint(ds: Dataset) -> str:
     for column in ("user", "item", "ts"):
         array = np.ascontiguousarray(ds.interactions[column].to_numpy(dtype="<i8"))
         digest.update(array.tobytes())
+    if ds.requests or ds.fixed_candidates:  # only datasets that have them: others keep theirs
+        extra = json.dumps([ds.requests, ds.fixed_candidates], sort_keys=True)
+        digest.update(extra.encode())
     return digest.hexdigest()[:16]

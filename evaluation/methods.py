@@ -42,30 +42,57 @@ def _agentic(name: str, description: str, **switches: Any) -> MethodSpec:
     return MethodSpec(name=name, family="agentic", switches=switches, description=description)
 
 
+# The agentic methods in ONE table (README "Methods and ablations" mirrors it). Every row but
+# memrec removes exactly one mechanism, i.e. sets exactly one switch (tests/test_ablations.py):
+#   collab_read  neighbour facets at ranking (curate + synthesize)
+#   collab_write item memory updates and neighbour patches of propagation; interactions are still
+#                recorded in the graph and the user's own memory still rewritten
+#   rules        generated domain rules vs the paper's generic heuristic (schemas/ruleset.py)
+#   curation     rule-curated + synthesized neighbours vs raw, uncurated neighbour memories
+#   memory       full collaborative memory vs own user memory only (isolated: nothing
+#                collaborative read or written) vs no memory at all (vanilla)
 _AGENTIC = (
-    _agentic(
-        "vanilla",
-        "no memory: history titles straight to LLMRec",
-        memory="none",
-        collab_read=False,
-    ),
-    _agentic("isolated", "own user memory only (i2Agent-like)", memory="own", collab_read=False),
-    _agentic("naive-collab", "raw, uncurated neighbours straight to LLMRec", curation="raw"),
-    _agentic("memrec", "full MemRec: curate, synthesize, rank"),
+    _agentic("memrec", "full MemRec: curate, synthesize, rank; propagation to user, item, nbrs"),
     _agentic(
         "memrec-no-read",
-        "ablation: no collaborative read",
+        "without collaborative read: no neighbour facets (own and candidate memories kept)",
         collab_read=False,
-        memory="full",
     ),
     _agentic(
         "memrec-no-write",
-        "ablation: warm-up interactions neither recorded nor propagated",
+        "without collaborative write: interactions recorded, own memory rewritten, no patches",
         collab_write=False,
     ),
     _agentic(
-        "memrec-generic-rules", "ablation: generic instead of generated rules", rules="generic"
+        "memrec-generic-rules",
+        "the paper's generic curation heuristic instead of generated rules",
+        rules="generic",
     ),
+    _agentic(
+        "naive-collab", "raw, uncurated neighbour memories straight to LLMRec", curation="raw"
+    ),
+    _agentic(
+        "isolated",
+        "own user memory only (i2Agent-like): nothing collaborative read or written",
+        memory="own",
+    ),
+    _agentic("vanilla", "no memory: history titles and catalogue text to LLMRec", memory="none"),
+)
+# Context fields that only change how the recommend graph READS: propagation ignores them, so
+# runs differing only in these share one warm-up (tests/test_runner.py pins that the warmed
+# states are identical). ``memory`` is not among them: isolated and vanilla write less.
+READ_ONLY_FIELDS = frozenset(
+    {
+        "collab_read",
+        "home",
+        "k",
+        "curation",
+        "tau",
+        "n_facets",
+        "llmrec",
+        "min_users",
+        "min_items",
+    }
 )
 _CLASSICAL = tuple(
     MethodSpec(name=name, family="classical", description=f"classical baseline {name}")
@@ -85,6 +112,11 @@ def get_method(name: str) -> MethodSpec:
         raise UnknownMethod(
             f"unknown method {name!r}; accepted: {', '.join(METHODS)} (or 'all' on the CLI)"
         ) from None
+
+
+def write_switches(spec: MethodSpec) -> dict[str, Any]:
+    """The switches of ``spec`` that change the warm-up (methods with equal ones share it)."""
+    return {k: v for k, v in spec.switches.items() if k not in READ_ONLY_FIELDS}
 
 
 def method_context(spec: MethodSpec, base: MemRecContext) -> MemRecContext:

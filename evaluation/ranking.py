@@ -1,6 +1,7 @@
 """Ranking the evaluated users of a run through the recommend graph, with bounded concurrency.
 
 Test-time memory writes are off, so ranking only reads and the order of users does not matter.
+A user's request from the dataset (``requests.csv``, InstructRec's instruction) is passed along.
 Any failure of any node becomes a counted miss, never a dropped user or a dead run.
 """
 
@@ -35,10 +36,11 @@ async def rank_one(
     ids = ws.dataset
     user_id = ids.user_ids[user]
     cand_ids = [ids.item_ids[i] for i in cands]
+    request = ids.requests.get(user_id)  # the dataset's own request (InstructRec instruction)
     start = time.perf_counter()
     try:
         out = await _recommend_graph().ainvoke(
-            {"user_id": user_id, "candidates": cand_ids, "request": None}, context=ctx
+            {"user_id": user_id, "candidates": cand_ids, "request": request}, context=ctx
         )
         ranked = [_item_id(r) for r in out.get("ranking") or []]
         usage = {n: CallUsage.model_validate(u) for n, u in (out.get("usage") or {}).items()}

@@ -20,6 +20,7 @@ from pathlib import Path
 from dataio.dataset import Dataset
 from dataio.paths import resolve_home, store_dir
 from dataio.split import Split
+from evaluation.methods import READ_ONLY_FIELDS
 from evaluation.results import WarmupStats
 from graph.propagate import graph as propagate_graph
 from memory_store.workspace import Workspace, get_workspace, register_workspace
@@ -34,23 +35,6 @@ class LeakageError(RuntimeError):
     """A test target reached the run's state before ranking: the run is invalid."""
 
 
-# Context fields that only change how the recommend graph READS (which memories, whether
-# neighbours are used): propagation ignores them, so runs differing only in these share one
-# warm-up (tests/test_runner.py pins that the warmed states are identical).
-READ_ONLY_FIELDS = frozenset(
-    {
-        "memory",
-        "collab_read",
-        "home",
-        "k",
-        "curation",
-        "tau",
-        "n_facets",
-        "llmrec",
-        "min_users",
-        "min_items",
-    }
-)
 _WARMED: dict[str, tuple[Workspace, str, WarmupStats]] = {}
 
 
@@ -101,12 +85,11 @@ async def warm_up(ws: Workspace, ctx: MemRecContext, split: Split, users: list[i
     """Record and propagate every evaluated user's validation interaction, in time order.
 
     Deterministic (fixed order, one event at a time), so a resumed run rebuilds the same state.
-    Without collaborative write nothing is recorded at all.
+    Every method records the interaction in the graph; what propagation then writes depends on
+    the method's write switches (``nodes/load_context.write_scope``).
     """
     start = time.perf_counter()
     usage = CallUsage.model_validate({})
-    if not ctx.collab_write:
-        return WarmupStats(events=0, seconds=0.0, usage=usage)
     rows = split.valid[split.valid["user"].isin(set(users))].sort_values(
         ["ts", "user"], kind="stable"
     )

@@ -59,6 +59,19 @@ class FacetCache:
             while len(self._entries) > self.max_entries:
                 self._drop(next(iter(self._entries)))
 
+    def latest_for(self, ref: str) -> list[Facet] | None:
+        """The most recently used facets built with the memory ``ref`` (copies), or None.
+
+        Propagation hands a user's latest facets (M_collab) to its one call without a second
+        model call; stale entries were dropped by ``invalidate``.
+        """
+        with self._lock:
+            keys = self._by_ref.get(ref)
+            if not keys:
+                return None
+            latest = max(keys, key=list(self._entries).index)
+            return [f.model_copy(deep=True) for f in self._entries[latest]]
+
     def invalidate(self, kind: str, entity_id: str) -> int:
         """Drop every entry built from that memory; returns how many went."""
         with self._lock:

@@ -18,6 +18,12 @@ from memory_store.graph import InteractionGraph
 RECENCY_DAYS = 180.0  # half-life-like scale of the recency feature, in days
 POSITION_SCALE = 20.0  # the same for datasets without a clock, in sequence positions
 ITEM_POOL = 200  # item neighbours considered: the user's most recent items
+# Every user sharing an item is a candidate neighbour, so the rules (not a co-count pre-cut) decide
+# who matters. Only a user with more than USER_POOL co-occurring users is bounded, to keep the
+# online cost flat: the STRONG_USERS with the most shared items plus a seeded uniform sample of all
+# the others, so low-overlap peers keep a chance to be curated.
+USER_POOL = 2048
+STRONG_USERS = 256
 
 
 @dataclass
@@ -37,25 +43,34 @@ def _cosine_rows(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
     return (matrix @ vector) / norms
 
 
+def bounded_pool(shared: np.ndarray, user: int, pool: int = USER_POOL) -> np.ndarray:
+    """Codes of the users with shared items: all of them, or a bounded, seeded mix (see above)."""
+    positive = np.flatnonzero(shared > 0)
+    if len(positive) <= pool:
+        return positive
+    strong = min(STRONG_USERS, pool)
+    top = np.argpartition(-shared[positive], strong - 1)[:strong]
+    rest = np.delete(positive, top)
+    sample = np.random.default_rng(user).choice(rest, size=pool - strong, replace=False)
+    return np.concatenate([positive[top], sample])
+
+
 def user_neighbour_features(
     graph: InteractionGraph,
     user: int,
     *,
-    pool: int = 64,
+    pool: int = USER_POOL,
     user_vectors: np.ndarray | None = None,
     excluded: Collection[int] = (),
 ) -> NeighbourFeatures:
-    """Features of the ``pool`` users sharing the most items with ``user``."""
+    """Features of the users sharing items with ``user`` (bounded by ``bounded_pool``)."""
     history = graph.user_items(user)
     shared = graph.shared_counts(history) if len(history) else np.zeros(graph.n_users)
     shared[user] = 0.0
     if excluded:
         shared[np.fromiter(excluded, np.int64)] = 0.0
-    positive = np.flatnonzero(shared > 0)
-    if len(positive) > pool:
-        top = np.argpartition(-shared[positive], pool - 1)[:pool]
-        positive = positive[top]
-    codes = positive[np.argsort(-shared[positive], kind="stable")]
+    positive = bounded_pool(shared, user, pool)
+    codes = positive[np.lexsort((positive, -shared[positive]))]
     co = shared[codes]
     deg_u = max(graph.user_degree[user], 1.0)
     deg_v = graph.user_degree[codes]
@@ -65,7 +80,7 @@ def user_neighbour_features(
     else:
         inactive = np.zeros(len(codes))
     profile_u = graph.attribute_profile(history)
-    text = graph.user_profiles(codes) @ profile_u if len(codes) else np.zeros(0)
+    text = graph.profile_cosines(codes, profile_u)
     memory = (
         _cosine_rows(user_vectors[codes], user_vectors[user])
         if user_vectors is not None and len(codes)
@@ -76,8 +91,10 @@ def user_neighbour_features(
         codes,
         {
             "co_count": co,
+            "co_share": co / deg_u,
             "overlap": co / np.maximum(deg_u + deg_v - co, 1.0),
             "degree": np.log1p(deg_v),
+            "degree_share": deg_v / max(float(graph.user_degree.max()), 1.0),
             "inactive_days": inactive,
             "recency": np.exp(-inactive / RECENCY_DAYS),
             "text_overlap": text,
@@ -120,8 +137,10 @@ def item_neighbour_features(
         codes,
         {
             "co_count": co,
+            "co_share": co / max(n - 1, 1),
             "overlap": cos,
             "degree": np.log1p(graph.item_degree[codes]),
+            "degree_share": graph.item_degree[codes] / max(float(graph.item_degree.max()), 1.0),
             "inactive_days": inactive,
             "recency": recency,
             "text_overlap": text,

@@ -18,31 +18,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from memory_store import similarity
+from memory_store.sparse_rows import gather_rows
 
 log = logging.getLogger(__name__)
 
 _SECONDS_PER_DAY = 86400.0
 SIMILAR_K = 50  # neighbours kept per item in the precomputed similarity
 SIMILAR_SHRINK = 10.0
-
-
-def gather_rows(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Column indices, values and row positions of several CSR rows, without scipy indexing.
-
-    scipy's fancy indexing validates and copies on every call; on the online path a plain numpy
-    gather over ``indptr`` is several times cheaper.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    starts = m.indptr[rows]
-    lengths = m.indptr[rows + 1] - starts
-    total = int(lengths.sum())
-    if total == 0:
-        empty = np.zeros(0, np.int64)
-        return empty, np.zeros(0, m.dtype), empty
-    row_pos = np.repeat(np.arange(len(rows)), lengths)
-    offsets = np.cumsum(lengths) - lengths
-    positions = np.arange(total) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
-    return m.indices[positions], m.data[positions], row_pos
 
 
 def _binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
@@ -324,6 +306,20 @@ class InteractionGraph:
         norms = np.linalg.norm(prof, axis=1)
         norms[norms == 0] = 1.0
         return prof / norms[:, None]
+
+    def profile_cosines(self, users: np.ndarray, profile: np.ndarray) -> np.ndarray:
+        """Cosine of each user's attribute profile with a unit ``profile``, without dense rows."""
+        if self.attributes.shape[1] == 0 or len(users) == 0:
+            return np.zeros(len(users))
+        if self._profiles is None:
+            self._profiles = (self._ui @ self.attributes).tocsr()
+        cols, vals, pos = gather_rows(self._profiles, users)
+        dots = np.bincount(pos, weights=vals * profile[cols], minlength=len(users))
+        norms = np.sqrt(np.bincount(pos, weights=vals * vals, minlength=len(users)))
+        out = dots / np.where(norms > 0, norms, 1.0)
+        for row in [r for r, u in enumerate(users.tolist()) if u in self._delta_ui]:
+            out[row] = self.user_profiles(users[row : row + 1])[0] @ profile  # appended items
+        return out
 
     def attribute_dot(self, items: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """For each item, its (normalised) attribute row dotted with ``vector``."""

@@ -130,7 +130,13 @@ class Workspace:
 
     # ------------------------------------------------------------------ rules
     def rules(self, which: Literal["generated", "generic"] = "generated") -> RuleSet:
-        """The saved rule set (generic rules when no generated set was saved)."""
+        """The saved rule set (generic rules when no generated set was saved).
+
+        ``generic`` is always the paper's fixed heuristic of this version (``generic_rules``),
+        whatever an older index saved.
+        """
+        if which == "generic":
+            return self._rules.setdefault("generic", generic_rules())
         if which not in self._rules:
             path = self.directory / "rules" / f"{which}.json"
             self._rules[which] = RuleSet.load(path) if path.exists() else generic_rules()

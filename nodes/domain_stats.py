@@ -8,15 +8,57 @@ import numpy as np
 from langgraph.runtime import Runtime
 
 from dataio.dataset import Dataset
+from memory_store.features import item_neighbour_features, user_neighbour_features
 from memory_store.graph import InteractionGraph
+from memory_store.vectors import MemoryVectors
 from memory_store.workspace import aworkspace_for
 from schemas.context import MemRecContext
 from schemas.rules_state import RulesState
-from schemas.ruleset import DomainStats
+from schemas.ruleset import DomainStats, FeatureRanges
+
+RANGE_USERS = 200  # users whose candidate neighbours the feature ranges are measured on
 
 
-def domain_stats(dataset: Dataset, graph: InteractionGraph) -> DomainStats:
-    """Sparsity, degree distributions, co-interaction counts, recency spread and text richness."""
+def feature_ranges(
+    graph: InteractionGraph, vectors: MemoryVectors | None = None, n_users: int = RANGE_USERS
+) -> FeatureRanges:
+    """p10 / p50 / p90 of every curation feature by neighbour type, over a seeded user sample.
+
+    The neighbours are every candidate the curation sees (no pre-cut), so a threshold written
+    from these ranges means the same thing online.
+    """
+    rng = np.random.default_rng(0)
+    active = np.flatnonzero(graph.user_degree > 0)
+    size = min(n_users, len(active))
+    sample: list[int] = rng.choice(active, size=size, replace=False).tolist() if size else []
+    values: dict[str, dict[str, list[np.ndarray]]] = {"user": {}, "item": {}}
+    for u in sorted(sample):
+        users = user_neighbour_features(
+            graph, u, user_vectors=vectors.users if vectors is not None else None
+        )
+        items = item_neighbour_features(
+            graph,
+            u,
+            user_vector=vectors.users[u] if vectors is not None else None,
+            item_vectors=vectors.items if vectors is not None else None,
+        )
+        for nf in (users, items):
+            for name, array in nf.features.items():
+                values[nf.kind].setdefault(name, []).append(np.asarray(array, np.float64))
+    out: FeatureRanges = {}
+    for kind, features in values.items():
+        out[kind] = {}
+        for name, arrays in features.items():
+            joined = np.concatenate(arrays) if arrays else np.zeros(0)
+            if joined.size:
+                out[kind][name] = [round(float(v), 4) for v in np.percentile(joined, [10, 50, 90])]
+    return out
+
+
+def domain_stats(
+    dataset: Dataset, graph: InteractionGraph, vectors: MemoryVectors | None = None
+) -> DomainStats:
+    """Sparsity, degrees, co-interactions, recency spread, text richness and feature ranges."""
     ud = graph.user_degree
     idg = graph.item_degree
     co = graph.co_matrix()
@@ -45,10 +87,11 @@ def domain_stats(dataset: Dataset, graph: InteractionGraph) -> DomainStats:
         has_clock=graph.has_clock,
         text_tokens_mean=float(np.mean(tokens)) if tokens else 0.0,
         attributes_per_item=float(np.mean(attrs)),
+        feature_ranges=feature_ranges(graph, vectors),
     )
 
 
 async def domain_stats_node(state: RulesState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
     """LangGraph adapter: compute the statistics of the context's dataset."""
     ws = await aworkspace_for(runtime.context)
-    return {"stats": domain_stats(ws.dataset, ws.graph)}
+    return {"stats": domain_stats(ws.dataset, ws.graph, ws.vectors)}

@@ -1,9 +1,16 @@
 """The `load_context` node of the propagate graph: the event, its memories and <= fanout_cap nbrs.
 
-Neighbours are chosen by the same rule set as curation (``curate_neighbours``), best first, then
-cut to ``fanout_cap``; the interacted item itself (updated on its own) and opted-out users are
-never among them. A replayed interaction whose user rewrite is already written (it is written
-last, ``already_propagated``) loads with a skip reason: no model call and no write follow.
+Neighbours are chosen by the same rule set as curation (``curate_neighbours``), then cut to
+``fanout_cap`` with a user/item mix (at least ``MIN_PER_KIND`` of each kind where the pool has
+them); the interacted item itself (updated on its own) and opted-out users are never among them.
+The call also gets the user's collaborative facets (M_collab): the latest synthesized ones from the
+facet cache, else the offline synthesis of the curated pool (no model call). A replayed
+interaction whose user rewrite is already written (it is written last, ``already_propagated``)
+loads with a skip reason: no model call and no write follow.
+
+What a propagation may write depends on the run's switches (``write_scope``): everything (user,
+item, neighbours); only the user's own memory (``collab_write=False`` or ``memory="own"``); or
+nothing (``memory="none"``, vanilla). The interaction is recorded in the graph in every case.
 
 Exactly once: the node first takes part in the job claim protocol (``memory_store/claims.py``):
 it runs under the runner's claim (``lease_owner``) or claims the job itself; a run that does not
@@ -16,23 +23,29 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from memory_store.claims import RunClaim, claim_for_run, fixed_fanout, run_owner, stored_answer
+from memory_store.facet_cache import facet_cache_for
 from memory_store.memories import MemoryKind
 from memory_store.workspace import UnknownEntity, Workspace, aworkspace_for
 from memory_store.writes import apply_write
 from nodes.curate import curate_neighbours
+from roles.offline_roles import OfflineLMMem
 from schemas.context import MemRecContext
 from schemas.propagate_state import LoadedContext, PropagateState
+from schemas.recommend_state import CuratedNeighbour
 from schemas.records import (
+    Facet,
     InteractionEvent,
     NeighbourSnippet,
     PropagationInput,
     PropagationResult,
+    SynthesisInput,
 )
 
 ALREADY_PROPAGATED = "already propagated (replayed job)"
@@ -54,12 +67,26 @@ def resolve_event(ws: Workspace, interaction_id: str | None, event: Any = None) 
 
 
 PROPAGATION_POOL = 16  # neighbours curated before the best fanout_cap are kept
+MIN_PER_KIND = 2  # users and items each get at least this many of the fan-out, where available
+HISTORY_TITLES = 200  # titles of the user's own items the screen accepts in a rewrite
+POSITIONS_BELOW = 1e8  # timestamps below (before 1973) are sequence positions, not times
+
+WriteScope = Literal["all", "user", "none"]
 
 
-def choose_neighbours(
+def write_scope(ctx: MemRecContext) -> WriteScope:
+    """What a propagation under ``ctx`` writes: all memories, the user's own only, or nothing."""
+    if ctx.memory == "none":
+        return "none"
+    if not ctx.collab_write or ctx.memory == "own":
+        return "user"
+    return "all"
+
+
+def curate_pool(
     ws: Workspace, ctx: MemRecContext, event: InteractionEvent
-) -> list[tuple[str, float]]:
-    """The best ``fanout_cap`` (ref, score) neighbours of the acting user, by the rule set."""
+) -> list[CuratedNeighbour]:
+    """The acting user's curated neighbours by the rule set, minus the item and opted-out users."""
     user = ws.user_code(event.user_id)
     # The write path curates by the rules whatever the read side asks for (k, raw curation),
     # so the same interaction propagates the same way for every read configuration.
@@ -70,7 +97,46 @@ def choose_neighbours(
     excluded_refs |= {f"user:{ws.dataset.user_ids[code]}" for code in ws.opted_out}
     kept = [n for n in curated if n.ref not in excluded_refs]
     kept.sort(key=lambda n: (-n.score, n.ref))
-    return [(n.ref, n.score) for n in kept[: max(0, ctx.fanout_cap)]]
+    return kept
+
+
+def mixed_fanout(pool: list[CuratedNeighbour], cap: int) -> list[CuratedNeighbour]:
+    """The best ``cap`` of ``pool`` (sorted best first) with >= MIN_PER_KIND users and items.
+
+    Scores of user and item neighbours are on different scales, so a plain top-``cap`` can be all
+    users; the minimum keeps both halves of the memory graph in every propagation.
+    """
+    cap = max(0, cap)
+    floor = min(MIN_PER_KIND, cap // 2)
+    chosen = [n for n in pool if n.kind == "user"][:floor]
+    chosen += [n for n in pool if n.kind == "item"][:floor]
+    rest = [n for n in pool if n not in chosen]
+    chosen += rest[: cap - len(chosen)]
+    return sorted(chosen, key=lambda n: (-n.score, n.ref))
+
+
+def collab_facets(
+    ws: Workspace, ctx: MemRecContext, event: InteractionEvent, pool: list[CuratedNeighbour]
+) -> list[Facet]:
+    """M_collab for the call: the user's latest cached facets, else the offline synthesis."""
+    cached = facet_cache_for(ws).latest_for(f"user:{event.user_id}")
+    if cached is not None:
+        return cached[: ctx.n_facets]
+    snippets = [NeighbourSnippet(ref=n.ref, kind=n.kind, text="", score=n.score) for n in pool]
+    with ws.lock:
+        facets = OfflineLMMem(ws).facets(
+            SynthesisInput(
+                user_id=event.user_id, user_memory="", neighbours=snippets, max_facets=ctx.n_facets
+            )
+        )
+    return facets.facets
+
+
+def event_date(ws: Workspace, event: InteractionEvent) -> str:
+    """The event's date as YYYY-MM-DD, or '' when the dataset orders by position, not time."""
+    if not ws.dataset.has_clock or event.ts < POSITIONS_BELOW:
+        return ""
+    return datetime.fromtimestamp(event.ts, tz=UTC).date().isoformat()
 
 
 def already_propagated(ws: Workspace, event: InteractionEvent) -> bool:
@@ -107,21 +173,31 @@ def load_propagation_context(
         f"user:{event.user_id}": user_rec.version,
         f"item:{event.item_id}": item_rec.version,
     }
+    scope = write_scope(ctx)
     skip = claim.refusal if claim is not None else None
-    if skip is None and not ctx.collab_write:
-        skip = "collaborative write is off (collab_write=False)"
+    if skip is None and scope == "none":
+        skip = "no memory to write (memory='none')"
     answer = stored_answer(claim) if claim is not None and not skip else None
     # with a kept answer the writes are re-applied (each skipped when made): no shortcut needed
     if skip is None and answer is None and already_propagated(ws, event):
         skip = ALREADY_PROPAGATED
-    neighbours = [] if skip else _snippets(ws, _fanout(ws, ctx, event, claim), versions)
+    neighbours: list[NeighbourSnippet] = []
+    facets: list[Facet] = []
+    if skip is None and scope == "all":
+        pool = curate_pool(ws, ctx, event)
+        neighbours = _snippets(ws, _fanout(ws, ctx, event, claim, pool), versions)
+        facets = collab_facets(ws, ctx, event, pool)
     inp = PropagationInput(
         event=event,
         item_title=ws.title(item_code),
         user_memory=user_rec.text,
         item_memory=item_rec.text,
         neighbours=neighbours,
+        facets=facets,
+        when=event_date(ws, event),
+        dataset=ws.name,
     )
+    titles, attributes = catalogue_names(ws, event, neighbours)
     return LoadedContext(
         event=event,
         inp=inp,
@@ -130,20 +206,46 @@ def load_propagation_context(
         owner=claim.owner if claim is not None else None,
         own_claim=claim is not None and claim.outcome == "claimed" and claim.self_claimed,
         stored_answer=PropagationResult.model_validate(answer["result"]) if answer else None,
+        scope="user" if scope == "user" else "all",
+        titles=titles,
+        attributes=attributes,
+        catalogue={
+            ref: ws.dataset.item_texts[ws.item_code(ref.split(":", 1)[1])]
+            for ref in [f"item:{event.item_id}", *(n.ref for n in neighbours if n.kind == "item")]
+        },
     )
 
 
 def _fanout(
-    ws: Workspace, ctx: MemRecContext, event: InteractionEvent, claim: RunClaim | None
+    ws: Workspace,
+    ctx: MemRecContext,
+    event: InteractionEvent,
+    claim: RunClaim | None,
+    pool: list[CuratedNeighbour],
 ) -> list[tuple[str, float]]:
     """The job's fan-out (chosen once, kept with the job), minus users who opted out since."""
+
+    def choose() -> list[tuple[str, float]]:
+        return [(n.ref, n.score) for n in mixed_fanout(pool, ctx.fanout_cap)]
+
     if claim is None:
-        return choose_neighbours(ws, ctx, event)
-    fanout = fixed_fanout(
-        ws.events, claim, event.interaction_id, lambda: choose_neighbours(ws, ctx, event)
-    )
+        return choose()
+    fanout = fixed_fanout(ws.events, claim, event.interaction_id, choose)
     gone = {f"user:{ws.dataset.user_ids[code]}" for code in ws.opted_out}
     return [(ref, score) for ref, score in fanout if ref not in gone]
+
+
+def catalogue_names(
+    ws: Workspace, event: InteractionEvent, neighbours: list[NeighbourSnippet]
+) -> tuple[list[str], list[str]]:
+    """Titles of the user's items (and the item) and the attribute names of those and nbrs."""
+    codes = ws.graph.user_item_times(ws.user_code(event.user_id))[0][-HISTORY_TITLES:].tolist()
+    codes.append(ws.item_code(event.item_id))
+    titles = sorted({ws.title(int(c)) for c in codes})
+    codes += [ws.item_code(n.ref.split(":", 1)[1]) for n in neighbours if n.kind == "item"]
+    attributes = ws.dataset.item_attributes
+    names = {a for c in codes for a in (attributes[int(c)] if attributes else [])}
+    return titles, sorted(names)
 
 
 def _snippets(
@@ -166,7 +268,10 @@ def _snippets(
         if rec is None:
             continue
         versions[ref] = rec.version
-        out.append(NeighbourSnippet(ref=ref, kind=_kind(kind), text=rec.text, score=score))
+        title = ws.title(ws.item_code(entity)) if kind == "item" else ""
+        out.append(
+            NeighbourSnippet(ref=ref, kind=_kind(kind), text=rec.text, score=score, title=title)
+        )
     return out
 
 

@@ -119,6 +119,7 @@ async def synthesize(state: RecommendState, runtime: Runtime[MemRecContext]) -> 
     out = await lmmem.synthesize(
         SynthesisInput(
             user_id=state["user_id"],
+            dataset=ws.name,
             user_memory=state.get("user_memory", ""),
             neighbours=packed,
             max_facets=ctx.n_facets,

@@ -4,16 +4,19 @@ They implement the same interfaces as the LLM-backed roles and are the embedded 
 - rules are written from the same domain statistics an LLM would see;
 - facets are the weighted attributes of the curated neighbours, with those neighbours as evidence;
 - ranking mixes facet match, item-item collaborative score over the user's history, votes of the
-  curated neighbour users, the user's own memory and a popularity prior; the rationale of each item
-  names the evidence that contributed most;
+  curated neighbour users, a popularity prior and the memory channel: how close each candidate's
+  CURRENT item memory (as the input carries it, notes from propagation included) is to the
+  user's own memory and request; the rationale of each item names the evidence that contributed
+  most;
 - propagation re-summarises the user, notes on the item what kind of users chose it and patches
   the neighbours with the co-interaction.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 
 import numpy as np
 
@@ -41,7 +44,7 @@ from schemas.ruleset import DomainStats, RuleSet
 W_OWN_CF = 1.0
 W_VOTES = 0.6
 W_FACETS = 0.5
-W_MEMORY = 0.0
+W_MEMORY = 0.1  # small on purpose: a first reading of memory text, to be tuned on validation
 W_POP = 0.35
 W_REQUEST = 1.5
 W_HISTORY = 0.2  # vanilla: title similarity to the history (no memory, no collaborative data)
@@ -52,7 +55,7 @@ OWN_HISTORY = 100  # items of the history the own score reads (weights past ~50 
 
 _REASONS = {
     "request": "matches your request",
-    "memory": "close to your memory profile",
+    "memory": "what others wrote into its memory matches your profile",
     "history": "similar to titles in your history",
     "neighbour_items": "co-chosen with your neighbours' items",
     "popularity": "popular with many users",
@@ -212,11 +215,29 @@ class OfflineLMMem:
         return [self.ws.graph.attribute_names[a] for a in order if profile[a] > 0]
 
 
+EMBED_CACHE = 8192  # memory texts whose embedding the ranker keeps (items recur across requests)
+
+
 class OfflineLLMRec:
     """Deterministic ranker over a workspace."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors_lock = threading.Lock()
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of ``texts``, from a bounded cache keyed by the text (a new text misses)."""
+        with self._vectors_lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+            if missing:
+                fresh = self.ws.vectors.embedding.embed_texts(missing)
+                self._vectors.update(zip(missing, np.asarray(fresh, np.float64), strict=True))
+            for t in texts:
+                self._vectors.move_to_end(t)
+            while len(self._vectors) > EMBED_CACHE:
+                self._vectors.popitem(last=False)
+            return np.stack([self._vectors[t] for t in texts])
 
     async def rank(self, inp: RankingInput) -> RoleOutput[Ranking]:
         """Rank every candidate with a rationale built from its evidence."""
@@ -260,7 +281,8 @@ class OfflineLLMRec:
             if len(history):
                 w = np.exp(-np.arange(len(history) - 1, -1, -1) / HISTORY_DECAY)
                 parts["own"] = graph.similar_scores(history, w, codes)
-            parts["memory"] = ws.vectors.items[codes] @ ws.vectors.users[user]
+        if inp.user_memory:
+            parts["memory"] = self._memory_match(inp, codes)
         voters = [n for n in [*inp.curated, *inp.raw_neighbours] if n.kind == "user"]
         if voters:
             users = np.array([ds.user_index[_split_ref(n.ref)[1]] for n in voters])
@@ -276,6 +298,25 @@ class OfflineLLMRec:
         if inp.request:
             parts["request"] = self._text_match(inp.request, codes)
         return codes, parts
+
+    def _memory_match(self, inp: RankingInput, codes: np.ndarray) -> np.ndarray:
+        """Cosine of the user's memory (+ request) with each candidate's memory from the input.
+
+        The user's memory vector comes from the store's vector cache (kept in step with every
+        write) unless a request joins it; a candidate the input carries without memory (vanilla)
+        is read from the vector cache too.
+        """
+        user = self.ws.dataset.user_index.get(inp.user_id)
+        if user is not None and not inp.request:  # the store's vector of that same memory text
+            query = self.ws.vectors.users[user].astype(np.float64)
+        else:
+            query = self._embed([" ".join(t for t in (inp.user_memory, inp.request or "") if t)])[0]
+        texts = [c.memory for c in inp.candidates]
+        items = self.ws.vectors.items[codes].astype(np.float64)
+        written = [j for j, t in enumerate(texts) if t]
+        if written:
+            items[written] = self._embed([texts[j] for j in written])
+        return np.asarray(items @ query, np.float64)
 
     def _text_match(self, text: str, codes: np.ndarray) -> np.ndarray:
         vec = self.ws.vectors.embedding.embed_texts([text])[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
@@ -31,6 +31,19 @@ class LoadedContext(BaseModel):
     stored_answer: PropagationResult | None = Field(
         default=None, description="the model answer an earlier attempt of the job kept"
     )
+    scope: Literal["all", "user"] = Field(
+        default="all", description="'user': only the user's own memory is written (no patches)"
+    )
+    titles: list[str] = Field(
+        default_factory=list, description="titles of the user's items: their own memory may name"
+    )
+    catalogue: dict[str, str] = Field(
+        default_factory=dict,
+        description="'item:<id>' -> catalogue text of the item and the item neighbours",
+    )
+    attributes: list[str] = Field(
+        default_factory=list, description="attribute names (genres, categories) any memory may name"
+    )
 
 
 class MemoryWrite(BaseModel):
@@ -53,6 +66,9 @@ class PropagationReport(BaseModel):
     )
     refused_patches: int = Field(
         default=0, description="patches that would leak a user, item text or an instruction"
+    )
+    refused_rewrites: int = Field(
+        default=0, description="user / item rewrites refused by the same screen (old text kept)"
     )
     usage: CallUsage = Field(default_factory=lambda: CallUsage(), description="the one LMMem call")
     notes: list[str] = Field(default_factory=list, description="why things were skipped")

@@ -80,6 +80,7 @@ class NeighbourSnippet(BaseModel):
     kind: Literal["user", "item"]
     text: str = Field(description="the neighbour's memory text (possibly trimmed)")
     score: float = Field(description="curation score")
+    title: str = Field(default="", description="the item's title (item neighbours only)")
 
 
 class Facet(BaseModel):
@@ -102,7 +103,12 @@ class CandidateItem(BaseModel):
 
     item_id: str
     title: str
-    text: str = ""
+    text: str = Field(default="", description="static catalogue text (without the title)")
+    memory: str = Field(
+        default="",
+        description="the item's current memory (catalogue text enriched by propagation), "
+        "trimmed to the ranking's budget; empty when the method reads no memory",
+    )
 
 
 class RankedItem(BaseModel):
@@ -139,6 +145,7 @@ class SynthesisInput(BaseModel):
     """What synthesize needs."""
 
     user_id: str
+    dataset: str = Field(default="", description="dataset name: picks the prompt's domain words")
     user_memory: str
     neighbours: list[NeighbourSnippet]
     max_facets: int = Field(default=7, description="upper bound on facets")
@@ -149,6 +156,7 @@ class RankingInput(BaseModel):
     """What rank needs."""
 
     user_id: str
+    dataset: str = Field(default="", description="dataset name: picks the prompt's domain words")
     user_memory: str
     facets: list[Facet] = Field(default_factory=list)
     candidates: list[CandidateItem]
@@ -181,6 +189,11 @@ class PropagationInput(BaseModel):
     user_memory: str
     item_memory: str
     neighbours: list[NeighbourSnippet]
+    facets: list[Facet] = Field(
+        default_factory=list, description="the user's collaborative facets (M_collab)"
+    )
+    when: str = Field(default="", description="the event's date (YYYY-MM-DD), '' without clock")
+    dataset: str = Field(default="", description="dataset name: picks the prompt's domain words")
 
 
 class ProfileInput(BaseModel):

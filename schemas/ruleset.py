@@ -20,8 +20,10 @@ from pydantic import BaseModel, Field, field_validator
 NeighbourType = Literal["user", "item"]
 Feature = Literal[
     "co_count",  # shared items (user nbr) / co-interactions with the user's items (item nbr)
+    "co_share",  # co_count / the user's items (user nbr) / co_count per other own item (item nbr)
     "overlap",  # Jaccard overlap (user nbr) / mean item-item cosine to the history (item nbr)
     "degree",  # log(1 + interactions of the neighbour)
+    "degree_share",  # interactions of the neighbour / the most of any neighbour of its kind
     "recency",  # exp(-days since the neighbour's last interaction / 180), 1 = as recent as the user
     "inactive_days",  # days between the neighbour's last interaction and the user's last one
     "text_overlap",  # cosine of attribute profiles (genres, categories, title words)
@@ -133,19 +135,33 @@ class RuleSet(BaseModel):
 
 
 def generic_rules() -> RuleSet:
-    """The paper's hybrid heuristic: co-interaction first, then similarity, mild recency."""
+    """The paper's generic hybrid heuristic (its ``hybrid_rule`` pruner), as a rule set.
+
+    Items: 0.5 x recency + 0.3 x degree share; users: 0.7 x overlap share (shared items / the
+    user's items) + 0.3 x degree share, then a type weight of 1.0 for items and 0.5 for users.
+    The same fixed weights on every dataset, no thresholds: what generated rules are measured
+    against. (The paper's optional candidate-aware item term needs the candidates, which curation
+    does not see; it is left out.)
+    """
     weights = [
-        FeatureWeight(neighbour_type=t, feature=f, weight=w)  # type: ignore[arg-type]
-        for t in ("user", "item")
-        for f, w in (("co_count", 1.0), ("overlap", 1.0), ("memory_sim", 0.5), ("recency", 0.2))
+        FeatureWeight(neighbour_type="item", feature="recency", weight=0.5),
+        FeatureWeight(neighbour_type="item", feature="degree_share", weight=0.3),
+        FeatureWeight(neighbour_type="user", feature="co_share", weight=0.7 * 0.5),
+        FeatureWeight(neighbour_type="user", feature="degree_share", weight=0.3 * 0.5),
     ]
     return RuleSet(
         name="generic-hybrid",
         source="generic",
-        rationale="Hybrid heuristic: shared interactions, similarity and recency, equal for all.",
+        rationale=(
+            "The paper's generic heuristic: items by recency and popularity, users by the share "
+            "of the user's items they share and their activity; items weigh twice users."
+        ),
         weights=weights,
         rules=[],
     )
+
+
+FeatureRanges = dict[str, dict[str, list[float]]]
 
 
 class DomainStats(BaseModel):
@@ -166,3 +182,8 @@ class DomainStats(BaseModel):
     has_clock: bool
     text_tokens_mean: float = Field(description="mean tokens of item text (text richness)")
     attributes_per_item: float
+    feature_ranges: FeatureRanges = Field(
+        default_factory=dict,
+        description="neighbour type -> feature -> [p10, p50, p90] over a sample of users' "
+        "candidate neighbours: where thresholds can sit",
+    )

@@ -158,8 +158,7 @@ def _candidate_files(directory: Path, dataset: Dataset, split: Split) -> list[st
 def _rules(directory: Path, dataset: Dataset, graph: InteractionGraph) -> None:
     """The generic rule set and the offline generated one, unless they are there already."""
     rules_dir = directory / "rules"
-    if not (rules_dir / "generic.json").exists():
-        generic_rules().save(rules_dir / "generic.json")
+    generic_rules().save(rules_dir / "generic.json")  # the fixed heuristic of this version
     if not (rules_dir / "generated.json").exists():
         offline_rules(domain_stats(dataset, graph)).save(rules_dir / "generated.json")
 

@@ -129,6 +129,16 @@ def test_catalogue(tmp_path: Path) -> None:
     assert row["build_s"] > 0 and row["load_s"] > 0 and row["read_ms"] > 0
 
 
+def test_screen(tmp_path: Path) -> None:
+    opts = _opts(tmp_path)
+    run_benchmark("screen", opts)
+    result = _written(opts, "screen")
+    rows = {r["mode"]: r for r in result.rows}
+    assert rows["natural"]["events"] == rows["injected"]["events"] > 0
+    assert rows["natural"]["refused_fraction"] == 0.0  # a prompt-following model: nothing refused
+    assert rows["injected"]["refused_fraction"] == 1.0  # injected instructions: all refused
+
+
 def test_unknown_benchmark_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="accepted online"):
         run_benchmark("nope", _opts(tmp_path))

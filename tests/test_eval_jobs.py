@@ -9,7 +9,7 @@ def test_shared_warmup_methods_stay_together_and_every_method_runs_once() -> Non
     assert len(groups) == 2
     flat = [m for g in groups for m in g]
     assert sorted(flat) == sorted(METHODS)
-    shared = {"vanilla", "isolated", "naive-collab", "memrec", "memrec-no-read"}
+    shared = {"naive-collab", "memrec", "memrec-no-read"}
     assert any(shared <= set(g) for g in groups)
 
 

@@ -211,16 +211,16 @@ async def test_a_retried_job_keeps_its_fanout_and_its_answer(
     ws: Workspace, ctx: MemRecContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     event = record_interaction(ws, "5", unseen(ws, "5", 1)[0])
-    real_choose = load_context_node.choose_neighbours
-    choices: list[list[tuple[str, float]]] = []
+    real_mix = load_context_node.mixed_fanout
+    choices: list[list[Any]] = []
 
-    def choose_differently(*args: Any) -> list[tuple[str, float]]:
-        chosen = real_choose(*args)
+    def choose_differently(pool: list[Any], cap: int) -> list[Any]:
+        chosen = real_mix(pool, cap)
         chosen = chosen[len(choices) :]  # a later choice would differ
         choices.append(chosen)
         return chosen
 
-    monkeypatch.setattr(load_context_node, "choose_neighbours", choose_differently)
+    monkeypatch.setattr(load_context_node, "mixed_fanout", choose_differently)
     lmmem = CountingLMMem(ws)
     failing = _FailOnUserWrite(ws, event.user_id)
     worker = PropagationWorker(ws, ctx, base_backoff_s=0.01, max_backoff_s=0.01)

@@ -180,10 +180,102 @@ def test_synthesis_states_the_facet_cap_and_allowed_refs():
 def test_propagation_limits_patches_and_protects_personal_details():
     system = _system(propagation.render(PROP))
     assert "ONLY for these refs: user:u2, item:i9" in system
-    assert "Never copy one user's personal details" in system
+    assert "never copy one user's personal details" in system
     assert str(propagation.USER_MEMORY_MAX_CHARS) in system
     human = _human(propagation.render(PROP))
-    assert json.loads(extract_block(human, "EVENT"))["item_id"] == "i3"
+    assert (
+        extract_block(human, "EVENT")
+        == "user:u1 gave positive feedback (chose or liked it) on item:i3."
+    )
+    assert "x1" not in extract_block(human, "EVENT")  # no interaction id, no epoch time
+
+
+def test_propagation_explains_refs_and_every_feedback_kind() -> None:
+    system = _system(propagation.render(PROP))
+    for kind in ("positive:", "negative:", "skip:", "click:", "rating:<n>:"):
+        assert f"- {kind}" in system
+    assert "refer to items by their ref, e.g. item:i3" in system
+    dated = PROP.model_copy(
+        update={
+            "when": "1998-03-16",
+            "event": PROP.event.model_copy(update={"kind": "rating:2"}),
+            "facets": [Facet(name="noir", description="Dark crime.", confidence=0.8)],
+        }
+    )
+    human = _human(propagation.render(dated))
+    assert extract_block(human, "EVENT").endswith(
+        "gave a rating of 2 out of 5 on item:i3 on 1998-03-16."
+    )
+    assert extract_block(human, "FACETS") == "- noir (0.80): Dark crime."
+
+
+@pytest.mark.parametrize("module, inp, _schema", CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_every_placeholder_is_filled(module, inp, _schema):
+    values = module.variables(inp)
+    text = "\n".join(m.text for m in module.render(inp))
+    for name in set().union(*module.PLACEHOLDERS.values()):
+        assert "{" + name + "}" not in text, name
+    optional = {"request_block", "facets_block", "history_block", "neighbours_block"}
+    optional |= {"evidence_note"}
+    assert [k for k, v in values.items() if not v.strip() and k not in optional] == []
+
+
+def test_domain_words_follow_the_dataset() -> None:
+    movies = RANK.model_copy(update={"dataset": "ml-100k"})
+    products = RANK.model_copy(update={"dataset": "amazon-scientific"})
+    generic = RANK.model_copy(update={"dataset": "/data/my-shop"})
+    assert "watch history" in "".join(m.text for m in ranking.render(movies))
+    for inp, words in ((products, "purchase history"), (generic, "interaction history")):
+        text = "".join(m.text for m in ranking.render(inp))
+        assert words in text and "watch" not in text
+
+
+def test_the_request_is_followed_not_ignored() -> None:
+    system = _system(ranking.render(RANK))
+    assert "The REQUEST block is different" in system and "user requests" not in system
+    bare = _system(ranking.render(RANK.model_copy(update={"request": None})))
+    assert "REQUEST" not in bare
+
+
+def test_ranking_shows_each_title_once_and_item_memories() -> None:
+    inp = RANK.model_copy(
+        update={
+            "candidates": [
+                CandidateItem(
+                    item_id="i1", title="Heat", memory="Crime. Note: chosen by noir fans."
+                )
+            ]
+        }
+    )
+    human = _human(ranking.render(inp))
+    row = json.loads(extract_block(human, "CANDIDATES"))
+    assert row == {"item_id": "i1", "title": "Heat", "memory": "Crime. Note: chosen by noir fans."}
+    assert "Note:' sentences say who recently chose" in _system(ranking.render(inp))
+
+
+def test_synthesis_explains_refs_and_scores() -> None:
+    system = _system(synthesis.render(SYNTH))
+    assert "user:<id> is another user whose" in system
+    assert "item:<id> is one of the" in system and "curation score" in system
+
+
+def test_rules_prompt_shows_feature_ranges_by_neighbour_type() -> None:
+    ranged = STATS.model_copy(
+        update={"feature_ranges": {"user": {"co_count": [1.0, 4.0, 12.0]}, "item": {}}}
+    )
+    system = _system(rules.render(ranged))
+    assert "- co_count: 1 / 4 / 12 | n/a" in system
+    assert "p10 / p50 / p90" in system
+    assert "(not measured for this dataset)" in _system(rules.render(STATS))
+
+
+def test_committed_examples_match_the_templates() -> None:
+    """prompts/examples/*.txt: regenerate with `uv run python -m prompts.examples`."""
+    from prompts.examples import FOLDER, render_examples
+
+    rendered = render_examples()
+    committed = {p.name: p.read_text(encoding="utf-8") for p in FOLDER.glob("*.txt")}
+    assert committed == rendered
 
 
 def test_rules_prompt_lists_exactly_the_allowed_features_and_comparisons():

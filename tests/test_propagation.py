@@ -14,8 +14,9 @@ from graph.propagate import build_propagate_graph
 from memory_store.memories import BatchPut, MemoryRecord
 from memory_store.summaries import append_note
 from memory_store.workspace import UnknownEntity, Workspace
-from nodes.apply_patches import MAX_PATCH_CHARS, merge_rewrite
+from nodes.apply_patches import merge_rewrite
 from nodes.load_context import load_propagation_context
+from nodes.patch_screen import MAX_PATCH_CHARS
 from nodes.record import record_interaction
 from roles.offline_roles import OfflineLMMem
 from schemas.context import MemRecContext
@@ -161,7 +162,7 @@ async def test_bad_patches_dropped_leaks_refused_rest_applied(
     users = [n.ref for n in loaded.inp.neighbours if n.kind == "user"]
     assert len(users) >= 4
     acting = loaded.inp.user_memory.split(". ")[0]  # "Interacted with 18 items"
-    profile_words = " ".join(loaded.inp.user_memory.split("Recently: ")[1].split()[:7])
+    profile_words = " ".join(loaded.inp.user_memory.split("Recently: ")[1].split()[:12])
     patches = [
         NeighbourPatch(ref=users[0], note="Shares a liked thriller."),  # good
         NeighbourPatch(ref="user:99999", note="not a loaded neighbour"),  # dropped
@@ -181,15 +182,51 @@ async def test_bad_patches_dropped_leaks_refused_rest_applied(
     assert f"User {USER}" not in ws.memory_text("user", users[2].split(":")[1])
 
 
-async def test_collab_write_off_propagates_nothing(ws: Workspace, ctx: MemRecContext) -> None:
+async def test_collab_write_off_rewrites_only_the_users_own_memory(
+    ws: Workspace, ctx: MemRecContext
+) -> None:
+    """No collaborative write: one call, the user's own memory rewritten, no item or nbr patch."""
     versions = snapshot(ws)
     event = record_interaction(ws, USER, ITEM)
     lmmem = CountingLMMem(ws)
     off = MemRecContext(**{**ctx.__dict__, "collab_write": False})
     report = await propagate(ws, off, event, lmmem=lmmem)
-    assert lmmem.calls == 0 and report.writes == [] and report.notes
-    assert snapshot(ws) == versions
+    assert lmmem.calls == 1 and lmmem.inputs[0].neighbours == []
+    assert [w.ref for w in report.writes] == [f"user:{USER}"] and report.notes
+    after = snapshot(ws)
+    changed = {key for key in after if after[key] != versions[key]}
+    assert changed == {("user", USER)}
+    assert ws.title(ws.item_code(ITEM)) in ws.memory_text("user", USER)
     assert ws.events.get_interaction(event.interaction_id) == event
+    assert ws.graph.has(ws.user_code(USER), ws.item_code(ITEM))  # still in the graph
+
+
+async def test_isolated_memory_writes_like_no_collab_write_and_vanilla_writes_nothing(
+    ws: Workspace, ctx: MemRecContext
+) -> None:
+    event = record_interaction(ws, USER, ITEM)
+    own = MemRecContext(**{**ctx.__dict__, "memory": "own"})
+    report = await propagate(ws, own, event, lmmem=CountingLMMem(ws))
+    assert [w.ref for w in report.writes] == [f"user:{USER}"]
+    versions = snapshot(ws)
+    second = record_interaction(ws, USER, "8")
+    lmmem = CountingLMMem(ws)
+    none = MemRecContext(**{**ctx.__dict__, "memory": "none"})
+    report = await propagate(ws, none, second, lmmem=lmmem)
+    assert lmmem.calls == 0 and report.writes == [] and snapshot(ws) == versions
+
+
+async def test_fanout_mixes_users_and_items_and_passes_facets(
+    ws: Workspace, ctx: MemRecContext
+) -> None:
+    event = record_interaction(ws, USER, ITEM)
+    loaded = load_propagation_context(ws, ctx, event)
+    kinds = Counter(n.kind for n in loaded.inp.neighbours)
+    assert kinds["user"] >= 2 and kinds["item"] >= 2, kinds
+    assert len(loaded.inp.neighbours) == ctx.fanout_cap
+    assert loaded.inp.facets and all(f.evidence for f in loaded.inp.facets)
+    assert all(n.title for n in loaded.inp.neighbours if n.kind == "item")
+    assert loaded.inp.when and loaded.inp.when[:2] in ("19", "20")  # a date, not an epoch
 
 
 async def test_opted_out_users_and_fanout_cap(ws: Workspace, ctx: MemRecContext) -> None:
@@ -286,3 +323,17 @@ def test_cli_errors_exit_2_without_traceback(
     code, out = run_cli(cli_home, *args)
     assert code == 2, out
     assert message in out and "Traceback" not in out
+
+
+async def test_offline_propagation_is_never_refused_by_the_screen(
+    ws: Workspace, ctx: MemRecContext
+) -> None:
+    """The one screen guards every write; natural writes (the offline role's) all pass it."""
+    reports = []
+    for user in ws.dataset.user_ids[:12]:
+        seen = set(ws.graph.user_items(ws.user_code(user)).tolist())
+        item = next(i for i in ws.dataset.item_ids if ws.item_code(i) not in seen)
+        event = record_interaction(ws, user, item)
+        reports.append(await propagate(ws, ctx, event))
+    assert sum(len(r.writes) for r in reports) >= 12 * 6
+    assert [r.notes for r in reports if r.refused_patches or r.refused_rewrites] == []

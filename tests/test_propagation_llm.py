@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import random
 import sys
 import time
@@ -25,7 +26,7 @@ from nodes.record import record_interaction
 from prompts.blocks import extract_block
 from schemas.context import MemRecContext
 from services.index import build_index
-from tests.support.openai_server import OpenAITestServer, RecordedRequest, Reply
+from tests.support.openai_server import OpenAITestServer, RecordedRequest, Reply, default_answer
 from tests.support.propagation import propagate
 
 pytestmark = pytest.mark.integration
@@ -33,6 +34,13 @@ pytestmark = pytest.mark.integration
 N_ITEMS = 700
 DEGREES = {"d5": 5, "d50": 50, "d500": 500}
 SERVER_USER_MEMORY = "Enjoys the item just consumed; keeps earlier tastes."
+# Each user's rewrite in words of its own: the screen refuses a rewrite that copies a neighbour's
+# memory, and the users of this module are each other's neighbours.
+OWN_WORDS = {
+    "d5": "Keeps to quiet dramas at home.",
+    "d50": "Picks comedies for weekend evenings.",
+    "d500": "Hunts thrillers and the odd horror film.",
+}
 GENRES = ["Drama", "Comedy", "Thriller", "Horror", "Romance", "Sci-Fi"]
 
 
@@ -94,6 +102,13 @@ def neighbour_rows(request: RecordedRequest) -> int:
 async def test_one_chat_completion_per_interaction_whatever_the_degree(
     synthetic: tuple[str, str], server: OpenAITestServer, llm_ws: Workspace, user: str
 ) -> None:
+    def own_words(request: RecordedRequest) -> Reply | None:
+        if request.task != "propagate":
+            return None
+        answer = default_answer(request.task, request.messages)
+        return Reply(content=json.dumps({**answer, "user_memory": OWN_WORDS[user]}))
+
+    server.handler = own_words
     ctx = llm_context(synthetic, server)
     u = llm_ws.user_code(user)
     assert llm_ws.graph.user_degree[u] >= DEGREES[user] - 2  # leave-one-out holds out two
@@ -105,7 +120,8 @@ async def test_one_chat_completion_per_interaction_whatever_the_degree(
     assert report.usage.calls == 1 and report.usage.model.startswith("openai-compatible:test-model")
     assert 1 <= neighbour_rows(requests[0]) <= ctx.fanout_cap
     assert len(report.writes) <= 2 + ctx.fanout_cap
-    assert llm_ws.memory_text("user", user) == SERVER_USER_MEMORY
+    assert report.refused_rewrites == 0
+    assert llm_ws.memory_text("user", user) == OWN_WORDS[user]
 
 
 async def test_feedback_round_trip_returns_before_slow_propagation(

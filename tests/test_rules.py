@@ -132,9 +132,13 @@ def test_offline_rules_follow_the_statistics() -> None:
     assert offline_rules(STATS) == rules  # deterministic
 
 
-def test_generic_rules_weight_both_kinds_equally() -> None:
+def test_generic_rules_are_the_papers_hybrid_heuristic() -> None:
     rules = generic_rules()
-    assert rules.source == "generic"
+    assert rules.source == "generic" and rules.rules == []
     user = {w.feature: w.weight for w in rules.weights if w.neighbour_type == "user"}
     item = {w.feature: w.weight for w in rules.weights if w.neighbour_type == "item"}
-    assert user == item
+    assert item == {"recency": 0.5, "degree_share": 0.3}
+    assert user == {"co_share": 0.35, "degree_share": 0.15}  # (0.7, 0.3) x user weight 0.5
+    # a user sharing half of the user's items, twice as active as another, scores as the paper's
+    score, _ = rules.score("user", {"co_share": 0.5, "degree_share": 0.2})
+    assert score == pytest.approx(0.5 * (0.7 * 0.5 + 0.3 * 0.2))

@@ -1,0 +1,25 @@
+"""Row gathers on scipy CSR matrices for the online path."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def gather_rows(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column indices, values and row positions of several CSR rows, without scipy indexing.
+
+    scipy's fancy indexing validates and copies on every call; on the online path a plain numpy
+    gather over ``indptr`` is several times cheaper.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = m.indptr[rows]
+    lengths = m.indptr[rows + 1] - starts
+    total = int(lengths.sum())
+    if total == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, np.zeros(0, m.dtype), empty
+    row_pos = np.repeat(np.arange(len(rows)), lengths)
+    offsets = np.cumsum(lengths) - lengths
+    positions = np.arange(total) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
+    return m.indices[positions], m.data[positions], row_pos
