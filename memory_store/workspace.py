@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from dataio.candidates import candidates_path, read_candidates
 from dataio.dataset import Dataset
 from dataio.paths import store_dir as default_store_dir
@@ -28,6 +30,7 @@ from memory_store.events import EventLog
 from memory_store.graph import InteractionGraph
 from memory_store.memories import MemoryKind, MemoryStore
 from memory_store.privacy_log import PrivacyState, read_privacy
+from memory_store.ranker_index import RankerConfig, RankerIndex
 from memory_store.vectors import MemoryVectors
 from schemas.context import MemRecContext
 from schemas.ruleset import RuleSet, generic_rules
@@ -140,6 +143,19 @@ class Workspace:
         """Keep the vector cache in step with a memory write."""
         code = self.user_code(entity_id) if kind == "user" else self.item_code(entity_id)
         self.vectors.refresh(kind, code, text)
+
+    def ranker(self) -> tuple[RankerIndex, RankerConfig]:
+        """The offline ranker's index over this graph (built once, kept up to date) and config."""
+        with self.lock:
+            if "ranker" not in self.derived:
+                config = RankerConfig.load(self.directory)
+                self.derived["ranker"] = (RankerIndex(self.graph, config.params), config)
+            index, config = self.derived["ranker"]
+            return index.fresh(), config
+
+    def popularity(self) -> np.ndarray:
+        """Interactions per item in the graph: train plus live ones, never held-out targets."""
+        return self.graph.item_degree.copy()
 
     def benchmark_candidates(
         self, which: str = "test", n: int = 10, seed: int = 0

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -35,6 +36,7 @@ from roles.offline_roles import OfflineProfiles
 from roles.offline_rules import offline_rules
 from schemas.records import ProfileInput
 from schemas.ruleset import generic_rules
+from services.ranker_tuning import ensure_ranker
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class IndexReport(BaseModel):
     reused: bool
     seconds: float
     skipped_candidates: list[str] = []  # candidate files the catalogue is too small for
+    ranker: dict[str, Any] = {}  # the offline ranker's tuning on validation (ranker.json)
 
 
 def user_memory_texts(dataset: Dataset, graph: InteractionGraph) -> list[tuple[str, str]]:
@@ -138,6 +141,9 @@ def build_index(
     created = _memories(store, dataset, graph, progress, lmmem)
     _vectors(directory, store, dataset)
     _rules(directory, dataset, graph)
+    progress("ranker", 0, 1)
+    ranker = ensure_ranker(directory, dataset, split, graph, store)
+    progress("ranker", 1, 1)
     _write_marker(marker, dataset, fingerprint, split)
     return IndexReport(
         dataset=dataset.name,
@@ -148,6 +154,7 @@ def build_index(
         memories_created=created,
         reused=reused and created == 0,
         skipped_candidates=skipped,
+        ranker={"tuned": ranker.tuned, "weights": ranker.weights, **ranker.report},
         seconds=round(time.perf_counter() - start, 2),
     )
 

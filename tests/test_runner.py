@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from dataio.candidates import ProtocolError, candidates_path
 from evaluation import ranking, results, warmup
+from evaluation.leakage import LeakageError
 from evaluation.methods import METHODS, UnknownMethod, get_method, method_context
 from evaluation.metrics import METRICS, target_rank
 from evaluation.results import EvalError
 from evaluation.runner import run_eval
-from evaluation.warmup import LeakageError
 from memory_store.catalog import load_catalog
 from memory_store.inmemory_store import InMemoryMemoryStore
 from schemas.context import MemRecContext
