@@ -122,7 +122,7 @@ def retrieve_candidates(
     parts = {
         "collaborative": _scaled(collaborative_scores(ws, seeds, weights)),
         "semantic": _scaled(semantic_scores(ws, query)),
-        "popularity": _scaled(ws.dataset.item_popularity().astype(np.float64)),
+        "popularity": _scaled(ws.popularity()),  # train + live interactions, no held-out ones
     }
     total = np.zeros(ws.dataset.n_items)
     for name, part in parts.items():
