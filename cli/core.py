@@ -108,8 +108,23 @@ def index(
             f"{report.memories_created} memories created in {report.seconds:.1f} s "
             f"-> {report.directory}"
         )
+        _print_ranker(report.ranker)
 
     run_cli(go)
+
+
+def _print_ranker(ranker: dict[str, Any]) -> None:
+    """How the offline ranker was tuned on validation (``ranker.json``)."""
+    if not ranker.get("tuned"):
+        reason = ranker.get("not_tuned", "reused an index built before tuning existed")
+        console.print(f"[yellow]offline ranker not tuned[/] ({reason}): default weights")
+        return
+    weights = ", ".join(f"{k} {v:g}" for k, v in ranker["weights"].items())
+    console.print(
+        f"offline ranker tuned on {ranker.get('valid_users')} validation users "
+        f"(valid H@1 {ranker.get('valid_h1')}, {ranker.get('seconds')} s): {weights}; "
+        f"lift of channel groups (cross-validated H@1): {ranker.get('group_lift_cv_h1')}"
+    )
 
 
 @rules_app.command("generate")
