@@ -222,20 +222,13 @@ def offline_facets(
     user neighbours. Evidence: the neighbours contributing most to each facet.
     """
     index = index or ws.ranker()[0]
-    weight: dict[str, float] = defaultdict(float)
-    evidence: dict[str, list[tuple[float, str]]] = defaultdict(list)
     user = ws.dataset.user_index.get(inp.user_id)
     users = [n for n in inp.neighbours if n.kind == "user" and _code(ws, n.ref) is not None]
-    names = ws.graph.attribute_names
-    if users and user is not None and names:
-        codes, affinity, refs = voters(ws, index, user, users)
-        for code, a, ref in zip(codes.tolist(), affinity.tolist(), refs, strict=True):
-            profile = index.profile_rows(np.array([code]), np.ones(1))
-            for column in np.flatnonzero(profile).tolist():
-                share = a * float(profile[column])
-                weight[names[column]] += share
-                evidence[names[column]].append((share, ref))
-    elif ws.dataset.item_attributes:
+    if users and user is not None and ws.graph.attribute_names:
+        return _user_facets(ws, index, user, inp, users)
+    weight: dict[str, float] = defaultdict(float)
+    evidence: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    if ws.dataset.item_attributes:
         top_score = max((n.score for n in inp.neighbours), default=1.0) or 1.0
         for n in inp.neighbours:
             code = _code(ws, n.ref)
@@ -247,17 +240,59 @@ def offline_facets(
                 weight[name] += share
                 evidence[name].append((share, n.ref))
     ranked = sorted(weight.items(), key=lambda kv: (-kv[1], kv[0]))[: inp.max_facets]
+    cited = {
+        attr: [r for _, r in sorted(evidence[attr], key=lambda e: (-e[0], e[1]))[:4]]
+        for attr, _ in ranked
+    }
+    counts = {attr: len(evidence[attr]) for attr, _ in ranked}
+    return _facet_set(ranked, cited, counts, len(inp.neighbours))
+
+
+def _user_facets(
+    ws: Workspace,
+    index: RankerIndex,
+    user: int,
+    inp: SynthesisInput,
+    users: list[NeighbourSnippet],
+) -> FacetSet:
+    """Facets from the neighbour users' profiles, each weighted by its affinity (vectorised)."""
+    codes, affinity, refs = voters(ws, index, user, users)
+    shares = np.stack(
+        [
+            a * index.profile_rows(np.array([c]), np.ones(1))
+            for c, a in zip(codes, affinity, strict=True)
+        ]
+    )
+    totals = shares.sum(axis=0)
+    names = np.asarray(ws.graph.attribute_names)
+    positive = np.flatnonzero(totals > 0)
+    order = positive[np.lexsort((names[positive], -totals[positive]))][: inp.max_facets]
+    ranked = [(str(names[a]), float(totals[a])) for a in order]
+    cited, counts = {}, {}
+    for a, (attr, _) in zip(order.tolist(), ranked, strict=True):
+        column = shares[:, a]
+        backers = sorted(
+            (j for j in range(len(refs)) if column[j] > 0), key=lambda j: (-column[j], refs[j])
+        )
+        cited[attr] = [refs[j] for j in backers[:4]]
+        counts[attr] = len(backers)
+    return _facet_set(ranked, cited, counts, len(inp.neighbours))
+
+
+def _facet_set(
+    ranked: list[tuple[str, float]],
+    cited: dict[str, list[str]],
+    counts: dict[str, int],
+    n_neighbours: int,
+) -> FacetSet:
     best = ranked[0][1] if ranked and ranked[0][1] > 0 else 1.0
     return FacetSet(
         facets=[
             Facet(
                 name=attr,
-                description=(
-                    f"{len(evidence[attr])} of {len(inp.neighbours)} curated neighbours "
-                    f"point to {attr}."
-                ),
+                description=f"{counts[attr]} of {n_neighbours} curated neighbours point to {attr}.",
                 confidence=round(min(1.0, w / best), 3),
-                evidence=[r for _, r in sorted(evidence[attr], key=lambda e: (-e[0], e[1]))[:4]],
+                evidence=cited[attr],
             )
             for attr, w in ranked
             if w > 0

@@ -33,6 +33,7 @@ from dataio.split import Split
 from dataio.ties import h1_mrr, target_ranks
 from memory_store.events import EventLog
 from memory_store.graph import InteractionGraph
+from memory_store.inmemory_store import InMemoryMemoryStore
 from memory_store.item_models import (
     KNN_GRID,
     best_point,
@@ -62,7 +63,7 @@ from schemas.ruleset import RuleSet
 
 log = logging.getLogger(__name__)
 
-MAX_TUNING_USERS = 20000  # a seeded sample above this (statistically plenty, bounds index time)
+MAX_TUNING_USERS = 10000  # a seeded sample above this (statistically plenty, bounds index time)
 NEIGHBOUR_PROBE = 2000  # users whose curated neighbours decide whether neighbour channels lift
 SEED = 0
 # The ranker reads transitions both ways (``trans``, ``trans_back``), so only their shared
@@ -304,6 +305,16 @@ def _cv_h1(
     return hits / len(data.users)
 
 
+def _in_memory(store: MemoryStore, dataset: Dataset) -> InMemoryMemoryStore:
+    """The index's memories read once into a plain in-memory store (texts, no vectors)."""
+    copy = InMemoryMemoryStore()
+    for kind, ids in (("user", dataset.user_ids), ("item", dataset.item_ids)):
+        for start in range(0, len(ids), 2000):
+            records = store.get_many(kind, ids[start : start + 2000])  # type: ignore[arg-type]
+            copy.restore(list(records.values()))
+    return copy
+
+
 def ensure_ranker(
     directory: Path, dataset: Dataset, split: Split, graph: InteractionGraph, store: MemoryStore
 ) -> RankerConfig:
@@ -328,7 +339,7 @@ def ensure_ranker(
             dataset,
             split,
             graph,
-            store,
+            _in_memory(store, dataset),  # curation reads memories per user: no round trips
             EventLog(Path(tmp) / "events.sqlite", durable=False),
             MemoryVectors.load(directory),
         )
