@@ -97,7 +97,7 @@ def tuning_users(split: Split, cands: CandidateFile, limit: int = MAX_TUNING_USE
 
 def tune_ranker(ws: Workspace, cands: CandidateFile, limit: int = MAX_TUNING_USERS) -> RankerConfig:
     """Tune the ranker on the validation target of ``ws`` (its graph must be the train graph)."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     split, graph = ws.split, ws.graph
     users = tuning_users(split, cands, limit)
     if len(users) < 2:
@@ -142,6 +142,7 @@ def tune_ranker(ws: Workspace, cands: CandidateFile, limit: int = MAX_TUNING_USE
         "group_lift_cv_h1": lift,
         "channels_kept": sorted(kept, key=CHANNELS.index),
         "seconds": round(time.perf_counter() - start, 2),
+        "cpu_seconds": round(time.process_time() - cpu, 2),  # wall varies with the machine's load
         "sweep_seconds": round(sweep_seconds, 2),
     }
     log.info("ranker tuned on %d validation users: H@1 %.4f", len(users), h1)
