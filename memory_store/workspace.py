@@ -168,9 +168,10 @@ class Workspace:
         return self._candidates[key]
 
     def clone(self, directory: Path) -> Workspace:
-        """An isolated copy (in-memory memories, fresh event log under ``directory``).
+        """An isolated copy of the current state (in-memory memories, a fresh event log).
 
-        Evaluation runs warm up and rank in a clone, so the served store is never touched.
+        Tests and benches work on clones. Evaluation does not: it starts from the index alone
+        (``memory_store/index_copy.py``), since the live memories may name held-out targets.
         """
         from memory_store.inmemory_store import InMemoryMemoryStore
 
