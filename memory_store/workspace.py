@@ -306,6 +306,7 @@ def _warm(ws: Workspace) -> None:
     assert isinstance(store, CachedMemoryStore)
     start = time.perf_counter()
     try:
+        ws.ranker()  # the offline ranker's index, built before the first request needs it
         n = store.preload("user", ws.dataset.user_ids, stop=_STOP_WARMING)
         n += store.preload("item", ws.dataset.item_ids, stop=_STOP_WARMING)
     except (OSError, ValueError, RuntimeError) as err:  # only costs speed, never answers
