@@ -53,8 +53,21 @@ def _binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> s
     return m
 
 
+NOT_CHOSEN = ("negative", "skip", "dislike", "rating:1", "rating:2")
+
+
+def is_choice(kind: str) -> bool:
+    """Whether an interaction kind means the user chose the item (a dislike is no co-choice)."""
+    return not kind.startswith(NOT_CHOSEN)
+
+
 class InteractionGraph:
-    """User-item interactions with the collaborative features curation needs."""
+    """User-item interactions with the collaborative features curation needs.
+
+    Only choices are edges: an item a user disliked never counts as co-chosen with their likes
+    (co-counts, neighbours, propagation); it is kept apart in ``rejected`` so it is not proposed
+    to them again.
+    """
 
     def __init__(
         self,
@@ -85,6 +98,7 @@ class InteractionGraph:
         # derived structures kept up to date: on_append(user, item) after an append, on_compact()
         # when the base matrices are rewritten (memory_store/ranker_index.RankerIndex)
         self.listeners: list[Any] = []
+        self.rejected: dict[int, set[int]] = defaultdict(set)  # user -> items they disliked
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -137,6 +151,12 @@ class InteractionGraph:
             self.compact()
         return True
 
+    def reject(self, user: int, item: int) -> None:
+        """Note a dislike: never an edge, only kept out of the user's suggestions."""
+        if not (0 <= user < self.n_users and 0 <= item < self.n_items):
+            raise IndexError(f"user {user} / item {item} outside the graph")
+        self.rejected[user].add(item)
+
     def remove_user(self, user: int) -> int:
         """Remove every interaction of a user (privacy deletion); returns how many were removed.
 
@@ -144,6 +164,7 @@ class InteractionGraph:
         and profiles are corrected at once; ``similar`` is recomputed when next read.
         """
         self.compact()
+        self.rejected.pop(user, None)
         items = self.user_items(user)
         if not len(items):
             return 0

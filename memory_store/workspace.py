@@ -27,7 +27,7 @@ from memory_store.cached_store import CachedMemoryStore
 from memory_store.catalog import load_catalog
 from memory_store.embedding_factory import make_embedding
 from memory_store.events import EventLog
-from memory_store.graph import InteractionGraph
+from memory_store.graph import InteractionGraph, is_choice
 from memory_store.memories import MemoryKind, MemoryStore
 from memory_store.privacy_log import PrivacyState, read_privacy
 from memory_store.ranker_index import RankerConfig, RankerIndex
@@ -212,7 +212,11 @@ class Workspace:
         for ev in self.events.interactions():
             u = self.dataset.user_index.get(ev.user_id)
             i = self.dataset.item_index.get(ev.item_id)
-            if u is not None and i is not None and self.graph.append(u, i, ev.ts):
+            if u is None or i is None:
+                continue
+            if not is_choice(ev.kind):  # a dislike is no edge (see InteractionGraph)
+                self.graph.reject(u, i)
+            elif self.graph.append(u, i, ev.ts):
                 added += 1
         return added
 
