@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from memory_store import similarity
+from memory_store.similarity import attribute_matrix
 
 log = logging.getLogger(__name__)
 
@@ -397,21 +398,3 @@ class InteractionGraph:
         if (directory / "similar.npz").exists():
             graph._similar = sp.load_npz(directory / "similar.npz").tocsr()
         return graph
-
-
-def attribute_matrix(
-    item_attributes: Sequence[Sequence[str]], n_items: int
-) -> tuple[sp.csr_matrix, list[str]]:
-    """Item x attribute matrix with L2-normalised rows, and the attribute names."""
-    vocab: dict[str, int] = {}
-    rows: list[int] = []
-    cols: list[int] = []
-    for i, attrs in enumerate(item_attributes):
-        for a in dict.fromkeys(attrs):
-            rows.append(i)
-            cols.append(vocab.setdefault(a, len(vocab)))
-    m = sp.csr_matrix((np.ones(len(rows), np.float64), (rows, cols)), shape=(n_items, len(vocab)))
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    m = sp.diags(1.0 / norms) @ m
-    return m.tocsr(), list(vocab)
