@@ -18,6 +18,7 @@ BENCHMARKS = (
     "online",
     "tokens",
     "propagation_degree",
+    "propagation",
     "throughput",
     "index",
     "chroma",
@@ -87,3 +88,20 @@ def list_benchmarks() -> None:
         module = importlib.import_module(f"bench.{name}")
         summary = (module.__doc__ or "").strip().splitlines()[0]
         typer.echo(f"{name:20s} {summary}")
+
+
+@app.command()
+def deploy(
+    dataset: Annotated[str, typer.Option(help="indexed dataset to serve")] = "ml-100k",
+    servers: Annotated[int, typer.Option(help="serving processes")] = 2,
+    workers: Annotated[int, typer.Option(help="`memrec worker` processes")] = 1,
+    home: Annotated[Path, typer.Option(help="MemRec home holding the index")] = DEFAULT_HOME,
+    data_dir: Annotated[Path | None, typer.Option(help="benchmark data folder")] = None,
+) -> None:
+    """Start the scaled deployment on loopback (Postgres, Chroma server, servers, workers)."""
+    from bench.common import BenchOptions
+    from bench.deploy import serve_until_enter
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    opts = BenchOptions(home=home, data_dir=data_dir or default_data_dir())
+    serve_until_enter(dataset, opts, servers, workers)

@@ -64,7 +64,9 @@ class BenchResult(BaseModel):
 
 
 def new_result(bench: str, opts: BenchOptions, method: str, **config: Any) -> BenchResult:
-    """An empty result stamped with the mode and the machine."""
+    """An empty result stamped with the mode, the machine and the same-run reference workload."""
+    from bench.timing import reference_ms  # heavy imports: only when a benchmark runs
+
     return BenchResult(
         bench=bench,
         mode="smoke" if opts.smoke else "quick" if opts.quick else "full",
@@ -74,6 +76,7 @@ def new_result(bench: str, opts: BenchOptions, method: str, **config: Any) -> Be
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            "reference_ms_at_start": reference_ms(),
         },
         method=method,
         config=config,
@@ -107,6 +110,9 @@ def finish(result: BenchResult, opts: BenchOptions, console: Console | None = No
     """Stamp the duration, write ``<out>/<bench>.json`` and print the table; returns the path."""
     result.seconds = round(time.time() - result.started_at, 2)
     result.machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    from bench.timing import reference_ms
+
+    result.machine["reference_ms_at_end"] = reference_ms()
     opts.out.mkdir(parents=True, exist_ok=True)
     path = opts.out / f"{result.bench}.json"
     path.write_text(json.dumps(result.model_dump(mode="json"), indent=2, allow_nan=True))
@@ -134,6 +140,20 @@ def print_result(result: BenchResult, console: Console) -> None:
         console.print(table)
     for note in result.notes:
         console.print(f"[dim]note:[/dim] {note}")
+    ref = [result.machine.get(f"reference_ms_at_{w}") for w in ("start", "end")]
+    load = [result.machine.get(f"load_average_at_{w}") for w in ("start", "end")]
+    console.print(f"[dim]reference workload (CPU ms, start / end):[/dim] {ref}; load: {load}")
+
+
+def reference(result: BenchResult) -> float:
+    """The same-run reference workload's CPU ms (mean of the start and end measurements)."""
+    ref = [result.machine.get(f"reference_ms_at_{w}") for w in ("start", "end")]
+    values = [float(v) for v in ref if v]
+    if not values:
+        from bench.timing import reference_ms
+
+        values = [reference_ms()]
+    return round(sum(values) / len(values), 2)
 
 
 def _cell(value: Any) -> str:

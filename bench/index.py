@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, BenchOptions, BenchResult, finish, new_result, target
+from bench.common import REPO, BenchOptions, BenchResult, finish, new_result, reference, target
 from bench.synthetic import power_law_dataset
 
 NAME = "index"
@@ -28,7 +28,8 @@ SYNTHETIC = [250_000, 500_000, 1_000_000]
 METHOD = (
     "One subprocess per build, fresh temporary home, cold imports. wall_s = the child's wall "
     "time seen by the parent (interpreter start and imports included); build_s = build_index "
-    "alone; peak_rss_mb = the child's own VmHWM (/proc/self/status). Synthetic graphs are "
+    "alone; cpu_s = its CPU (all threads), x_ref = cpu_s / the same-run reference workload; "
+    "peak_rss_mb = the child's own VmHWM (/proc/self/status). Synthetic graphs are "
     "generic-format folders written with numpy before the timer starts."
 )
 
@@ -50,7 +51,7 @@ def _build(dataset: str, home: Path, data_dir: Path) -> dict[str, Any]:
     return payload
 
 
-def _row(name: str, payload: dict[str, Any], interactions: int) -> dict[str, Any]:
+def _row(name: str, payload: dict[str, Any], interactions: int, ref_ms: float) -> dict[str, Any]:
     report = payload["report"]
     return {
         "dataset": name,
@@ -60,6 +61,8 @@ def _row(name: str, payload: dict[str, Any], interactions: int) -> dict[str, Any
         "train_interactions": report["train_interactions"],
         "wall_s": payload["wall_s"],
         "build_s": payload["build_s"],
+        "cpu_s": payload.get("cpu_s"),
+        "x_ref": round(payload.get("cpu_s", 0.0) * 1000.0 / ref_ms, 1),
         "peak_rss_mb": payload["peak_rss_mb"],
         "us_per_interaction": round(payload["build_s"] * 1e6 / max(1, interactions), 1),
     }
@@ -75,16 +78,17 @@ def run(opts: BenchOptions) -> BenchResult:
         datasets, sizes = DATASETS, SYNTHETIC
     datasets = opts.datasets if opts.datasets is not None else datasets
     result = new_result(NAME, opts, METHOD, datasets=datasets, synthetic_sizes=sizes)
+    ref = reference(result)
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in datasets:
             home = Path(tmp) / f"home-{dataset}"
             payload = _build(dataset, home, opts.data_dir)
-            result.rows.append(_row(dataset, payload, payload["interactions"]))
+            result.rows.append(_row(dataset, payload, payload["interactions"], ref))
         for size in sizes:
             folder = Path(tmp) / f"synthetic-{size}"
             shape = power_law_dataset(folder, size, seed=size)
             payload = _build(str(folder), Path(tmp) / f"home-{size}", opts.data_dir)
-            result.rows.append(_row(f"synthetic-{size:,}", payload, shape["interactions"]))
+            result.rows.append(_row(f"synthetic-{size:,}", payload, shape["interactions"], ref))
     _targets(result)
     finish(result, opts)
     return result

@@ -1,10 +1,14 @@
-"""Recommend throughput against a model server with a fixed 200 ms per call.
+"""Recommend throughput against a model server with a fixed 200 ms per call, in both deployments.
 
 The test server runs in a subprocess (``bench/_server.py``): on a thread of the measuring process
 its request handling would compete with our client for the GIL and the figure would be the
 server's limit, not ours. For each concurrency c, 4 x c requests for distinct users (two model
 calls each: the facet cache never answers) run with at most c in flight; requests/s is compared
 with the ideal c / (2 x 0.2 s).
+
+``single process``: the graph invoked in this process (the embedded default). ``scaled``: the
+same requests over HTTP to ``bench/deploy.py``'s deployment (Postgres, a Chroma server,
+``SCALED_SERVERS`` serving processes, one worker), when the PostgreSQL binaries are installed.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import asyncio
 import time
 from typing import Any
 
-from bench.common import BenchOptions, BenchResult, finish, new_result, summary, target
-from bench.servers import model_server
+import httpx
+
+from bench.common import BenchOptions, BenchResult, finish, new_result, reference, summary, target
+from bench.servers import ModelServer, model_server
 from bench.setup import context, ensure_index, sample_users, workspace
 from bench.timing import cpu_profile, http_clock
 from graph.recommend import graph as recommend_graph
@@ -22,12 +28,14 @@ from graph.recommend import graph as recommend_graph
 NAME = "throughput"
 LATENCY_S = 0.2
 CONCURRENCY = [1, 8, 64]
+SCALED_SERVERS = 2
 METHOD = (
     "Production recommend graph, both roles on the OpenAI-compatible test server (subprocess, "
     "200 ms per chat call). Per concurrency c: 4*c requests for distinct users, at most c in "
     "flight (asyncio semaphore), one event loop; requests/s = requests / wall time; ideal = "
     "c / (calls per request x 0.2 s) with 2 calls per request. cpu_ms_per_request = process CPU "
-    "time / requests (our side only)."
+    "time / requests (our side only; scaled: the serving processes' CPU). x_ref = "
+    "cpu_ms_per_request / the same-run reference workload's CPU ms."
 )
 
 
@@ -46,20 +54,37 @@ async def _wave(ctx: Any, users: list[str], concurrency: int) -> tuple[float, li
     return time.perf_counter() - started, latencies
 
 
-def run(opts: BenchOptions) -> BenchResult:
-    """Run the throughput benchmark and write ``throughput.json``."""
-    levels = [1, 4] if opts.smoke else CONCURRENCY
-    per = 2 if opts.smoke else 4
-    latency = 0.02 if opts.smoke else LATENCY_S
-    dataset = (opts.datasets or ["ml-100k"])[0]
-    result = new_result(NAME, opts, METHOD, dataset=dataset, latency_s=latency, levels=levels)
-    ensure_index(dataset, opts)
+def _row(
+    deployment: str, c: int, n: int, wall: float, lat: list[float], cpu_ms: float, ref: float,
+    latency: float, calls: float,
+) -> dict[str, Any]:  # fmt: skip
+    ideal = c / (2 * latency)
+    rps = n / wall
+    s = summary(lat)
+    return {
+        "deployment": deployment,
+        "concurrency": c,
+        "requests": n,
+        "calls_per_request": round(calls, 2),
+        "requests_per_s": round(rps, 2),
+        "ideal_per_s": round(ideal, 2),
+        "efficiency": round(rps / ideal, 3),
+        "latency_p50_ms": s["p50"],
+        "latency_p99_ms": s["p99"],
+        "cpu_ms_per_request": round(cpu_ms, 2),
+        "x_ref": round(cpu_ms / ref, 3),
+    }
+
+
+def _single_process(
+    result: BenchResult, opts: BenchOptions, dataset: str, server: ModelServer, levels: list[int]
+) -> int:
+    per, latency, ref = 2 if opts.smoke else 4, result.config["latency_s"], reference(result)
     ws = workspace(dataset, opts)
-    with http_clock() as http, model_server(latency, process=True) as server:
-        ctx = context(dataset, opts.home, server.spec())
-        offset = 0
+    ctx = context(dataset, opts.home, server.spec())
+    with http_clock() as http:
         asyncio.run(_wave(ctx, sample_users(ws, 4, seed=9), 4))  # warm-up: open, connect
-        offset += 4
+        offset = 4
         for c in levels:
             users = sample_users(ws, per * c, seed=9, skip=offset)
             offset += per * c
@@ -67,41 +92,101 @@ def run(opts: BenchOptions) -> BenchResult:
             cpu = time.process_time()
             wall, latencies = asyncio.run(_wave(ctx, users, c))
             cpu_ms = (time.process_time() - cpu) * 1000.0 / len(users)
-            calls = http.calls / len(users)
-            ideal = c / (2 * latency)
-            rps = len(users) / wall
-            lat = summary(latencies)
             result.rows.append(
-                {
-                    "concurrency": c,
-                    "requests": len(users),
-                    "calls_per_request": round(calls, 2),
-                    "requests_per_s": round(rps, 2),
-                    "ideal_per_s": round(ideal, 2),
-                    "efficiency": round(rps / ideal, 3),
-                    "latency_p50_ms": lat["p50"],
-                    "latency_p99_ms": lat["p99"],
-                    "cpu_ms_per_request": round(cpu_ms, 2),
-                }
-            )
+                _row("single process", c, len(users), wall, latencies, cpu_ms, ref, latency,
+                     http.calls / len(users))
+            )  # fmt: skip
         if not opts.smoke:
             users = sample_users(ws, 64, seed=9, skip=offset)
             result.config["profile_cpu_per_request"] = cpu_profile(
                 lambda: _wave(ctx, users, 16), len(users)
             )
-    top = result.rows[-1]
-    if top["concurrency"] == 64:
-        result.targets.append(
-            target(
-                "throughput at c=64, fraction of ideal 160/s",
-                ">= 0.8",
-                top["efficiency"],
-                top["efficiency"] >= 0.8,
+            offset += 64
+    return offset
+
+
+async def _http_wave(
+    url: str, context: dict[str, Any], users: list[str], concurrency: int
+) -> tuple[float, list[float]]:
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=300) as client:
+
+        async def one(user: str) -> None:
+            async with gate:
+                started = time.perf_counter()
+                reply = await client.post(
+                    "/recommend", json={"input": {"user_id": user}, "context": context}
+                )
+                reply.raise_for_status()
+                latencies.append((time.perf_counter() - started) * 1000.0)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(u) for u in users))
+        return time.perf_counter() - started, latencies
+
+
+def _scaled(
+    result: BenchResult,
+    opts: BenchOptions,
+    dataset: str,
+    server: ModelServer,
+    levels: list[int],
+    offset: int,
+) -> None:
+    from bench.deploy import scaled_deployment
+
+    per, latency, ref = 4, result.config["latency_s"], reference(result)
+    ws = workspace(dataset, opts)
+    ctx = {"roles": "offline", "lmmem": server.spec(), "llmrec": server.spec()}
+    with scaled_deployment(dataset, opts, servers=SCALED_SERVERS, workers=1) as dep:
+        pids = dep.serving_pids()
+        asyncio.run(_http_wave(dep.url, ctx, sample_users(ws, 16, seed=11), 16))  # warm-up
+        for c in levels:
+            users = sample_users(ws, per * c, seed=9, skip=offset)
+            offset += per * c
+            cpu = dep.cpu_seconds(pids)
+            wall, latencies = asyncio.run(_http_wave(dep.url, ctx, users, c))
+            cpu_ms = (dep.cpu_seconds(pids) - cpu) * 1000.0 / len(users)
+            result.rows.append(
+                _row(f"scaled ({SCALED_SERVERS} servers)", c, len(users), wall, latencies,
+                     cpu_ms, ref, latency, 2.0)
+            )  # fmt: skip
+
+
+def run(opts: BenchOptions) -> BenchResult:
+    """Run the throughput benchmark (single process, then scaled) and write ``throughput.json``."""
+    from tests.support.postgres import missing_for_postgres
+
+    levels = [1, 4] if opts.smoke else CONCURRENCY
+    latency = 0.02 if opts.smoke else LATENCY_S
+    dataset = (opts.datasets or ["ml-100k"])[0]
+    result = new_result(NAME, opts, METHOD, dataset=dataset, latency_s=latency, levels=levels)
+    ensure_index(dataset, opts)
+    with model_server(latency, process=True) as server:
+        offset = _single_process(result, opts, dataset, server, levels)
+        missing = missing_for_postgres()
+        if opts.smoke or missing:
+            result.notes.append(
+                "scaled deployment not measured: " + ("smoke" if opts.smoke else "; ".join(missing))
             )
-        )
+        else:
+            _scaled(result, opts, dataset, server, levels, offset)
+    for row in result.rows:
+        if row["concurrency"] == 64:
+            result.targets.append(
+                target(
+                    f"{row['deployment']}: throughput at c=64, fraction of ideal 160/s",
+                    ">= 0.8",
+                    row["efficiency"],
+                    row["efficiency"] >= 0.8,
+                )
+            )
     result.notes.append(
         "cpu_ms_per_request bounds throughput on one core: 1000 / cpu_ms requests/s at most, "
-        "whatever the concurrency."
+        "whatever the concurrency; the scaled deployment spreads it over its serving processes, "
+        "and shares the machine's cores with the model server, Postgres, Chroma and the client."
     )
     finish(result, opts)
     return result

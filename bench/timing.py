@@ -5,6 +5,10 @@ the wall time of every HTTP round trip (request sent -> response headers; the te
 JSON bodies arrive with the headers). Subtracting it from a node's wall time leaves our own work:
 prompt rendering, parsing, validation, memory reads, LangChain and the openai client's own code.
 
+``reference_ms()`` times a fixed CPU workload (pure Python plus numpy) in the same run, so a figure
+measured on a shared, loaded machine can be read as a ratio to it (``x_ref``) beside its absolute
+value.
+
 ``timed_recommend_graph()`` compiles the recommend graph from ``graph.recommend``'s own builder with
 each node function wrapped to record its wall time, so the wiring is the production wiring.
 """
@@ -15,18 +19,49 @@ import asyncio
 import cProfile
 import functools
 import io
+import json
 import pstats
+import statistics
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 from langgraph.graph.state import CompiledStateGraph
 
 import graph.recommend as recommend_module
 from roles.models import PerLoopTransport
 
 NODES = ("curate", "synthesize", "rank", "record")
+
+
+def _reference_once() -> None:
+    """A fixed mix of what MemRec spends its CPU on: dicts, strings, JSON, small numpy work."""
+    rng = np.random.default_rng(0)
+    words = [f"w{n % 977}:{n}" for n in range(20_000)]
+    counts: dict[str, int] = {}
+    for w in words:
+        key = w.split(":", 1)[0]
+        counts[key] = counts.get(key, 0) + 1
+    rows = [{"id": n, "text": " ".join(words[n : n + 8]), "score": n / 7} for n in range(2_000)]
+    json.loads(json.dumps(rows))
+    sorted(words, key=lambda w: (len(w), w))
+    a = rng.standard_normal((120, 120))
+    for _ in range(10):
+        a = np.tanh(a @ a.T / 120.0)
+    np.argsort(rng.standard_normal(100_000))
+
+
+def reference_ms(repeats: int = 5) -> float:
+    """CPU milliseconds of the fixed reference workload (median of ``repeats`` runs)."""
+    _reference_once()  # warm caches and allocator
+    samples = []
+    for _ in range(repeats):
+        started = time.process_time()
+        _reference_once()
+        samples.append((time.process_time() - started) * 1000.0)
+    return round(statistics.median(samples), 2)
 
 
 class HttpClock:

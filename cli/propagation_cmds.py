@@ -82,11 +82,15 @@ def feedback(
         True, "--propagate/--no-propagate", help="run the propagation here (else a worker does)"
     ),
     timeout_s: float = typer.Option(60.0, "--timeout", help="with --wait: give up after this"),
+    idempotency_key: str | None = typer.Option(
+        None, "--idempotency-key", help="retrying with the same key records the interaction once"
+    ),
     dataset: str = DATASET,
     home: str | None = HOME,
     lmmem: str | None = LMMemOpt,
 ) -> None:
     """Record an interaction durably, then propagate it in-process and show the memory diff."""
+    from memory_store.interactions import keyed_interaction_id
     from nodes.record import record_interaction
 
     with user_errors(LookupError, ValueError):
@@ -94,7 +98,8 @@ def feedback(
         ws = _open_for(ctx)
         targets: list[tuple[MemoryKind, str]] = [("user", user), ("item", item)]
         before = {k: ws.memories.get(k, e) for k, e in targets}
-        event = record_interaction(ws, user, item, kind)
+        iid = keyed_interaction_id(f"cli:{idempotency_key}", user, 0) if idempotency_key else None
+        event = record_interaction(ws, user, item, kind, interaction_id=iid)
         console.print(f"recorded interaction [bold]{event.interaction_id}[/bold]")
         if not propagate:
             console.print("propagation queued (run `memrec worker` to apply it)")
@@ -269,6 +274,9 @@ def worker(
     home: str | None = HOME,
     lmmem: str | None = LMMemOpt,
     poll_s: float = typer.Option(0.5, "--poll", help="seconds between polls when idle"),
+    in_flight: int = typer.Option(
+        8, "--in-flight", min=1, help="jobs propagated at once (model calls overlap)"
+    ),
 ) -> None:
     """Drain the propagation queue forever (Ctrl-C to stop; a killed worker loses nothing)."""
     from services.worker import PropagationWorker
@@ -276,7 +284,7 @@ def worker(
     with user_errors(LookupError, ValueError):
         ctx = _context(dataset, home, lmmem)
         ws = _open_for(ctx)
-        runner = PropagationWorker(ws, ctx, poll_s=poll_s)
+        runner = PropagationWorker(ws, ctx, poll_s=poll_s, in_flight=in_flight)
         console.print(f"worker {runner.owner} draining {ws.name}; Ctrl-C to stop")
         try:
             asyncio.run(_forever(runner))

@@ -38,13 +38,21 @@ def candidate_rng(dataset: str, user_id: str, which: str, seed: int) -> np.rando
 
 
 def make_candidates(
-    ds: Dataset, split: Split, which: Which = "test", n: int = 10, seed: int = 0
+    ds: Dataset,
+    split: Split,
+    which: Which = "test",
+    n: int = 10,
+    seed: int = 0,
+    histories: list[set[int]] | None = None,
 ) -> dict[int, list[int]]:
-    """User code -> ``n`` item codes: the target plus ``n-1`` unseen negatives, shuffled."""
+    """User code -> ``n`` item codes: the target plus ``n-1`` unseen negatives, shuffled.
+
+    ``histories`` (``user_histories(ds)``) can be passed in when several files are made.
+    """
     if n < 2:
         raise ValueError(f"n must be at least 2 (the target plus one negative), not {n}")
     targets = split.targets(which)
-    histories = _histories(ds)
+    histories = histories if histories is not None else user_histories(ds)
     candidates: dict[int, list[int]] = {}
     for user, target in zip(targets["user"].tolist(), targets["item"].tolist(), strict=True):
         rng = candidate_rng(ds.name, ds.user_ids[user], which, seed)
@@ -60,7 +68,7 @@ def make_candidates(
     return candidates
 
 
-def _histories(ds: Dataset) -> list[set[int]]:
+def user_histories(ds: Dataset) -> list[set[int]]:
     """Every item each user interacted with, over the whole dataset (train, valid and test)."""
     frame = ds.interactions
     order = np.argsort(frame["user"].to_numpy(), kind="stable")
@@ -161,13 +169,27 @@ def read_candidates(path: Path, ds: Dataset) -> CandidateFile:
 
 
 def ensure_candidates(
-    store_dir: Path, ds: Dataset, split: Split, which: Which = "test", n: int = 10, seed: int = 0
+    store_dir: Path,
+    ds: Dataset,
+    split: Split,
+    which: Which = "test",
+    n: int = 10,
+    seed: int = 0,
+    histories: list[set[int]] | None = None,
 ) -> CandidateFile:
-    """Read the candidate file for (which, n, seed) if present, else make and write it once."""
+    """Read the candidate file for (which, n, seed) if present, else make and write it once.
+
+    A file made now is returned as made (it is not read back); one found is read and checked.
+    """
     path = candidates_path(store_dir, which, n, seed)
     if not path.exists():
-        write_candidates(path, ds, make_candidates(ds, split, which, n, seed), which, n, seed)
+        made = make_candidates(ds, split, which, n, seed, histories)
+        write_candidates(path, ds, made, which, n, seed)
         logger.info("wrote %s candidate lists to %s", which, path)
+        fingerprint = dataset_fingerprint(ds)
+        return CandidateFile(
+            dataset=ds.name, fingerprint=fingerprint, which=which, n=n, seed=seed, users=made
+        )
     loaded = read_candidates(path, ds)
     _check_matches_split(path, loaded, split, which, n, seed)
     return loaded

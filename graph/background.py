@@ -12,10 +12,15 @@ The builders hand :func:`schedule_propagation` to the nodes that record (`record
   the server's own identity (:func:`schemas.tenancy.as_internal_service`), which the auth lets
   start propagate runs and nothing else, so it works with tokens on and no user can forge it.
   From another process it goes to ``LANGGRAPH_API_URL`` with the SDK's key
-  (``LANGGRAPH_API_KEY``: an admin token). If that fails, the in-process runner takes the jobs.
+  (``LANGGRAPH_API_KEY``: an admin token). The run claims its job itself
+  (``memory_store/claims.py``), so a ``memrec worker`` draining the same queue, or the server
+  replaying the run after a restart, never propagates it twice. A sweeper (the in-process runner
+  with ``min_age_s``) picks up jobs whose run never started. If starting the runs fails, the
+  in-process runner takes the jobs instead.
 
-``MEMREC_PROPAGATION`` = ``auto`` (default), ``worker`` or ``server`` forces one path. The
-standalone ``memrec worker`` process (``services/worker.py``) runs the same handler.
+``MEMREC_PROPAGATION`` = ``auto`` (default), ``worker`` or ``server`` forces one path;
+``external`` only records (the jobs are durable): ``memrec worker`` processes
+(``services/worker.py``, the same handler) drain them, as in the scaled deployment.
 """
 
 from __future__ import annotations
@@ -46,15 +51,18 @@ logger = logging.getLogger(__name__)
 
 MODE_ENV = "MEMREC_PROPAGATION"
 PROPAGATE_ASSISTANT = "propagate"
-Mode = Literal["worker", "server"]
+Mode = Literal["worker", "server", "external"]
+
+
+ORPHAN_AGE_S = 30.0  # a job still pending this long after recording lost its background run
 
 
 def propagation_handler(ctx: MemRecContext, graph: Any = None) -> Handler:
-    """A job handler that runs the propagate graph (default: the compiled one) on an event."""
+    """A job handler that runs the propagate graph (default: the compiled one) under a claim."""
     runnable: Any = graph if graph is not None else propagate_graph
 
-    async def propagate(event: InteractionEvent) -> PropagationReport:
-        out = await runnable.ainvoke({"event": event}, context=ctx)
+    async def propagate(event: InteractionEvent, owner: str) -> PropagationReport:
+        out = await runnable.ainvoke({"event": event, "lease_owner": owner}, context=ctx)
         report: PropagationReport = out["report"]
         return report
 
@@ -84,8 +92,10 @@ def on_langgraph_server() -> bool:
 def propagation_mode() -> Mode:
     """Where propagation runs from here (see the module docstring)."""
     forced = (os.environ.get(MODE_ENV) or "auto").strip().lower()
-    if forced not in ("auto", "worker", "server"):
-        raise ValueError(f"{MODE_ENV}={forced!r}: accepted values are auto, worker, server")
+    if forced not in ("auto", "worker", "server", "external"):
+        raise ValueError(
+            f"{MODE_ENV}={forced!r}: accepted values are auto, worker, server, external"
+        )
     if forced != "auto":
         return forced  # type: ignore[return-value]
     return "server" if on_langgraph_server() else "worker"
@@ -125,13 +135,25 @@ async def start_server_runs(ctx: MemRecContext, events: list[InteractionEvent]) 
     return run_ids
 
 
+def _start_sweeper(ctx: MemRecContext) -> None:
+    """Run the in-process runner on orphaned jobs only (pending > ``ORPHAN_AGE_S``)."""
+    runner = shared_worker(workspace_for(ctx), ctx)
+    runner.min_age_s = ORPHAN_AGE_S
+    runner.poll_s = max(runner.poll_s, 5.0)
+    runner.start()
+
+
 async def schedule_propagation(ctx: MemRecContext, events: list[InteractionEvent]) -> None:
     """Hand recorded interactions to background propagation; never waits for it to finish."""
     if not events:
         return
-    if propagation_mode() == "server":
+    mode = propagation_mode()
+    if mode == "external":  # durable already: a `memrec worker` process drains the queue
+        return
+    if mode == "server":
         try:
             await start_server_runs(ctx, events)
+            _start_sweeper(ctx)
             return
         except (httpx.HTTPError, OSError, RuntimeError, ValueError, ImportError) as err:
             logger.warning(
@@ -140,4 +162,7 @@ async def schedule_propagation(ctx: MemRecContext, events: list[InteractionEvent
                 err,
                 len(events),
             )
-    wake_shared_worker(workspace_for(ctx), ctx)
+    runner = shared_worker(workspace_for(ctx), ctx)
+    runner.min_age_s = 0.0  # this runner is the executor now, not a sweeper
+    runner.start()
+    runner.wake()

@@ -6,10 +6,14 @@ restored (``version_text``, ``memory_store/writes.rollback``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from pydantic import BaseModel, Field
 
 from memory_store.event_db import EventDb
 
+# (kind, entity_id, version, previous_text, new_text, cause, at)
+AuditValues = tuple[str, str, int, str | None, str, str, float]
 _AUDIT_COLUMNS = "a.id, a.kind, a.entity_id, a.version, a.previous_text, a.new_text, a.cause, a.at"
 
 
@@ -59,6 +63,26 @@ class AuditLog(EventDb):
             ).rowcount
         return bool(inserted)
 
+    def audit_writes(self, rows: Sequence[AuditValues]) -> None:
+        """Record many writes in one transaction: (kind, entity, version, previous, new, cause, at).
+
+        A row whose (kind, entity, version) is audited already is ignored, as in ``audit_write``.
+        """
+        if not rows:
+            return
+        with self._tx() as conn:
+            for row in rows:
+                conn.execute(
+                    "INSERT OR IGNORE INTO audit(kind, entity_id, version, previous_text, new_text,"
+                    " cause, at) VALUES (?,?,?,?,?,?,?)",
+                    row,
+                )
+
+    def applied_records(self, cause: str) -> set[tuple[str, str]]:
+        """The (kind, entity) memories ``cause`` has written already."""
+        rows = self._read("SELECT DISTINCT kind, entity_id FROM audit WHERE cause=?", (cause,))
+        return {(r["kind"], r["entity_id"]) for r in rows}
+
     def history(self, kind: str, entity_id: str) -> list[AuditRow]:
         """Every audited write of one memory, oldest version first."""
         return self._audit("WHERE a.kind=? AND a.entity_id=? ORDER BY a.version", (kind, entity_id))
@@ -70,6 +94,22 @@ class AuditLog(EventDb):
             (kind, entity_id, version),
         )
         return rows[0]["new_text"] if rows else None
+
+    def audited_versions(self, kind: str, versions: Mapping[str, int]) -> set[str]:
+        """The entities of ``versions`` (entity -> version) whose given version is audited."""
+        items = list(versions.items())
+        found: set[str] = set()
+        for start in range(0, len(items), 200):
+            chunk = items[start : start + 200]
+            match = " OR ".join(["(entity_id=? AND version=?)"] * len(chunk))
+            params: list[object] = [kind]
+            for entity_id, version in chunk:
+                params += [entity_id, version]
+            rows = self._read(
+                f"SELECT entity_id FROM audit WHERE kind=? AND ({match})", tuple(params)
+            )
+            found.update(r["entity_id"] for r in rows)
+        return found
 
     def applied(self, cause: str, kind: str, entity_id: str) -> bool:
         """Whether ``cause`` has already written this memory."""

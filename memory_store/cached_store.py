@@ -12,8 +12,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from memory_store.memories import MemoryKind, MemoryRecord, MemoryStore, VersionConflict
+from memory_store.memories import BatchPut, MemoryKind, MemoryRecord, MemoryStore, VersionConflict
 
 
 class CachedMemoryStore:
@@ -97,10 +98,34 @@ class CachedMemoryStore:
         self._keep(kind, entity_id, record)
         return record
 
-    def bulk_init(self, kind: MemoryKind, items: Iterable[tuple[str, str]], source: str) -> int:
+    def put_many(
+        self,
+        kind: MemoryKind,
+        writes: Sequence[tuple[str, str, int]],
+        *,
+        source: str,
+        vectors: Any = None,
+    ) -> BatchPut:
+        """Write-through batched compare-and-set; conflicting records are evicted."""
+        out = self.inner.put_many(kind, writes, source=source, vectors=vectors)
+        for record in out.written.values():
+            self._keep(kind, record.entity_id, record)
+        with self._lock:
+            for entity_id in out.conflicts:
+                self._records.pop((kind, entity_id), None)
+        return out
+
+    def bulk_init(
+        self,
+        kind: MemoryKind,
+        items: Iterable[tuple[str, str]],
+        source: str,
+        *,
+        vectors: Any = None,
+    ) -> int:
         """Pass through, then forget cached absences."""
         pairs = list(items)
-        created = self.inner.bulk_init(kind, pairs, source)
+        created = self.inner.bulk_init(kind, pairs, source, vectors=vectors)
         with self._lock:
             for entity_id, _ in pairs:
                 self._records.pop((kind, entity_id), None)

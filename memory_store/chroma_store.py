@@ -1,100 +1,57 @@
-"""Chroma-backed MemoryStore: user and item memories as embedded documents.
+"""Chroma-backed MemoryStore: user and item memories as embedded records.
 
 Two collections, ``<prefix>_user_memories`` and ``<prefix>_item_memories`` (cosine space), hold one
-document per entity: id = entity id, document = memory text, metadata = ``entity_id``, ``version``,
-``updated_at``, ``source``. The embedding function is always set explicitly (the local
-:class:`~memory_store.embeddings.HashingEmbedding` by default) because Chroma's own default
-downloads a model; telemetry is off.
+record per entity: id = entity id, the embedding of the memory text, metadata = ``entity_id``,
+``version``, ``updated_at``, ``source`` and ``text`` (the memory text: kept out of Chroma's
+full-text-indexed documents, ``chroma_client.TEXT_KEY``). The embedding function is always set
+explicitly (the local :class:`~memory_store.embeddings.HashingEmbedding` by default) because
+Chroma's own default downloads a model; telemetry is off.
 
 Clients: an embedded ``PersistentClient(path)`` by default, ``HttpClient`` against a Chroma server
 when ``url`` is given, an in-process ``EphemeralClient`` when neither is.
 
-Consistency: ``put`` is compare-and-set on the version under a per-store lock around the
-read-check-write, so it is atomic within one process, which is what the embedded default needs (one
-writer: the propagation worker). Chroma has no transactions, so with several processes writing to
-one Chroma server the check is best-effort: two processes can both pass the check before either
-writes. Run a single writer per server (or route writes through one worker) when that matters.
+Consistency: ``put`` / ``put_many`` are compare-and-set on the version under a per-store lock
+around the read-check-write, so they are atomic within one process, which is what the embedded
+default needs (one writer process). Chroma has no transactions, so when several processes write
+to one Chroma server the read-check-write must also hold a lock those processes share:
+``record_lock`` (kind, ids) -> context manager, set by whoever opens the store for such a
+deployment (``memory_store/record_locks.py``: row locks in Postgres, or a lock file on one host).
+
+``put_many`` writes a batch with one read of the versions and one upsert: a propagation writes
+its memories of one kind in one call, not one call per memory.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlsplit
 
-import chromadb
 import numpy as np
-from chromadb.api import ClientAPI
 from chromadb.api.collection_configuration import CreateCollectionConfiguration
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Documents, EmbeddingFunction
-from chromadb.config import Settings
 
+from memory_store.chroma_client import (
+    HNSW_SETTINGS,
+    chunks,
+    client_for,
+    metadata_for,
+    now_ms,
+    record_from_row,
+)
 from memory_store.embeddings import HashingEmbedding, embed_documents
+from memory_store.group_commit import GroupCommit, WriteRequest
 from memory_store.inmemory_store import KINDS, check_kind
-from memory_store.memories import MemoryKind, MemoryRecord, VersionConflict
+from memory_store.memories import BatchPut, MemoryKind, MemoryRecord, VersionConflict
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT_BATCH = 4096
 _PAGE = 10_000
-# HNSW settings of new collections. A narrower construction beam (40, Chroma's default is 100)
-# cuts bulk indexing time by about a quarter; a wider search beam (200) wins the recall back
-# (recall@10 0.94 vs 0.95 on amazon-games titles) for ~1 ms more per query.
-HNSW_SETTINGS: dict[str, Any] = {
-    "space": "cosine",
-    "ef_construction": 40,
-    "ef_search": 200,
-    "max_neighbors": 16,
-}
-
-
-def _client_for(path: Path | None, url: str | None) -> ClientAPI:
-    """Build the Chroma client: HTTP when ``url`` is given, else persistent or ephemeral."""
-    settings = Settings(anonymized_telemetry=False)
-    if url is not None and path is not None:
-        raise ValueError("ChromaMemoryStore takes either path (embedded) or url (server), not both")
-    if url is None:
-        if path is None:
-            return chromadb.EphemeralClient(settings=settings)
-        Path(path).mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=settings)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"Chroma url {url!r} is not valid; expected http(s)://host[:port]")
-    ssl = parts.scheme == "https"
-    port = parts.port or (443 if ssl else 8000)
-    return chromadb.HttpClient(host=parts.hostname, port=port, ssl=ssl, settings=settings)
-
-
-def _record(kind: MemoryKind, entity_id: str, document: str | None, meta: Any) -> MemoryRecord:
-    """A MemoryRecord from one Chroma row."""
-    return MemoryRecord(
-        kind=kind,
-        entity_id=str(meta.get("entity_id", entity_id)),
-        text=document or "",
-        version=int(meta["version"]),
-        updated_at=float(meta["updated_at"]),
-        source=str(meta["source"]),
-    )
-
-
-def _now() -> float:
-    """Write time in milliseconds (Chroma keeps ~16 significant digits; finer reads back off)."""
-    return round(time.time(), 3)
-
-
-def _metadata(entity_id: str, version: int, updated_at: float, source: str) -> dict[str, Any]:
-    return {"entity_id": entity_id, "version": version, "updated_at": updated_at, "source": source}
-
-
-def _chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(values), size):
-        yield list(values[start : start + size])
 
 
 class ChromaMemoryStore:
@@ -108,8 +65,13 @@ class ChromaMemoryStore:
         prefix: str = "memrec",
     ) -> None:
         self.embedding_function: EmbeddingFunction[Documents] = embedding or HashingEmbedding()
-        self._client = _client_for(path, url)
+        self._client = client_for(path, url)
         self._lock = threading.Lock()
+        self._group = GroupCommit(self._commit)
+        # a lock shared with other writer processes around each read-check-write (see above)
+        self.record_lock: Callable[[str, Sequence[str]], AbstractContextManager[Any]] = (
+            lambda kind, ids: nullcontext()
+        )
         try:
             self._batch = self._max_batch_size()
             self._collections: dict[str, Collection] = {
@@ -174,12 +136,12 @@ class ChromaMemoryStore:
         """Current records for the ids that exist (one Chroma call per max-batch of ids)."""
         collection = self._collection(kind)
         records: dict[str, MemoryRecord] = {}
-        for chunk in _chunks(list(dict.fromkeys(entity_ids)), self._batch):
+        for chunk in chunks(list(dict.fromkeys(entity_ids)), self._batch):
             got = collection.get(ids=chunk, include=["documents", "metadatas"])
             for i, doc, meta in zip(
                 got["ids"], got["documents"] or [], got["metadatas"] or [], strict=True
             ):
-                records[i] = _record(kind, i, doc, meta)
+                records[i] = record_from_row(kind, i, doc, meta)
         return records
 
     def ids(self, kind: MemoryKind) -> list[str]:
@@ -200,7 +162,7 @@ class ChromaMemoryStore:
         """The stored embedding vectors for the ids that exist."""
         collection = self._collection(kind)
         vectors: dict[str, list[float]] = {}
-        for chunk in _chunks(list(dict.fromkeys(entity_ids)), self._batch):
+        for chunk in chunks(list(dict.fromkeys(entity_ids)), self._batch):
             got = collection.get(ids=chunk, include=["embeddings"])
             stored = got["embeddings"] if got["embeddings"] is not None else []
             for i, vector in zip(got["ids"], stored, strict=True):
@@ -229,7 +191,7 @@ class ChromaMemoryStore:
             strict=True,
         )
         hits = [
-            (_record(kind, i, doc, meta), float(np.clip(1.0 - dist, -1.0, 1.0)))
+            (record_from_row(kind, i, doc, meta), float(np.clip(1.0 - dist, -1.0, 1.0)))
             for i, doc, meta, dist in rows
             if i not in excluded
         ]
@@ -247,29 +209,70 @@ class ChromaMemoryStore:
         source: str,
     ) -> MemoryRecord:
         """Compare-and-set write; ``expected_version=0`` means the record must not exist yet."""
+        out = self.put_many(kind, [(entity_id, text, expected_version)], source=source)
+        if entity_id in out.conflicts:
+            raise VersionConflict(kind, entity_id, expected_version, out.conflicts[entity_id])
+        return out.written[entity_id]
+
+    def put_many(
+        self,
+        kind: MemoryKind,
+        writes: Sequence[tuple[str, str, int]],
+        *,
+        source: str,
+        vectors: Any = None,
+    ) -> BatchPut:
+        """Batched compare-and-set: one read of the versions, one upsert of every write that holds.
+
+        Concurrent calls are merged into one read and one upsert (``memory_store/group_commit``).
+        A repeated id is written once (the first); the repeats come back as conflicts.
+        """
+        check_kind(kind)
+        if not writes:
+            return BatchPut()
+        if vectors is None:  # outside any lock: the embedding may be remote
+            vectors = embed_documents(self.embedding_function, [text for _, text, _ in writes])
+        return self._group.submit(kind, WriteRequest(list(writes), source, vectors))
+
+    def _commit(self, kind: str, requests: list[WriteRequest]) -> None:
+        """One read of the versions and one upsert for a group of requests (in their order)."""
         collection = self._collection(kind)
-        vector = embed_documents(self.embedding_function, [text])  # outside the lock: may be remote
-        with self._lock:
-            got = collection.get(ids=[entity_id], include=["metadatas"])
-            metas = got["metadatas"] or []
-            actual = int(cast(int, metas[0]["version"])) if got["ids"] else 0
-            if actual != expected_version:
-                raise VersionConflict(kind, entity_id, expected_version, actual)
-            record = MemoryRecord(
-                kind=kind,
-                entity_id=entity_id,
-                text=text,
-                version=actual + 1,
-                updated_at=_now(),
-                source=source,
-            )
-            collection.upsert(
-                ids=[entity_id],
-                embeddings=vector,
-                documents=[text],
-                metadatas=[_metadata(entity_id, record.version, record.updated_at, source)],
-            )
-        return record
+        ids = list(dict.fromkeys(w[0] for req in requests for w in req.writes))
+        with self._lock, self.record_lock(kind, ids):
+            got = collection.get(ids=ids, include=["metadatas"])
+            version = {
+                i: int(cast(int, meta["version"]))
+                for i, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
+            }
+            now = now_ms()
+            rows: list[tuple[MemoryRecord, Any]] = []
+            for req in requests:
+                req.result = BatchPut()
+                for n, (entity_id, text, expected) in enumerate(req.writes):
+                    found = version.get(entity_id, 0)
+                    if found != expected or entity_id in req.result.written:
+                        req.result.conflicts[entity_id] = found
+                        continue
+                    record = MemoryRecord(
+                        kind=cast(MemoryKind, kind),
+                        entity_id=entity_id,
+                        text=text,
+                        version=found + 1,
+                        updated_at=now,
+                        source=req.source,
+                    )
+                    version[entity_id] = record.version
+                    req.result.written[entity_id] = record
+                    rows.append((record, req.vectors[n]))
+            if rows:
+                collection.upsert(
+                    ids=[r.entity_id for r, _ in rows],
+                    embeddings=np.asarray([v for _, v in rows], dtype=np.float32),
+                    metadatas=[
+                        metadata_for(r.entity_id, r.version, r.updated_at, r.source, r.text)
+                        for r, _ in rows
+                    ],
+                )
 
     def bulk_init(
         self,
@@ -278,40 +281,47 @@ class ChromaMemoryStore:
         source: str,
         *,
         progress: Callable[[int], None] | None = None,
+        vectors: Any = None,
     ) -> int:
         """Create version-1 records for ids not present yet; returns how many were created.
 
         Works in batches of the client's max batch size; ``progress`` is called after each batch
         with the number of input items it handled. A repeated id keeps its first text.
+        ``vectors`` (one row per item, in order): the texts' embeddings, already computed.
         """
         collection = self._collection(kind)
         created = 0
-        batch: list[tuple[str, str]] = []
-        for item in items:
-            batch.append(item)
+        batch: list[tuple[int, str, str]] = []
+        for row, (entity_id, text) in enumerate(items):
+            batch.append((row, entity_id, text))
             if len(batch) == self._batch:
-                created += self._init_batch(collection, batch, source)
+                created += self._init_batch(collection, batch, source, vectors)
                 if progress is not None:
                     progress(len(batch))
                 batch = []
         if batch:
-            created += self._init_batch(collection, batch, source)
+            created += self._init_batch(collection, batch, source, vectors)
             if progress is not None:
                 progress(len(batch))
         return created
 
-    def _init_batch(self, collection: Collection, batch: list[tuple[str, str]], source: str) -> int:
+    def _init_batch(
+        self, collection: Collection, batch: list[tuple[int, str, str]], source: str, vectors: Any
+    ) -> int:
         """Add the batch's ids that do not exist yet (checked again under the lock)."""
-        fresh: dict[str, str] = {}
-        for entity_id, text in batch:
-            fresh.setdefault(entity_id, text)
+        fresh: dict[str, tuple[int, str]] = {}
+        for row, entity_id, text in batch:
+            fresh.setdefault(entity_id, (row, text))
         for entity_id in collection.get(ids=list(fresh), include=[])["ids"]:
             fresh.pop(entity_id, None)
         if not fresh:
             return 0
         ids = list(fresh)
-        vectors = embed_documents(self.embedding_function, list(fresh.values()))
-        now = _now()
+        if vectors is None:
+            embedded = embed_documents(self.embedding_function, [t for _, t in fresh.values()])
+        else:
+            embedded = np.asarray(vectors, dtype=np.float32)[[r for r, _ in fresh.values()]]
+        now = now_ms()
         with self._lock:
             raced = set(collection.get(ids=ids, include=[])["ids"])
             keep = [n for n, i in enumerate(ids) if i not in raced]
@@ -319,9 +329,8 @@ class ChromaMemoryStore:
                 return 0
             collection.add(
                 ids=[ids[n] for n in keep],
-                embeddings=vectors[keep],
-                documents=[fresh[ids[n]] for n in keep],
-                metadatas=[_metadata(ids[n], 1, now, source) for n in keep],
+                embeddings=embedded[keep],
+                metadatas=[metadata_for(ids[n], 1, now, source, fresh[ids[n]][1]) for n in keep],
             )
         return len(keep)
 

@@ -27,11 +27,18 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from schemas.records import InteractionEvent
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added since version 1 (added in place when an older file is opened).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "ALTER TABLE jobs ADD COLUMN fanout TEXT",
+        "ALTER TABLE jobs ADD COLUMN result TEXT",
+    ),
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,7 +62,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     lease_expires_at REAL,
     last_error TEXT,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    fanout TEXT,
+    result TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs(status, next_attempt_at);
 CREATE TABLE IF NOT EXISTS audit (
@@ -143,6 +152,29 @@ class EventDb:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    @contextmanager
+    def _durable(self) -> Iterator[None]:
+        """Commits inside are fsync'd (``synchronous=FULL``) unless the log is not durable."""
+        with self._lock:
+            if not self.durable:
+                yield
+                return
+            self._conn.execute("PRAGMA synchronous=FULL")
+            try:
+                yield
+            finally:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+
+    @property
+    def claim_lock(self) -> str:
+        """SQL appended to a queue scan that claims (SQLite: none, ``BEGIN IMMEDIATE`` locks)."""
+        return ""
+
+    @property
+    def row_lock(self) -> str:
+        """SQL appended to a read-modify-write of one row (SQLite: none)."""
+        return ""
+
     def _init_schema(self) -> None:
         with self._tx() as conn:
             for statement in _SCHEMA.split(";"):
@@ -153,14 +185,30 @@ class EventDb:
                 (str(SCHEMA_VERSION),),
             )
             found = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+            found = self._migrate(conn, int(found))
         if found != str(SCHEMA_VERSION):
             raise SchemaMismatch(
                 f"{self.path}: event log schema version {found}, this code reads version "
                 f"{SCHEMA_VERSION}; migrate the file or use a new path"
             )
 
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, found: int) -> str:
+        """Bring a file of an older schema version up to ``SCHEMA_VERSION`` in place."""
+        if found >= SCHEMA_VERSION or any(
+            v not in _MIGRATIONS for v in range(found + 1, SCHEMA_VERSION + 1)
+        ):
+            return str(found)
+        columns = {r["name"] for r in conn.execute("PRAGMA table_info(jobs)").fetchall()}
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[version]:
+                if statement.split("ADD COLUMN ")[1].split()[0] not in columns:
+                    conn.execute(statement)
+        conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        return str(SCHEMA_VERSION)
 
-def event_from_row(row: sqlite3.Row) -> InteractionEvent:
+
+def event_from_row(row: Any) -> InteractionEvent:
     """The interaction stored in a row of the interactions table."""
     return InteractionEvent(
         interaction_id=row["interaction_id"],

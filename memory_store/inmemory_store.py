@@ -10,13 +10,19 @@ import copy as copy_module
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import get_args
+from typing import Any, get_args
 
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction
 
 from memory_store.embeddings import HashingEmbedding, embed_documents, embed_query
-from memory_store.memories import MemoryKind, MemoryRecord, MemoryStore, VersionConflict
+from memory_store.memories import (
+    BatchPut,
+    MemoryKind,
+    MemoryRecord,
+    MemoryStore,
+    VersionConflict,
+)
 
 KINDS: tuple[str, ...] = get_args(MemoryKind)
 _BATCH = 4096
@@ -215,6 +221,37 @@ class InMemoryMemoryStore:
             shelf.set(record)
             return record.model_copy()
 
+    def put_many(
+        self,
+        kind: MemoryKind,
+        writes: Sequence[tuple[str, str, int]],
+        *,
+        source: str,
+        vectors: Any = None,
+    ) -> BatchPut:
+        """Batched compare-and-set (see the MemoryStore protocol)."""
+        shelf = self._shelves[check_kind(kind)]
+        out = BatchPut()
+        now = time.time()
+        with self._lock:
+            for n, (entity_id, text, expected) in enumerate(writes):
+                current = shelf.records.get(entity_id)
+                actual = current.version if current else 0
+                if actual != expected or entity_id in out.written:
+                    out.conflicts[entity_id] = actual
+                    continue
+                record = MemoryRecord(
+                    kind=kind,
+                    entity_id=entity_id,
+                    text=text,
+                    version=actual + 1,
+                    updated_at=now,
+                    source=source,
+                )
+                shelf.set(record, None if vectors is None else np.asarray(vectors[n]))
+                out.written[entity_id] = record.model_copy()
+        return out
+
     def bulk_init(
         self,
         kind: MemoryKind,
@@ -222,38 +259,46 @@ class InMemoryMemoryStore:
         source: str,
         *,
         progress: Callable[[int], None] | None = None,
+        vectors: Any = None,
     ) -> int:
         """Create version-1 records for ids not present yet; returns how many were created.
 
         ``progress`` is called after each batch with the number of input items it handled.
-        A repeated id within ``items`` keeps its first text.
+        A repeated id within ``items`` keeps its first text. ``vectors``: one embedding row per
+        item, already computed.
         """
         shelf = self._shelves[check_kind(kind)]
         created = 0
-        batch: list[tuple[str, str]] = []
-        for item in items:
-            batch.append(item)
+        batch: list[tuple[int, str, str]] = []
+        for row, (entity_id, text) in enumerate(items):
+            batch.append((row, entity_id, text))
             if len(batch) == _BATCH:
-                created += self._init_batch(shelf, kind, batch, source, progress)
+                created += self._init_batch(shelf, kind, batch, source, progress, vectors)
                 batch = []
         if batch:
-            created += self._init_batch(shelf, kind, batch, source, progress)
+            created += self._init_batch(shelf, kind, batch, source, progress, vectors)
         return created
 
     def _init_batch(
         self,
         shelf: _Shelf,
         kind: MemoryKind,
-        batch: list[tuple[str, str]],
+        batch: list[tuple[int, str, str]],
         source: str,
         progress: Callable[[int], None] | None,
+        given: Any,
     ) -> int:
         fresh: dict[str, str] = {}
+        rows: list[int] = []
         with self._lock:
-            for entity_id, text in batch:
+            for row, entity_id, text in batch:
                 if entity_id not in fresh and entity_id not in shelf.records:
                     fresh[entity_id] = text
-        vectors = embed_documents(self.embedding_function, list(fresh.values()))
+                    rows.append(row)
+        if given is None:
+            vectors = embed_documents(self.embedding_function, list(fresh.values()))
+        else:
+            vectors = np.asarray(given, dtype=np.float32)[rows]
         now = time.time()
         created = 0
         with self._lock:

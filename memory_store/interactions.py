@@ -1,13 +1,17 @@
 """The interactions table of the event log: durable, idempotent recording of what users did.
 
 An interaction and its propagation job are committed in one transaction (``synchronous=FULL``)
-before the request that recorded them returns.
+before the request that recorded them returns. Recording is idempotent on the interaction id; a
+request that may be retried or replayed derives its ids from a request key
+(:func:`keyed_interaction_id`: a client's idempotency key, or the LangGraph run id), so a retry
+or a replayed run records nothing twice.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import hashlib
 import uuid
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -17,6 +21,15 @@ from schemas.records import InteractionEvent
 
 class InteractionConflict(ValueError):
     """An interaction id was recorded again with a different user, item or kind."""
+
+
+def keyed_interaction_id(key: str, user_id: str, position: int) -> str:
+    """The interaction id of the ``position``-th interaction a keyed request records for a user.
+
+    The same request key gives the same ids, so recording it again returns the first events.
+    """
+    digest = hashlib.sha256(f"{key}\x1f{user_id}\x1f{position}".encode()).hexdigest()
+    return f"k{digest[:31]}"
 
 
 class InteractionRow(BaseModel):
@@ -54,15 +67,8 @@ class InteractionLog(EventDb):
             kind=kind,
             ts=now if ts is None else ts,
         )
-        with self._lock:
-            if not self.durable:
-                return self._insert_interaction(event, now)
-            self._conn.execute("PRAGMA synchronous=FULL")
-            try:
-                stored = self._insert_interaction(event, now)
-            finally:
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-        return stored
+        with self._durable():
+            return self._insert_interaction(event, now)
 
     def _insert_interaction(self, event: InteractionEvent, now: float) -> InteractionEvent:
         with self._tx() as conn:
@@ -81,9 +87,7 @@ class InteractionLog(EventDb):
         return event
 
     @staticmethod
-    def _existing_interaction(
-        conn: sqlite3.Connection, event: InteractionEvent
-    ) -> InteractionEvent:
+    def _existing_interaction(conn: Any, event: InteractionEvent) -> InteractionEvent:
         row = conn.execute(
             "SELECT * FROM interactions WHERE interaction_id=?", (event.interaction_id,)
         ).fetchone()

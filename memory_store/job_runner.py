@@ -1,8 +1,10 @@
 """A generic runner of the event log's jobs: claim under a lease, run a handler, settle (asyncio).
 
-A job is claimed under a lease and handed to the runner's handler (an async callable of one
-:class:`InteractionEvent`, injected by whoever builds the runner: ``graph/background.py`` hands it
-"run the propagate graph"); then it is completed. An error sends it back with a jittered
+A job is claimed under a lease and handed to the runner's handler (an async callable of the
+:class:`InteractionEvent` and the lease owner, injected by whoever builds the runner:
+``graph/background.py`` hands it "run the propagate graph under this claim"); then it is
+completed. Up to ``in_flight`` jobs run at once (claimed together, one transaction), so a worker
+waiting on a model keeps several calls in flight. An error sends it back with a jittered
 exponential backoff, and after ``max_attempts`` it is parked as failed (``memrec jobs --status
 failed``), its interaction kept. A permanent error (unknown ids, an interaction that vanished)
 parks it at once. On start the runner returns jobs whose lease lapsed (their process was killed)
@@ -34,7 +36,8 @@ from schemas.records import InteractionEvent
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[InteractionEvent], Awaitable[Any]]
+# (event, lease owner): the handler runs the job under the runner's claim
+Handler = Callable[[InteractionEvent, str], Awaitable[Any]]
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (UnknownEntity, UnknownMemory, LookupError)
 RESULTS_KEPT = 100
 _SHARED_KEY = "job-runner"
@@ -72,11 +75,14 @@ class JobRunner:
         max_backoff_s: float = 300.0,
         poll_s: float = 0.5,
         stats: RunnerStats | None = None,
+        in_flight: int = 1,
+        min_age_s: float = 0.0,
     ) -> None:
-        if lease_s <= 0 or poll_s <= 0 or max_attempts < 1:
+        if lease_s <= 0 or poll_s <= 0 or max_attempts < 1 or in_flight < 1:
             raise ValueError(
-                f"{type(self).__name__}: lease_s and poll_s must be > 0 and max_attempts >= 1; "
-                f"got lease_s={lease_s}, poll_s={poll_s}, max_attempts={max_attempts}"
+                f"{type(self).__name__}: lease_s and poll_s must be > 0, max_attempts and "
+                f"in_flight >= 1; got lease_s={lease_s}, poll_s={poll_s}, "
+                f"max_attempts={max_attempts}, in_flight={in_flight}"
             )
         self.events = events
         self.handler = handler
@@ -86,6 +92,8 @@ class JobRunner:
         self.base_backoff_s = base_backoff_s
         self.max_backoff_s = max_backoff_s
         self.poll_s = poll_s
+        self.in_flight = in_flight
+        self.min_age_s = min_age_s  # > 0: leave younger jobs to the executor they were given to
         self.stats = stats if stats is not None else RunnerStats()
         self.results: list[Any] = []  # the handler's latest results, for callers and tests
         self._task: asyncio.Task[None] | None = None
@@ -94,19 +102,25 @@ class JobRunner:
 
     # ----------------------------------------------------------------------------- one job
 
+    async def _claim(self, n: int) -> list[InteractionEvent]:
+        events = await asyncio.to_thread(
+            self.events.claim_jobs, self.owner, n, self.lease_s, min_age_s=self.min_age_s
+        )
+        self.stats.claimed += len(events)
+        return events
+
     async def run_one(self) -> bool:
         """Claim one due job and run it; False when no job is due."""
-        event = await asyncio.to_thread(self.events.claim_job, self.owner, self.lease_s)
-        if event is None:
+        events = await self._claim(1)
+        if not events:
             return False
-        self.stats.claimed += 1
-        await self._run(event)
+        await self._run(events[0])
         return True
 
     async def _run(self, event: InteractionEvent) -> None:
         iid = event.interaction_id
         try:
-            result = await self.handler(event)
+            result = await self.handler(event, self.owner)
         except PERMANENT_ERRORS as err:
             await self._fail(iid, f"{type(err).__name__}: {err}", permanent=True)
             return
@@ -145,13 +159,45 @@ class JobRunner:
         return n
 
     async def drain(self, max_jobs: int | None = None) -> int:
-        """Run due jobs until none is due (or ``max_jobs`` ran); returns how many ran."""
-        ran = 0
-        while max_jobs is None or ran < max_jobs:
-            if not await self.run_one():
-                break
-            ran += 1
-        return ran
+        """Run due jobs, ``in_flight`` at a time, until none is due (or ``max_jobs`` were claimed).
+
+        While some jobs run, new ones are claimed into the free slots when the runner is woken
+        or every ``poll_s``. Returns how many ran.
+        """
+        started = 0
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                room = self.in_flight - len(running)
+                if max_jobs is not None:
+                    room = min(room, max_jobs - started)
+                claimed = await self._claim(room) if room > 0 and not self._stopping else []
+                started += len(claimed)
+                running |= {asyncio.create_task(self._run(event)) for event in claimed}
+                if not running:
+                    return started
+                await self._wait_for_room(running, can_claim=room > len(claimed))
+                running = {task for task in running if not task.done()}
+        finally:
+            if running:  # cancelled: the jobs in flight finish (or their leases lapse)
+                await asyncio.gather(*running, return_exceptions=True)
+
+    async def _wait_for_room(self, running: set[asyncio.Task[None]], *, can_claim: bool) -> None:
+        """Until a job finishes, or (with free slots) a wake-up or ``poll_s`` passes."""
+        waiters: set[asyncio.Future[Any]] = set(running)
+        wake = None
+        if can_claim and self._wake is not None:
+            wake = asyncio.ensure_future(self._wake.wait())
+            waiters.add(wake)
+        await asyncio.wait(
+            waiters,
+            timeout=self.poll_s if can_claim else None,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if wake is not None:
+            if wake.done() and self._wake is not None:
+                self._wake.clear()
+            wake.cancel()
 
     # ----------------------------------------------------------------------------- background
 

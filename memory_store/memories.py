@@ -9,7 +9,7 @@ can never silently overwrite each other.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -41,6 +41,15 @@ class MemoryRecord(BaseModel):
     def record_id(self) -> str:
         """Stable document id: ``<kind>:<entity_id>``."""
         return record_id(self.kind, self.entity_id)
+
+
+class BatchPut(BaseModel):
+    """What a batched compare-and-set write did: the records written and the ids that conflicted."""
+
+    written: dict[str, MemoryRecord] = Field(default_factory=dict, description="id -> record")
+    conflicts: dict[str, int] = Field(
+        default_factory=dict, description="id -> the version found instead of the expected one"
+    )
 
 
 def record_id(kind: str, entity_id: str) -> str:
@@ -75,10 +84,34 @@ class MemoryStore(Protocol):
         """
         ...
 
-    def bulk_init(self, kind: MemoryKind, items: Iterable[tuple[str, str]], source: str) -> int:
+    def put_many(
+        self,
+        kind: MemoryKind,
+        writes: Sequence[tuple[str, str, int]],
+        *,
+        source: str,
+        vectors: Any = None,
+    ) -> BatchPut:
+        """Compare-and-set many records of one kind at once: ``(id, text, expected_version)``.
+
+        Every write whose expected version holds is applied (one store write for all of them);
+        the others are reported as conflicts and change nothing. ``vectors`` (one row per write)
+        are the texts' embeddings when the caller has them already.
+        """
+        ...
+
+    def bulk_init(
+        self,
+        kind: MemoryKind,
+        items: Iterable[tuple[str, str]],
+        source: str,
+        *,
+        vectors: Any = None,
+    ) -> int:
         """Create version-1 records for ids that do not exist yet; returns how many were created.
 
-        Existing records are left untouched, so indexing twice is idempotent.
+        Existing records are left untouched, so indexing twice is idempotent. ``vectors`` (one
+        row per item, in order) are the texts' embeddings when the caller computed them already.
         """
         ...
 

@@ -23,10 +23,12 @@ class MemoryVectors:
     items: np.ndarray
     embedding: HashingEmbedding = field(default_factory=HashingEmbedding)
 
-    def refresh(self, kind: MemoryKind, code: int, text: str) -> None:
-        """Re-embed one memory after a write."""
+    def refresh(
+        self, kind: MemoryKind, code: int, text: str, vector: np.ndarray | None = None
+    ) -> None:
+        """Re-embed one memory after a write (``vector``: its embedding, already computed)."""
         target = self.users if kind == "user" else self.items
-        target[code] = self.embedding.embed_texts([text])[0]
+        target[code] = self.embedding.embed_texts([text])[0] if vector is None else vector
 
     def save(self, directory: Path) -> None:
         """Write both arrays."""

@@ -14,10 +14,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-
-import numpy as np
 
 from dataio.candidates import candidates_path, read_candidates
 from dataio.dataset import Dataset
@@ -26,11 +25,13 @@ from dataio.split import Split
 from memory_store.cached_store import CachedMemoryStore
 from memory_store.catalog import load_catalog
 from memory_store.embedding_factory import make_embedding
+from memory_store.embeddings import HashingEmbedding
 from memory_store.events import EventLog
 from memory_store.graph import InteractionGraph, is_choice
 from memory_store.memories import MemoryKind, MemoryStore
 from memory_store.privacy_log import PrivacyState, read_privacy
 from memory_store.ranker_index import RankerConfig, RankerIndex
+from memory_store.record_locks import FileRecordLocks
 from memory_store.vectors import MemoryVectors
 from schemas.context import MemRecContext
 from schemas.ruleset import RuleSet, generic_rules
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INDEX_MARKER = "index.json"
+CATCH_UP_S = 1.0  # a process sharing the event log looks for others' interactions this often
+CATCH_UP_LOOKBACK = 256
 
 
 class NotIndexed(RuntimeError):
@@ -80,6 +83,9 @@ class Workspace:
         self.deleted: set[str] = set()  # user ids deleted for privacy: nothing is recorded for them
         self._candidates: dict[tuple[str, int, int], dict[int, list[int]]] = {}
         self.warm = threading.Event()  # set once the memory read cache is filled (see _warm)
+        self.seen_seq = 0  # the last event log position appended onto the graph
+        self.shared = False  # other processes write this store's event log (catch_up)
+        self._caught_up_at = time.monotonic()
         # Objects built from this workspace (its role pair, its job runner), kept and dropped with
         # it: the cycle workspace -> derived -> role -> workspace is collected as a whole.
         self.derived: dict[str, Any] = {}
@@ -139,10 +145,24 @@ class Workspace:
         return path
 
     # ------------------------------------------------------------------ writes
-    def on_memory_write(self, kind: MemoryKind, entity_id: str, text: str) -> None:
-        """Keep the vector cache in step with a memory write."""
+    def on_memory_write(
+        self, kind: MemoryKind, entity_id: str, text: str, vector: Any = None
+    ) -> None:
+        """Keep the vector cache in step with a memory write (``vector``: from ``embedder``)."""
         code = self.user_code(entity_id) if kind == "user" else self.item_code(entity_id)
-        self.vectors.refresh(kind, code, text)
+        self.vectors.refresh(kind, code, text, vector)
+
+    def embedder(self) -> Callable[[list[str]], Any] | None:
+        """Embeds texts once for both the memory store and the vector cache, when they agree.
+
+        None when the store embeds with another model than the cache's local hashing.
+        """
+        store = getattr(self.memories, "inner", self.memories)
+        function = getattr(store, "embedding_function", None)
+        mine = self.vectors.embedding
+        if isinstance(function, HashingEmbedding) and function.get_config() == mine.get_config():
+            return mine.embed_texts
+        return None
 
     def ranker(self) -> tuple[RankerIndex, RankerConfig]:
         """The offline ranker's index over this graph (built once, kept up to date) and config."""
@@ -152,10 +172,6 @@ class Workspace:
                 self.derived["ranker"] = (RankerIndex(self.graph, config.params), config)
             index, config = self.derived["ranker"]
             return index.fresh(), config
-
-    def popularity(self) -> np.ndarray:
-        """Interactions per item in the graph: train plus live ones, never held-out targets."""
-        return self.graph.item_degree.copy()
 
     def benchmark_candidates(
         self, which: str = "test", n: int = 10, seed: int = 0
@@ -168,10 +184,9 @@ class Workspace:
         return self._candidates[key]
 
     def clone(self, directory: Path) -> Workspace:
-        """An isolated copy of the current state (in-memory memories, a fresh event log).
+        """An isolated copy (in-memory memories, a fresh event log): for tests and benches.
 
-        Tests and benches work on clones. Evaluation does not: it starts from the index alone
-        (``memory_store/index_copy.py``), since the live memories may name held-out targets.
+        Evaluation starts from the index alone (``memory_store/index_copy.py``) instead.
         """
         from memory_store.inmemory_store import InMemoryMemoryStore
 
@@ -206,19 +221,58 @@ class Workspace:
                     self.graph.remove_user(code)
         self.deleted |= state.deleted
 
-    def replay_events(self) -> int:
+    def replay_events(self, since_seq: int | None = None) -> int:
         """Append interactions recorded after indexing onto the graph; returns how many."""
         added = 0
-        for ev in self.events.interactions():
+        for row in self.events.interaction_rows(since_seq=since_seq):
+            ev = row.event
+            self.seen_seq = max(self.seen_seq, row.seq)
             u = self.dataset.user_index.get(ev.user_id)
             i = self.dataset.item_index.get(ev.item_id)
             if u is None or i is None:
                 continue
-            if not is_choice(ev.kind):  # a dislike is no edge (see InteractionGraph)
-                self.graph.reject(u, i)
-            elif self.graph.append(u, i, ev.ts):
-                added += 1
+            with self.lock:  # catch_up runs beside requests reading the graph
+                if not is_choice(ev.kind):  # a dislike is no edge (see InteractionGraph)
+                    self.graph.reject(u, i)
+                elif self.graph.append(u, i, ev.ts):
+                    added += 1
         return added
+
+    def catch_up_due(self) -> bool:
+        """Whether other processes may have recorded interactions this one has not seen yet."""
+        return self.shared and time.monotonic() - self._caught_up_at > CATCH_UP_S
+
+    def catch_up(self) -> int:
+        """Append interactions other processes recorded since the last look (shared event log).
+
+        Re-reads ``CATCH_UP_LOOKBACK`` positions before the last one seen: a transaction that
+        took its position earlier may commit later (appending is idempotent).
+        """
+        self._caught_up_at = time.monotonic()
+        return self.replay_events(since_seq=max(0, self.seen_seq - CATCH_UP_LOOKBACK))
+
+
+def open_event_log(directory: Path, dataset: str) -> EventLog:
+    """The store's event log: Postgres when ``MEMREC_DATABASE_URL`` is set, else its SQLite file.
+
+    Shared by every process (and host) on that database; ``memory_store/pg_events.py``.
+    """
+    url = os.environ.get("MEMREC_DATABASE_URL")
+    if not url:
+        return EventLog(directory / "events.sqlite")
+    from memory_store.pg_events import PgEventLog
+
+    return PgEventLog(url, dataset, local_path=directory / "events.sqlite")  # type: ignore[return-value]
+
+
+def record_locks_for(directory: Path, dataset: str) -> Callable[..., Any]:
+    """The cross-process record locks of a store written by several processes."""
+    url = os.environ.get("MEMREC_DATABASE_URL")
+    if url:
+        from memory_store.pg_events import PgRecordLocks
+
+        return PgRecordLocks(url, dataset)
+    return FileRecordLocks(directory / "record.locks")
 
 
 def open_chroma(directory: Path, chroma_url: str | None) -> ChromaMemoryStore:
@@ -228,8 +282,10 @@ def open_chroma(directory: Path, chroma_url: str | None) -> ChromaMemoryStore:
     # MEMREC_EMBEDDING: "hash" (local, the default) or "openai:<model>" /
     # "openai-compatible:<model>@<url>"; fixed per store (Chroma keeps it with the collection).
     embedding = make_embedding(os.environ.get("MEMREC_EMBEDDING", "hash"))
-    if chroma_url:
-        return ChromaMemoryStore(url=chroma_url, embedding=embedding)
+    if chroma_url:  # several processes may write: their compare-and-set shares a lock
+        store = ChromaMemoryStore(url=chroma_url, embedding=embedding)
+        store.record_lock = record_locks_for(directory, directory.name)
+        return store
     return ChromaMemoryStore(path=directory / "chroma", embedding=embedding)
 
 
@@ -259,9 +315,10 @@ def open_workspace(
         split,
         graph,
         memories,
-        EventLog(directory / "events.sqlite"),
+        open_event_log(directory, dataset),
         MemoryVectors.load(directory),
     )
+    ws.shared = bool(chroma_url or os.environ.get("MEMREC_DATABASE_URL"))
     ws.replay_events()
     ws.apply_privacy(read_privacy(ws.events.path))
     return ws
@@ -336,5 +393,8 @@ async def aworkspace_for(ctx: MemRecContext | None) -> Workspace:
     """``workspace_for`` from async code: the first open (file reads) runs in a thread."""
     ctx = ctx or MemRecContext()
     if is_open(ctx.dataset, home=ctx.home, chroma_url=ctx.chroma_url):
-        return workspace_for(ctx)
+        ws = workspace_for(ctx)
+        if ws.catch_up_due():  # several processes share the store: see their interactions
+            await asyncio.to_thread(ws.catch_up)
+        return ws
     return await asyncio.to_thread(workspace_for, ctx)

@@ -1,9 +1,10 @@
 """The `apply_patches` node of the propagate graph: screen the model's output, then write it.
 
-Every write goes through ``memory_store.writes.apply_write`` with the interaction id as its cause:
-compare-and-set with retry, at most once per (cause, memory), audited. Item and neighbour writes
-come first and the user rewrite last, so "the user memory carries this cause" means the whole
-propagation was applied (a replayed job then skips the model call).
+Every write goes through ``memory_store.writes.apply_writes`` with the interaction id as its
+cause: compare-and-set with retry, at most once per (cause, memory), audited, batched per kind
+(one store read and one store write for the item memories, the same for the user memories, each
+text embedded once). Item memories come first and the user rewrite last; a retried job re-applies
+the answer its first attempt kept, each write skipped when it was made already.
 
 Screening: a patch for a ref that was not loaded, a malformed one (bad ref, empty, repeated) or an
 oversized one (> MAX_PATCH_CHARS) is dropped. A neighbour patch is refused when it names the acting
@@ -24,11 +25,12 @@ from typing import Any
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
+from memory_store.claims import release_after_error, still_held
 from memory_store.facet_cache import facet_cache_for
 from memory_store.memories import MemoryKind
 from memory_store.summaries import append_note, notes_of
 from memory_store.workspace import Workspace, aworkspace_for
-from memory_store.writes import apply_write
+from memory_store.writes import PlannedWrite, apply_writes
 from schemas.context import MemRecContext
 from schemas.propagate_state import LoadedContext, MemoryWrite, PropagateState, PropagationReport
 from schemas.records import CallUsage, NeighbourPatch, PropagationResult
@@ -192,18 +194,24 @@ def apply_propagation(
     if loaded.skip_reason:
         report.notes.append(loaded.skip_reason)
         return report
+    if not still_held(ws.events, loaded.owner, event.interaction_id):
+        report.notes.append("another executor took this job over (lease lapsed): nothing written")
+        return report
     screened = screen_patches(loaded, result.neighbour_patches)
     report.dropped_patches, report.refused_patches = len(screened.dropped), len(screened.refused)
     report.notes.extend([*screened.dropped, *screened.refused])
     for reason in screened.refused:
         logger.warning("propagation %s: patch refused: %s", event.interaction_id, reason)
     item_text = result.item_memory.strip() or loaded.inp.item_memory
-    _write(ws, report, "item", event.item_id, merge_rewrite(item_text, loaded.inp.item_memory))
+    writes = [PlannedWrite("item", event.item_id, merge_rewrite(item_text, loaded.inp.item_memory))]
     for patch in screened.accepted:
         kind, entity = patch.ref.split(":", 1)
-        _write(ws, report, _kind(kind), entity, _appender(patch.note))
+        writes.append(PlannedWrite(_kind(kind), entity, _appender(patch.note)))
     user_text = result.user_memory.strip() or loaded.inp.user_memory
-    _write(ws, report, "user", event.user_id, merge_rewrite(user_text, loaded.inp.user_memory))
+    writes.append(
+        PlannedWrite("user", event.user_id, merge_rewrite(user_text, loaded.inp.user_memory))
+    )
+    _write_all(ws, report, writes)
     return report
 
 
@@ -215,22 +223,46 @@ def _kind(kind: str) -> MemoryKind:
     return "user" if kind == "user" else "item"
 
 
-def _write(
-    ws: Workspace, report: PropagationReport, kind: MemoryKind, entity: str, text: Any
-) -> None:
-    record = apply_write(
-        ws.memories, ws.events, kind, entity, text, cause=report.interaction_id, max_retries=8
+def _write_all(ws: Workspace, report: PropagationReport, writes: list[PlannedWrite]) -> None:
+    """Item memories first, then user memories (the acting user last), each kind batched."""
+    ordered = sorted(writes, key=lambda w: w.kind != "item")  # stable: the user stays last
+    written = apply_writes(
+        ws.memories,
+        ws.events,
+        ordered,
+        cause=report.interaction_id,
+        embed=ws.embedder(),
+        max_retries=8,
     )
-    if record is None:
-        report.skipped += 1
-        return
-    ws.on_memory_write(kind, entity, record.text)
-    facet_cache_for(ws).invalidate(kind, entity)
-    report.writes.append(MemoryWrite(ref=f"{kind}:{entity}", version=record.version))
+    cache = facet_cache_for(ws)
+    by_ref = {(w.kind, w.entity_id): out for w, out in zip(ordered, written, strict=True)}
+    for w in writes:  # report in the model's order
+        out = by_ref[(w.kind, w.entity_id)]
+        if out is None:
+            report.skipped += 1
+            continue
+        ws.on_memory_write(w.kind, w.entity_id, out.record.text, out.vector)
+        cache.invalidate(w.kind, w.entity_id)
+        report.writes.append(MemoryWrite(ref=f"{w.kind}:{w.entity_id}", version=out.record.version))
+
+
+def _apply_and_settle(
+    ws: Workspace, loaded: LoadedContext, result: PropagationResult, usage: CallUsage
+) -> PropagationReport:
+    """Write, then complete the job when this run holds it (hand it back if the writes fail)."""
+    iid = loaded.event.interaction_id
+    try:
+        report = apply_propagation(ws, loaded, result, usage)
+    except Exception as err:
+        release_after_error(ws.events, loaded.owner, loaded.own_claim, iid, err)
+        raise
+    if loaded.owner is not None:
+        ws.events.complete_job(iid, loaded.owner)
+    return report
 
 
 async def apply_patches(state: PropagateState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
-    """LangGraph adapter: write the result and settle the interaction's job."""
+    """LangGraph adapter: write the result and complete the interaction's job (when held)."""
     ctx = runtime.context or MemRecContext()
     ws = await aworkspace_for(ctx)
     loaded: LoadedContext = state["loaded"]
@@ -238,6 +270,5 @@ async def apply_patches(state: PropagateState, runtime: Runtime[MemRecContext]) 
     if result is None:  # skipped before the model call
         result = PropagationResult(user_memory="", item_memory="")
     usage = state.get("usage") or CallUsage()
-    report = await asyncio.to_thread(apply_propagation, ws, loaded, result, usage)
-    await asyncio.to_thread(ws.events.settle_job, report.interaction_id)
+    report = await asyncio.to_thread(_apply_and_settle, ws, loaded, result, usage)
     return {"report": report}

@@ -13,7 +13,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from memory_store.workspace import UnknownEntity, Workspace, workspace_for
-from nodes.record import Schedule, record_feedback
+from nodes.record import Schedule, record_feedback, request_key
 from schemas.chat_state import ChatState, ResolvedFeedback
 from schemas.context import MemRecContext
 from schemas.recommend_state import Feedback
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def record_chat_feedback(
-    ws: Workspace, user_id: str, feedback: list[ResolvedFeedback]
+    ws: Workspace, user_id: str, feedback: list[ResolvedFeedback], key: str | None = None
 ) -> tuple[list[InteractionEvent], list[str]]:
     """Record matched feedback durably; a user the dataset does not know gets a note instead."""
     if not feedback:
@@ -36,7 +36,7 @@ def record_chat_feedback(
         ]
     kinds = [Feedback(item_id=f.item_id, kind=f.sentiment) for f in feedback]
     try:
-        return record_feedback(ws, user_id, kinds), []
+        return record_feedback(ws, user_id, kinds, key), []
     except UnknownEntity as err:  # the catalog changed under us: say so, keep the state valid
         logger.warning("chat feedback not recorded: %s", err)
         return [], [f"I could not save that feedback: {err}"]
@@ -51,7 +51,10 @@ def make_feedback(schedule: Schedule) -> Callable[..., Awaitable[dict[str, Any]]
         ws = await asyncio.to_thread(workspace_for, ctx)
         matched = state.get("matched_feedback") or []
         check_acting_user(state["user_id"])
-        events, notes = await asyncio.to_thread(record_chat_feedback, ws, state["user_id"], matched)
+        key = request_key(state, "feedback")  # a replayed run records nothing twice
+        events, notes = await asyncio.to_thread(
+            record_chat_feedback, ws, state["user_id"], matched, key
+        )
         await schedule(ctx, events)
         liked = [f.item_id for f in matched if f.sentiment == "positive"]
         rejected = [f.item_id for f in matched if f.sentiment == "negative"]

@@ -4,6 +4,12 @@ Neighbours are chosen by the same rule set as curation (``curate_neighbours``), 
 cut to ``fanout_cap``; the interacted item itself (updated on its own) and opted-out users are
 never among them. A replayed interaction whose user rewrite is already written (it is written
 last, ``already_propagated``) loads with a skip reason: no model call and no write follow.
+
+Exactly once: the node first takes part in the job claim protocol (``memory_store/claims.py``):
+it runs under the runner's claim (``lease_owner``) or claims the job itself; a run that does not
+get the claim loads with a skip reason and leaves the job alone. The fan-out is the one stored
+with the job when an earlier attempt chose it, and a model answer an earlier attempt kept is
+handed on, so a retry makes no second call.
 """
 
 from __future__ import annotations
@@ -12,15 +18,22 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
+from memory_store.claims import RunClaim, claim_for_run, fixed_fanout, run_owner, stored_answer
 from memory_store.memories import MemoryKind
 from memory_store.workspace import UnknownEntity, Workspace, aworkspace_for
 from memory_store.writes import apply_write
 from nodes.curate import curate_neighbours
 from schemas.context import MemRecContext
 from schemas.propagate_state import LoadedContext, PropagateState
-from schemas.records import InteractionEvent, NeighbourSnippet, PropagationInput
+from schemas.records import (
+    InteractionEvent,
+    NeighbourSnippet,
+    PropagationInput,
+    PropagationResult,
+)
 
 ALREADY_PROPAGATED = "already propagated (replayed job)"
 
@@ -74,9 +87,12 @@ def already_propagated(ws: Workspace, event: InteractionEvent) -> bool:
 
 
 def load_propagation_context(
-    ws: Workspace, ctx: MemRecContext, event: InteractionEvent
+    ws: Workspace, ctx: MemRecContext, event: InteractionEvent, claim: RunClaim | None = None
 ) -> LoadedContext:
-    """Validate the ids (UnknownEntity, nothing written) and read every memory involved."""
+    """Validate the ids (UnknownEntity, nothing written) and read every memory involved.
+
+    With ``claim``, a run that does not hold the job skips, and the fan-out is the job's own.
+    """
     ws.user_code(event.user_id)
     item_code = ws.item_code(event.item_id)
     user_rec = ws.memories.get("user", event.user_id)
@@ -91,10 +107,14 @@ def load_propagation_context(
         f"user:{event.user_id}": user_rec.version,
         f"item:{event.item_id}": item_rec.version,
     }
-    skip = None if ctx.collab_write else "collaborative write is off (collab_write=False)"
-    if skip is None and already_propagated(ws, event):
+    skip = claim.refusal if claim is not None else None
+    if skip is None and not ctx.collab_write:
+        skip = "collaborative write is off (collab_write=False)"
+    answer = stored_answer(claim) if claim is not None and not skip else None
+    # with a kept answer the writes are re-applied (each skipped when made): no shortcut needed
+    if skip is None and answer is None and already_propagated(ws, event):
         skip = ALREADY_PROPAGATED
-    neighbours = [] if skip else _snippets(ws, choose_neighbours(ws, ctx, event), versions)
+    neighbours = [] if skip else _snippets(ws, _fanout(ws, ctx, event, claim), versions)
     inp = PropagationInput(
         event=event,
         item_title=ws.title(item_code),
@@ -102,7 +122,28 @@ def load_propagation_context(
         item_memory=item_rec.text,
         neighbours=neighbours,
     )
-    return LoadedContext(event=event, inp=inp, versions=versions, skip_reason=skip)
+    return LoadedContext(
+        event=event,
+        inp=inp,
+        versions=versions,
+        skip_reason=skip,
+        owner=claim.owner if claim is not None else None,
+        own_claim=claim is not None and claim.outcome == "claimed" and claim.self_claimed,
+        stored_answer=PropagationResult.model_validate(answer["result"]) if answer else None,
+    )
+
+
+def _fanout(
+    ws: Workspace, ctx: MemRecContext, event: InteractionEvent, claim: RunClaim | None
+) -> list[tuple[str, float]]:
+    """The job's fan-out (chosen once, kept with the job), minus users who opted out since."""
+    if claim is None:
+        return choose_neighbours(ws, ctx, event)
+    fanout = fixed_fanout(
+        ws.events, claim, event.interaction_id, lambda: choose_neighbours(ws, ctx, event)
+    )
+    gone = {f"user:{ws.dataset.user_ids[code]}" for code in ws.opted_out}
+    return [(ref, score) for ref, score in fanout if ref not in gone]
 
 
 def _snippets(
@@ -137,8 +178,23 @@ async def load_context(state: PropagateState, runtime: Runtime[MemRecContext]) -
     """LangGraph adapter: resolve the event (by id from the log, or given) and load its context."""
     ctx = runtime.context or MemRecContext()
     ws = await aworkspace_for(ctx)
-    event = await asyncio.to_thread(
-        resolve_event, ws, state.get("interaction_id"), state.get("event")
-    )
-    loaded = await asyncio.to_thread(load_propagation_context, ws, ctx, event)
+    runner = state.get("lease_owner")
+    owner = run_owner(runner, _run_id())
+
+    def load() -> tuple[InteractionEvent, LoadedContext]:
+        event = resolve_event(ws, state.get("interaction_id"), state.get("event"))
+        claim = claim_for_run(ws.events, event.interaction_id, owner, self_claimed=not runner)
+        return event, load_propagation_context(ws, ctx, event, claim)
+
+    event, loaded = await asyncio.to_thread(load)  # one hop: log, store and graph reads
     return {"interaction_id": event.interaction_id, "loaded": loaded}
+
+
+def _run_id() -> str | None:
+    """The LangGraph run id (the server sets it; it is the same when the run is replayed)."""
+    try:
+        configurable = get_config().get("configurable") or {}
+    except RuntimeError:  # called outside a graph run
+        return None
+    run_id = configurable.get("run_id")
+    return str(run_id) if run_id else None

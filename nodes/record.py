@@ -2,6 +2,10 @@
 
 The node is built by ``make_record(schedule)``: the graph builder injects how propagation is
 scheduled (``graph/background.py``), so the node never imports a graph or a service.
+
+Recording is idempotent on a request key (:func:`request_key`): the caller's ``idempotency_key``,
+else the LangGraph run id (the same when the server replays a run after a restart). The ids of the
+interactions a keyed request records derive from it, so a retry or a replay records nothing twice.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from memory_store.graph import is_choice
+from memory_store.interactions import keyed_interaction_id
 from memory_store.workspace import UnknownEntity, Workspace, aworkspace_for
 from schemas.context import MemRecContext
 from schemas.recommend_state import Feedback, RecommendState
@@ -52,14 +58,44 @@ def record_interaction(
 
 
 def record_feedback(
-    ws: Workspace, user_id: str, feedback: list[Feedback]
+    ws: Workspace, user_id: str, feedback: list[Feedback], key: str | None = None
 ) -> list[InteractionEvent]:
-    """Validate every item first (nothing written on a bad id), then record them all."""
+    """Validate every item first (nothing written on a bad id), then record them all.
+
+    With a request ``key`` the ids derive from it: recording the same request again returns the
+    interactions recorded the first time and writes nothing.
+    """
     for fb in feedback:
         ws.item_code(fb.item_id)
     if not ws.has_user(user_id):
         raise UnknownEntity(f"unknown user id {user_id!r}: feedback needs a known user")
-    return [record_interaction(ws, user_id, fb.item_id, fb.kind) for fb in feedback]
+    return [
+        record_interaction(
+            ws,
+            user_id,
+            fb.item_id,
+            fb.kind,
+            interaction_id=keyed_interaction_id(key, user_id, n) if key else None,
+        )
+        for n, fb in enumerate(feedback)
+    ]
+
+
+def request_key(state: Any, node: str) -> str | None:
+    """The request key of a recording node: the caller's idempotency key, else the run id.
+
+    None outside a LangGraph run without a caller's key (a library call is not replayed). Call it
+    in the node itself (it reads the run's config).
+    """
+    given = state.get("idempotency_key") if hasattr(state, "get") else None
+    if given:
+        return f"key:{given}:{node}"
+    try:
+        configurable = get_config().get("configurable") or {}
+    except RuntimeError:  # not inside a graph run
+        return None
+    run_id = configurable.get("run_id")
+    return f"run:{run_id}:{node}" if run_id else None
 
 
 def make_record(schedule: Schedule) -> Callable[..., Awaitable[dict[str, Any]]]:
@@ -71,7 +107,8 @@ def make_record(schedule: Schedule) -> Callable[..., Awaitable[dict[str, Any]]]:
         ws = await aworkspace_for(ctx)
         feedback = [Feedback.model_validate(f) for f in state.get("feedback") or []]
         check_acting_user(state["user_id"])
-        events = await asyncio.to_thread(record_feedback, ws, state["user_id"], feedback)
+        key = request_key(state, "record")
+        events = await asyncio.to_thread(record_feedback, ws, state["user_id"], feedback, key)
         await schedule(ctx, events)
         return {"recorded": [e.interaction_id for e in events]}
 

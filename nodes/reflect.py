@@ -1,18 +1,22 @@
 """The `reflect` node of the propagate graph: the ONE LMMem call of a propagation.
 
 Self-reflection rewrite of the user memory, the item memory update and the neighbour patches come
-back from a single ``LMMem.propagate`` call, whatever the user's degree.
+back from a single ``LMMem.propagate`` call, whatever the user's degree. The answer is kept with
+the interaction's job (``memory_store/claims.keep_answer``): a retried job reuses it, no second
+call.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
 from langgraph.runtime import Runtime
 
-from memory_store.workspace import aworkspace_for
+from memory_store.claims import keep_answer
+from memory_store.workspace import Workspace, aworkspace_for
 from roles.factory import build_roles
 from roles.offline_roles import OfflineLMMem
 from schemas.context import MemRecContext
@@ -34,10 +38,20 @@ async def reflect_once(
             user_memory=loaded.inp.user_memory, item_memory=loaded.inp.item_memory
         )
         return RoleOutput(value=empty, usage=CallUsage())
+    if loaded.stored_answer is not None:  # an earlier attempt of this job asked already
+        return RoleOutput(value=loaded.stored_answer, usage=CallUsage())
     if graph_lock is not None and isinstance(lmmem, OfflineLMMem):
         with graph_lock:
             return await lmmem.propagate(loaded.inp)
     return await lmmem.propagate(loaded.inp)
+
+
+def _keep(ws: Workspace, loaded: LoadedContext, value: PropagationResult) -> PropagationResult:
+    """Keep the answer with the job; an answer another attempt kept first wins."""
+    kept = keep_answer(
+        ws.events, loaded.owner, loaded.event.interaction_id, {"result": value.model_dump()}
+    )
+    return PropagationResult.model_validate(kept["result"])
 
 
 def make_reflect(lmmem: LMMem | None = None) -> Callable[..., Awaitable[dict[str, Any]]]:
@@ -48,7 +62,11 @@ def make_reflect(lmmem: LMMem | None = None) -> Callable[..., Awaitable[dict[str
         ctx = runtime.context or MemRecContext()
         ws = await aworkspace_for(ctx)
         role = lmmem if lmmem is not None else build_roles(ctx, ws)[0]
-        out = await reflect_once(role, state["loaded"], ws.lock)
-        return {"result": out.value, "usage": out.usage}
+        loaded: LoadedContext = state["loaded"]
+        out = await reflect_once(role, loaded, ws.lock)
+        if loaded.skip_reason or loaded.stored_answer is not None:
+            return {"result": out.value, "usage": out.usage}
+        value = await asyncio.to_thread(_keep, ws, loaded, out.value)
+        return {"result": value, "usage": out.usage}
 
     return reflect

@@ -22,6 +22,15 @@ class LoadedContext(BaseModel):
     skip_reason: str | None = Field(
         default=None, description="why nothing will be propagated, if so"
     )
+    owner: str | None = Field(
+        default=None, description="the job lease this run holds (None: no job, or not ours)"
+    )
+    own_claim: bool = Field(
+        default=False, description="the run claimed the job itself (no runner holds it for it)"
+    )
+    stored_answer: PropagationResult | None = Field(
+        default=None, description="the model answer an earlier attempt of the job kept"
+    )
 
 
 class MemoryWrite(BaseModel):
@@ -54,6 +63,7 @@ class PropagateInput(TypedDict, total=False):
 
     interaction_id: str  # a recorded interaction (its event is read from the log)
     event: InteractionEvent | dict[str, Any] | None  # or the event itself
+    lease_owner: str | None  # the job runner's claim; without it the run claims the job itself
 
 
 class PropagateOutput(TypedDict, total=False):

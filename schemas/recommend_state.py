@@ -54,6 +54,7 @@ class RecommendInput(TypedDict, total=False):
     candidates: list[str] | None  # item ids to rank; None = the benchmark candidate list
     request: str | None  # optional free-text request
     feedback: Annotated[list[Feedback] | None, latest(list[Feedback] | None)]  # to record after
+    idempotency_key: str | None  # the same key on a retry records the feedback only once
 
 
 class RecommendOutput(TypedDict, total=False):

@@ -18,14 +18,15 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from dataio.candidates import ProtocolError, ensure_candidates
+from dataio.candidates import ProtocolError, ensure_candidates, user_histories
 from dataio.datasets import Dataset, load_dataset
 from dataio.paths import store_dir as default_store_dir
 from dataio.split import Split, dataset_fingerprint, split_leave_one_out
+from memory_store.bulk_load import BackgroundLoad
 from memory_store.catalog import save_catalog
 from memory_store.embeddings import HashingEmbedding
 from memory_store.graph import InteractionGraph
-from memory_store.memories import MemoryStore
+from memory_store.memories import MemoryKind, MemoryStore
 from memory_store.summaries import user_summary
 from memory_store.vectors import MemoryVectors
 from memory_store.workspace import INDEX_MARKER, open_chroma
@@ -136,11 +137,11 @@ def build_index(
     save_catalog(directory, dataset, split)
     graph = _graph(directory, dataset, split)
     progress("split", 1, 1)
-    skipped = _candidate_files(directory, dataset, split)
     store = memories or open_chroma(directory, chroma_url)
-    created = _memories(store, dataset, graph, progress, lmmem)
-    _vectors(directory, store, dataset)
+    load = _start_load(directory, store, dataset, graph, lmmem, progress)  # on a thread
+    skipped = _candidate_files(directory, dataset, split)
     _rules(directory, dataset, graph)
+    created = _finish_load(load, directory, store, dataset, graph, progress, lmmem)
     progress("ranker", 0, 1)
     ranker = ensure_ranker(directory, dataset, split, graph, store)
     progress("ranker", 1, 1)
@@ -162,10 +163,11 @@ def build_index(
 def _candidate_files(directory: Path, dataset: Dataset, split: Split) -> list[str]:
     """Write the benchmark candidate files; the ones the catalogue is too small for are skipped."""
     skipped = []
+    histories = user_histories(dataset)  # once for the four files
     for which in ("valid", "test"):
         for n in (10, 20):
             try:
-                ensure_candidates(directory, dataset, split, which, n, 0)
+                ensure_candidates(directory, dataset, split, which, n, 0, histories)
             except ProtocolError as err:  # a small catalogue: serving works, that benchmark not
                 log.warning("no %s candidate file with %d candidates: %s", which, n, err)
                 skipped.append(f"{which}-n{n}")
@@ -242,6 +244,54 @@ def _bulk(
     for start in range(0, len(pairs), step):
         created += store.bulk_init(kind, pairs[start : start + step], "warmup")  # type: ignore[arg-type]
         progress("memories", offset + min(start + step, len(pairs)), total)
+    return created
+
+
+def _vectors_complete(directory: Path, dataset: Dataset) -> bool:
+    if not (directory / "vectors_users.npy").exists():
+        return False
+    vecs = MemoryVectors.load(directory)
+    return len(vecs.users) == dataset.n_users and len(vecs.items) == dataset.n_items
+
+
+def _start_load(
+    directory: Path,
+    store: MemoryStore,
+    dataset: Dataset,
+    graph: InteractionGraph,
+    lmmem: str,
+    progress: Progress,
+) -> BackgroundLoad | None:
+    """Start loading the offline memories on a thread (None: nothing to load, or LLM-written)."""
+    if lmmem != "offline":
+        return None
+    complete = store.count("item") >= dataset.n_items and store.count("user") >= dataset.n_users
+    if complete and _vectors_complete(directory, dataset):
+        return None
+    items = list(zip(dataset.item_ids, dataset.item_texts, strict=True))
+    work: list[tuple[MemoryKind, list[tuple[str, str]]]] = [
+        ("item", items),
+        ("user", user_memory_texts(dataset, graph)),
+    ]
+    return BackgroundLoad(store, work, progress=progress).start()
+
+
+def _finish_load(
+    load: BackgroundLoad | None,
+    directory: Path,
+    store: MemoryStore,
+    dataset: Dataset,
+    graph: InteractionGraph,
+    progress: Progress,
+    lmmem: str,
+) -> int:
+    """Wait for the load and write the vectors it computed (no re-read, no second embedding)."""
+    if load is None:
+        created = _memories(store, dataset, graph, progress, lmmem)
+        _vectors(directory, store, dataset)
+        return created
+    created = load.join()
+    MemoryVectors(load.vectors["user"], load.vectors["item"]).save(directory)
     return created
 
 

@@ -47,8 +47,8 @@ class PropagationWorker(JobRunner):
         self.stats: WorkerStats = WorkerStats()
         propagate = propagation_handler(ctx)
 
-        async def handle(event: InteractionEvent) -> PropagationReport:
-            report: PropagationReport = await propagate(event)
+        async def handle(event: InteractionEvent, owner: str) -> PropagationReport:
+            report: PropagationReport = await propagate(event, owner)
             self.stats.model_calls += report.usage.calls
             return report
 

@@ -86,6 +86,22 @@ def test_throughput(tmp_path: Path) -> None:
     assert all(r["calls_per_request"] == 2.0 and r["requests_per_s"] > 0 for r in rows)
 
 
+def test_propagation(tmp_path: Path) -> None:
+    opts = _opts(tmp_path)
+    run_benchmark("propagation", opts)
+    rows = _written(opts, "propagation").rows
+    drains = [r for r in rows if r["what"].startswith("drain")]
+    assert [(r["what"], r["in_flight"]) for r in drains] == [
+        ("drain offline", 1),
+        ("drain offline", 8),
+        ("drain 200 ms model", 1),
+        ("drain 200 ms model", 8),
+    ]
+    assert [r["jobs"] for r in drains] == [6, 6, 4, 4]  # every recorded job ran, once
+    (stale,) = [r for r in rows if r["what"].startswith("staleness")]
+    assert stale["done_fraction"] == 1.0 and stale["staleness_p95_s"] >= 0
+
+
 def test_index(tmp_path: Path) -> None:
     opts = _opts(tmp_path, datasets=[])
     run_benchmark("index", opts)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from memory_store.events import EventLog, InteractionConflict, SchemaMismatch
+from memory_store.events import SCHEMA_VERSION, EventLog, InteractionConflict, SchemaMismatch
+from tests.support.postgres import fresh_dataset_name, pg_url  # noqa: F401 (a fixture)
 
 
 class FakeClock:
@@ -27,8 +28,17 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def log(tmp_path: Path, clock: FakeClock) -> Iterator[EventLog]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def log(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[EventLog]:
+    """The event log on its SQLite file, and the same operations on Postgres."""
+    if request.param == "postgres":
+        from memory_store.pg_events import PgEventLog
+
+        url = request.getfixturevalue("pg_url")
+        pg = PgEventLog(url, fresh_dataset_name(), clock=clock, rng=random.Random(7))
+        yield pg  # type: ignore[misc]
+        pg.close()
+        return
     with EventLog(tmp_path / "events.db", clock=clock, rng=random.Random(7)) as opened:
         yield opened
 
@@ -49,7 +59,9 @@ def test_record_is_durable_across_reopen_in_wal_mode(tmp_path: Path) -> None:
     reopened.close()
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
+    assert raw.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+        SCHEMA_VERSION
+    )
     raw.close()
 
 
@@ -274,6 +286,10 @@ def test_audit_history_is_oldest_first_and_replay_ignored(log: EventLog) -> None
     assert log.version_text("user", "u1", 2) == "b"
     assert log.version_text("user", "u1", 9) is None
     assert log.history("item", "u1") == []
+    versions = {"u1": 3, "u2": 1} | {f"n{n}": 1 for n in range(300)}  # more than one chunk
+    assert log.audited_versions("user", versions) == {"u1"}
+    assert log.audited_versions("user", {"u1": 4}) == set()
+    assert log.audited_versions("item", {"u1": 3}) == set()
 
 
 def test_applied_and_writes_caused_by(log: EventLog) -> None:

@@ -147,12 +147,12 @@ def test_the_studio_seed_never_picks_a_held_out_item(ws) -> None:  # noqa: F811
 
 def test_retrieval_popularity_counts_train_and_live_interactions_only(ws) -> None:  # noqa: F811
     train = np.bincount(ws.split.train["item"], minlength=ws.dataset.n_items)
-    assert (ws.popularity() == train).all()
+    assert (ws.graph.item_degree == train).all()
     assert (ws.dataset.item_popularity() > train).any()  # what it used to read: test included
     user = _evaluated(ws)[2]
     unseen = next(i for i in range(ws.dataset.n_items) if not ws.graph.has(user, i))
     record_interaction(ws, ws.dataset.user_ids[user], ws.dataset.item_ids[unseen], "positive")
-    assert ws.popularity()[unseen] == train[unseen] + 1
+    assert ws.graph.item_degree[unseen] == train[unseen] + 1
 
 
 def test_concurrent_evaluations_index_once(tmp_path: Path, monkeypatch) -> None:

@@ -106,6 +106,27 @@ def test_create_on_existing_record_conflicts(store: MemoryStore) -> None:
     assert store.get("item", "absent") is None
 
 
+def test_put_many_writes_what_holds_and_reports_conflicts(store: MemoryStore) -> None:
+    store.bulk_init("item", DOCS, source="warmup")
+    store.put("item", "g2", "racing, now with notes", expected_version=1, source="other")
+    out = store.put_many(
+        "item",
+        [("g1", "dragons v2", 1), ("g2", "stale write", 1), ("g3", "puzzles v2", 1)],
+        source="job-1",
+    )
+    assert set(out.written) == {"g1", "g3"} and out.conflicts == {"g2": 2}
+    assert [out.written[i].version for i in ("g1", "g3")] == [2, 2]
+    assert store.get("item", "g1") == out.written["g1"]
+    assert store.get("item", "g2").text == "racing, now with notes"  # the conflict wrote nothing
+    got = store.get_many("item", ["g1", "g3"])
+    assert {i: (r.text, r.source) for i, r in got.items()} == {
+        "g1": ("dragons v2", "job-1"),
+        "g3": ("puzzles v2", "job-1"),
+    }
+    hits = store.search("item", "dragons v2", k=1)
+    assert hits[0][0].entity_id == "g1"  # the new text was embedded and indexed
+
+
 def test_bulk_init_is_idempotent(store: MemoryStore) -> None:
     store.put("item", "g2", "already written", expected_version=0, source="earlier")
     ticks: list[int] = []
@@ -229,6 +250,22 @@ def test_chroma_embedded_reopens_persisted_data(tmp_path: Path) -> None:
         assert reopened.get("item", "g1").version == 2
         assert reopened.get("item", "g1").text == "rewritten"
         assert reopened.search("item", "racing cars", k=1)[0][0].entity_id == "g2"
+
+
+def test_chroma_reads_a_store_written_with_documents_and_writes_over_it(tmp_path: Path) -> None:
+    """Stores indexed before the text moved to the metadata keep working."""
+    with ChromaMemoryStore(path=tmp_path / "db") as store:
+        old = store._collection("item")  # the former layout: text in the documents
+        old.add(
+            ids=["g1"],
+            embeddings=store.embedding_function(["dragons"]),
+            documents=["dragons and magic"],
+            metadatas=[{"entity_id": "g1", "version": 1, "updated_at": 1.0, "source": "warmup"}],
+        )
+        assert store.get("item", "g1").text == "dragons and magic"
+        store.put("item", "g1", "dragons, rewritten", expected_version=1, source="ev")
+        assert store.get("item", "g1").text == "dragons, rewritten"
+        assert store.search("item", "dragons rewritten", k=1)[0][0].text == "dragons, rewritten"
 
 
 def test_chroma_refuses_a_different_embedding_config(tmp_path: Path) -> None:

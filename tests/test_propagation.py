@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from graph.propagate import build_propagate_graph
-from memory_store.memories import MemoryRecord
+from memory_store.memories import BatchPut, MemoryRecord
 from memory_store.summaries import append_note
 from memory_store.workspace import UnknownEntity, Workspace
 from nodes.apply_patches import MAX_PATCH_CHARS, merge_rewrite
@@ -97,7 +97,7 @@ async def test_replay_changes_nothing_and_makes_no_call(ws: Workspace, ctx: MemR
 
 
 class FailingAfter:
-    """A store wrapper whose put raises after ``n`` successful puts (a crash mid-propagation)."""
+    """A store wrapper whose writes raise after ``n`` successful ones (a crash mid-propagation)."""
 
     def __init__(self, inner: object, n: int) -> None:
         self.inner, self.left = inner, n
@@ -105,11 +105,18 @@ class FailingAfter:
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
-    def put(self, *args: object, **kwargs: object) -> MemoryRecord:
+    def _spend(self) -> None:
         if self.left <= 0:
             raise OSError("simulated crash")
         self.left -= 1
+
+    def put(self, *args: object, **kwargs: object) -> MemoryRecord:
+        self._spend()
         return self.inner.put(*args, **kwargs)  # type: ignore[attr-defined]
+
+    def put_many(self, *args: object, **kwargs: object) -> BatchPut:
+        self._spend()  # one batched store write: the item memories, then the user memories
+        return self.inner.put_many(*args, **kwargs)  # type: ignore[attr-defined]
 
 
 async def test_half_applied_job_completes_without_double_writes(
@@ -117,13 +124,14 @@ async def test_half_applied_job_completes_without_double_writes(
 ) -> None:
     event = record_interaction(ws, USER, ITEM)
     store = ws.memories
-    ws.memories = FailingAfter(store, 3)  # type: ignore[assignment]
+    ws.memories = FailingAfter(store, 1)  # type: ignore[assignment]
     with pytest.raises(OSError, match="simulated crash"):
         await propagate(ws, ctx, event, lmmem=CountingLMMem(ws))
-    assert len(ws.events.writes_caused_by(event.interaction_id)) == 3
+    half = ws.events.writes_caused_by(event.interaction_id)
+    assert half and {row.kind for row in half} == {"item"}  # the item batch, not the users
     ws.memories = store
     report = await propagate(ws, ctx, event, lmmem=CountingLMMem(ws))
-    assert report.skipped == 3
+    assert report.skipped == len(half)
     audit = ws.events.writes_caused_by(event.interaction_id)
     pairs = Counter((a.kind, a.entity_id) for a in audit)
     assert max(pairs.values()) == 1 and ("user", USER) in pairs

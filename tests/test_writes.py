@@ -11,12 +11,14 @@ import pytest
 
 from memory_store.events import EventLog
 from memory_store.inmemory_store import InMemoryMemoryStore
-from memory_store.memories import MemoryKind, MemoryRecord, MemoryStore, VersionConflict
+from memory_store.memories import BatchPut, MemoryKind, MemoryRecord, MemoryStore, VersionConflict
 from memory_store.writes import (
+    PlannedWrite,
     UnknownMemory,
     UnknownVersion,
     WriteContention,
     apply_write,
+    apply_writes,
     rollback,
 )
 
@@ -62,7 +64,22 @@ class DictStore:
             self.puts += 1
             return record
 
-    def bulk_init(self, kind: MemoryKind, items: Iterable[tuple[str, str]], source: str) -> int:
+    def put_many(
+        self, kind: MemoryKind, writes: Sequence[tuple[str, str, int]], *, source: str, vectors=None
+    ) -> BatchPut:
+        out = BatchPut()
+        for entity_id, text, expected in writes:
+            try:
+                out.written[entity_id] = self.put(
+                    kind, entity_id, text, expected_version=expected, source=source
+                )
+            except VersionConflict as conflict:
+                out.conflicts[entity_id] = conflict.actual
+        return out
+
+    def bulk_init(
+        self, kind: MemoryKind, items: Iterable[tuple[str, str]], source: str, *, vectors=None
+    ) -> int:
         created = 0
         for entity_id, text in items:
             if (kind, entity_id) not in self.records:
@@ -245,3 +262,85 @@ def test_rollback_to_unaudited_warmup_version(store: MemoryStore, log: EventLog)
     store.bulk_init("item", [("i1", "seed")], source="warmup")  # bulk_init writes no audit row
     restored = rollback(store, log, "item", "i1", 1)
     assert (restored.version, restored.text) == (2, "seed")
+
+
+class CountingStore(DictStore):
+    """Counts batched writes; can bump a record's version just before the batch (a racing job)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+        self.race: tuple[MemoryKind, str] | None = None
+
+    def put_many(self, kind: MemoryKind, writes: Sequence[tuple[str, str, int]], **kw: object):  # type: ignore[no-untyped-def]
+        if self.race is not None and self.race[0] == kind:
+            current = self.records[self.race]
+            text = current.text + " +raced"
+            self.put(kind, self.race[1], text, expected_version=current.version, source="other")
+            self.race = None
+        self.batches.append([f"{kind}:{w[0]}" for w in writes])
+        return super().put_many(kind, writes, **kw)  # type: ignore[arg-type]
+
+
+def test_apply_writes_batches_per_kind_and_retries_only_the_loser(log: EventLog) -> None:
+    store = CountingStore()
+    for kind, entity in (("item", "i1"), ("item", "i2"), ("user", "u1"), ("user", "u2")):
+        store.put(kind, entity, f"{entity} text", expected_version=0, source="warmup")  # type: ignore[arg-type]
+    store.race = ("user", "u2")
+    plan = [
+        PlannedWrite("item", "i1", lambda t: t + " +note"),
+        PlannedWrite("item", "i2", lambda t: t + " +note"),
+        PlannedWrite("user", "u2", lambda t: t + " +note"),
+        PlannedWrite("user", "u1", "u1 rewritten"),
+    ]
+    embedded: list[list[str]] = []
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        embedded.append(texts)
+        return [[0.0]] * len(texts)
+
+    out = apply_writes(store, log, plan, cause="job", embed=embed)
+    # one write per kind, then the one that lost a race again, alone
+    assert store.batches == [["item:i1", "item:i2"], ["user:u2", "user:u1"], ["user:u2"]]
+    assert embedded == [["i1 text +note", "i2 text +note", "u2 text +note", "u1 rewritten"]]  # once
+    assert all(w is not None for w in out)
+    assert store.records[("user", "u2")].text == "u2 text +raced +note"  # retried on the new text
+    assert store.records[("user", "u1")].text == "u1 rewritten"
+    assert sorted((r.kind, r.entity_id) for r in log.writes_caused_by("job")) == [
+        ("item", "i1"),
+        ("item", "i2"),
+        ("user", "u1"),
+        ("user", "u2"),
+    ]
+    assert apply_writes(store, log, plan, cause="job") == [None] * 4  # a replay writes nothing
+    assert len(store.batches) == 3
+
+
+def _write(path: str, store: MemoryStore, log: EventLog, note: str, cause: str) -> object:
+    def patch(text: str) -> str:
+        return f"{text} +{note}"
+
+    if path == "single":
+        return apply_write(store, log, "user", "u1", patch, cause=cause)
+    return apply_writes(store, log, [PlannedWrite("user", "u1", patch)], cause=cause)[0]
+
+
+@pytest.mark.parametrize("overwrite", ["single", "batched"])
+@pytest.mark.parametrize("retry", ["single", "batched"])
+def test_write_that_lost_its_audit_row_and_was_overwritten_is_not_applied_again(
+    store: MemoryStore, log: EventLog, overwrite: str, retry: str
+) -> None:
+    """Job X writes, is killed before auditing; job Y overwrites; X's retry must not write again."""
+    store.bulk_init("user", [("u1", "seed")], source="warmup")  # v1: indexed, never audited
+    _write("single", store, log, "a", "A")  # v2, audited
+    store.put("user", "u1", "seed +a +x", expected_version=2, source="X")  # v3; X dies here
+    assert _write(overwrite, store, log, "y", "Y") is not None  # v4
+    assert _write(retry, store, log, "x", "X") is None  # X's retry: applied already
+    current = store.get("user", "u1")
+    assert current is not None and (current.version, current.text) == (4, "seed +a +x +y")
+    history = [(r.version, r.cause, r.previous_text, r.new_text) for r in log.history("user", "u1")]
+    assert history == [
+        (2, "A", "seed", "seed +a"),
+        (3, "X", "seed +a", "seed +a +x"),  # repaired before Y overwrote it
+        (4, "Y", "seed +a +x", "seed +a +x +y"),
+    ]

@@ -27,12 +27,32 @@ from memory_store.workspace import workspace_for
 from schemas.context import MemRecContext
 from services.worker import PropagationWorker
 
-_real_apply_write = apply_patches.apply_write
+_real_apply_writes = apply_patches.apply_writes
 
 
-def _slow_apply_write(*args: Any, **kwargs: Any) -> Any:
-    time.sleep(float(os.environ.get("MEMREC_TEST_WRITE_SLEEP_S", "0")))
-    return _real_apply_write(*args, **kwargs)
+def _slow_apply_writes(*args: Any, **kwargs: Any) -> Any:
+    # a propagation writes in two batches (item memories, user memories): sleep before each
+    store, log = args[0], args[1]
+    slow = _SlowStore(store)
+    return _real_apply_writes(slow, log, *args[2:], **kwargs)
+
+
+class _SlowStore:
+    """Sleeps before every store write, so kills land between the writes of one propagation."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put_many(self, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(float(os.environ.get("MEMREC_TEST_WRITE_SLEEP_S", "0")))
+        return self.inner.put_many(*args, **kwargs)
+
+    def put(self, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(float(os.environ.get("MEMREC_TEST_WRITE_SLEEP_S", "0")))
+        return self.inner.put(*args, **kwargs)
 
 
 def _say(line: str) -> None:
@@ -42,7 +62,7 @@ def _say(line: str) -> None:
 
 async def work(home: str, mode: str) -> int:
     """One worker process's life: open the store, drain."""
-    apply_patches.apply_write = _slow_apply_write
+    apply_patches.apply_writes = _slow_apply_writes
     ctx = MemRecContext(dataset="ml-100k", home=home, lmmem="offline", llmrec="offline")
     ws = workspace_for(ctx)
     worker = PropagationWorker(ws, ctx, lease_s=0.5, max_attempts=1000, poll_s=0.05)

@@ -1,0 +1,88 @@
+"""Chroma plumbing shared by the memory store: the client for a location and row conversions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import chromadb
+from chromadb.api import ClientAPI
+from chromadb.config import Settings
+
+from memory_store.memories import MemoryKind, MemoryRecord
+
+# HNSW settings of new collections. A narrower construction beam (40, Chroma's default is 100)
+# cuts bulk indexing time by about a quarter; a wider search beam (200) wins the recall back
+# (recall@10 0.94 vs 0.95 on amazon-games titles) for ~1 ms more per query.
+HNSW_SETTINGS: dict[str, Any] = {
+    "space": "cosine",
+    "ef_construction": 40,
+    "ef_search": 200,
+    "max_neighbors": 16,
+}
+
+
+# The memory text lives in the metadata, not in Chroma's ``documents``: documents are full-text
+# indexed (an FTS5 index nothing here searches: search is by embedding), which costs about a third
+# of the CPU of a bulk add. Stores written before keep their documents and are read as before.
+TEXT_KEY = "text"
+
+
+def client_for(path: Path | None, url: str | None) -> ClientAPI:
+    """Build the Chroma client: HTTP when ``url`` is given, else persistent or ephemeral."""
+    settings = Settings(anonymized_telemetry=False)
+    if url is not None and path is not None:
+        raise ValueError("ChromaMemoryStore takes either path (embedded) or url (server), not both")
+    if url is None:
+        if path is None:
+            return chromadb.EphemeralClient(settings=settings)
+        Path(path).mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=settings)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"Chroma url {url!r} is not valid; expected http(s)://host[:port]")
+    ssl = parts.scheme == "https"
+    port = parts.port or (443 if ssl else 8000)
+    return chromadb.HttpClient(host=parts.hostname, port=port, ssl=ssl, settings=settings)
+
+
+def record_from_row(
+    kind: MemoryKind, entity_id: str, document: str | None, meta: Any
+) -> MemoryRecord:
+    """A MemoryRecord from one Chroma row: the text from its metadata, else its document."""
+    text = meta.get(TEXT_KEY)
+    return MemoryRecord(
+        kind=kind,
+        entity_id=str(meta.get("entity_id", entity_id)),
+        text=str(text) if text is not None else document or "",
+        version=int(meta["version"]),
+        updated_at=float(meta["updated_at"]),
+        source=str(meta["source"]),
+    )
+
+
+def now_ms() -> float:
+    """Write time in milliseconds (Chroma keeps ~16 significant digits; finer reads back off)."""
+    return round(time.time(), 3)
+
+
+def metadata_for(
+    entity_id: str, version: int, updated_at: float, source: str, text: str
+) -> dict[str, Any]:
+    """The metadata of one memory row, its text included (see ``TEXT_KEY``)."""
+    return {
+        "entity_id": entity_id,
+        "version": version,
+        "updated_at": updated_at,
+        "source": source,
+        TEXT_KEY: text,
+    }
+
+
+def chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
+    """``values`` in lists of at most ``size``."""
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])

@@ -1,0 +1,166 @@
+"""A lean HTTP serving process for the scaled deployment: the recommend graph behind Starlette.
+
+Several of these run side by side (``uvicorn services.http_api:app --workers N``, or
+``python -m bench deploy``), sharing one store through ``MEMREC_DATABASE_URL`` (event log, job
+queue, audit in Postgres), ``MEMREC_CHROMA_URL`` (memories on a Chroma server) and the store
+folder (catalogue, graph, rules). With a database URL, a request that names a ``thread_id`` is
+checkpointed in Postgres (LangGraph's ``AsyncPostgresSaver``): any process can resume it.
+
+Routes: ``POST /recommend`` ({"input": <recommend input>, "context": {...}, "thread_id": ...};
+an ``Idempotency-Key`` header or ``input.idempotency_key`` makes its feedback record once),
+``POST /feedback`` ({"user_id", "item_id", "kind", "idempotency_key"}), ``GET /jobs`` (job
+counts) and ``GET /ok``. Propagation is scheduled as the run context says
+(``MEMREC_PROPAGATION=external`` leaves it to ``memrec worker`` processes).
+
+This is the throughput path of the scaled deployment; ``langgraph dev`` / ``langgraph up``
+serve the same graphs with Studio, threads and MCP (docs/SCALE_OUT.md compares both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from graph.background import schedule_propagation
+from graph.recommend import build_recommend_graph
+from graph.recommend import graph as recommend_graph
+from memory_store.interactions import keyed_interaction_id
+from memory_store.workspace import UnknownEntity, aworkspace_for
+from nodes.record import record_interaction
+from schemas.context import MemRecContext
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINTED: dict[str, Any] = {}  # the recommend graph compiled with the Postgres saver
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def recommend(request: Request) -> Response:
+    """Run the recommend graph for one request body."""
+    try:
+        body = await request.json()
+        inp = dict(body.get("input") or {})
+        ctx = MemRecContext.from_mapping(body.get("context"))
+    except (ValueError, TypeError, AttributeError) as err:
+        return _error(400, f"body must be JSON {{'input': {{...}}, 'context': {{...}}}}: {err}")
+    key = request.headers.get("idempotency-key")
+    if key and not inp.get("idempotency_key"):
+        inp["idempotency_key"] = key
+    graph: Any = recommend_graph
+    config: dict[str, Any] = {}
+    if body.get("thread_id"):
+        graph = _CHECKPOINTED.get("recommend")
+        if graph is None:
+            return _error(400, "thread_id needs MEMREC_DATABASE_URL (checkpoints in Postgres)")
+        config = {"configurable": {"thread_id": str(body["thread_id"])}}
+    try:
+        out = await graph.ainvoke(inp, config=config or None, context=ctx)
+    except (UnknownEntity, ValidationError, ValueError) as err:
+        return _error(422, str(err))
+    return JSONResponse(_jsonable(out))
+
+
+async def feedback(request: Request) -> Response:
+    """Record one interaction durably (idempotent on its key), then schedule its propagation."""
+    try:
+        body = await request.json()
+        user, item = str(body["user_id"]), str(body["item_id"])
+        ctx = MemRecContext.from_mapping(body.get("context"))
+    except (ValueError, TypeError, KeyError) as err:
+        return _error(400, f"body must be JSON with user_id and item_id: {err}")
+    key = body.get("idempotency_key") or request.headers.get("idempotency-key")
+    iid = keyed_interaction_id(f"api:{key}", user, 0) if key else None
+    ws = await aworkspace_for(ctx)
+    try:
+        event = await asyncio.to_thread(
+            record_interaction, ws, user, item, str(body.get("kind") or "positive"), None, iid
+        )
+    except (UnknownEntity, ValueError) as err:
+        return _error(422, str(err))
+    await schedule_propagation(ctx, [event])
+    return JSONResponse({"interaction_id": event.interaction_id})
+
+
+async def jobs(request: Request) -> Response:
+    """Job counts of the context's store (pending, running, done, failed)."""
+    ws = await aworkspace_for(MemRecContext.from_mapping(dict(request.query_params)))
+    return JSONResponse(await asyncio.to_thread(ws.events.counts))
+
+
+async def ok(request: Request) -> Response:
+    """Liveness."""
+    return JSONResponse({"ok": True})
+
+
+async def _setup(saver: Any, attempts: int = 5) -> None:
+    """Create the checkpoint tables; several processes starting at once may race: retry."""
+    import psycopg
+
+    raced = (
+        psycopg.errors.UniqueViolation,
+        psycopg.errors.DuplicateTable,
+        psycopg.errors.DuplicateObject,
+    )
+    for attempt in range(attempts):
+        try:
+            await saver.setup()
+            return
+        except raced:  # another process created them meanwhile
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Open the Postgres checkpointer when a database is configured; warm the store."""
+    url = os.environ.get("MEMREC_DATABASE_URL")
+    saver_cm = None
+    if url:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        saver_cm = AsyncPostgresSaver.from_conn_string(url)
+        saver = await saver_cm.__aenter__()
+        await _setup(saver)
+        _CHECKPOINTED["recommend"] = build_recommend_graph().compile(checkpointer=saver)
+    await aworkspace_for(MemRecContext())  # open the store before the first request
+    try:
+        yield
+    finally:
+        if saver_cm is not None:
+            await saver_cm.__aexit__(None, None, None)
+        _CHECKPOINTED.clear()
+
+
+app = Starlette(
+    routes=[
+        Route("/recommend", recommend, methods=["POST"]),
+        Route("/feedback", feedback, methods=["POST"]),
+        Route("/jobs", jobs, methods=["GET"]),
+        Route("/ok", ok, methods=["GET"]),
+    ],
+    lifespan=lifespan,
+)
