@@ -158,8 +158,23 @@ def index(
             f"{report.memories_created} memories created in {report.seconds:.1f} s "
             f"-> {report.directory}"
         )
+        _print_ranker(report.ranker)
 
     run_cli(go)
+
+
+def _print_ranker(ranker: dict[str, Any]) -> None:
+    """How the offline ranker was tuned on validation (``ranker.json``)."""
+    if not ranker.get("tuned"):
+        reason = ranker.get("not_tuned", "reused an index built before tuning existed")
+        console.print(f"[yellow]offline ranker not tuned[/] ({reason}): default weights")
+        return
+    weights = ", ".join(f"{k} {v:g}" for k, v in ranker["weights"].items())
+    console.print(
+        f"offline ranker tuned on {ranker.get('valid_users')} validation users "
+        f"(valid H@1 {ranker.get('valid_h1')}, {ranker.get('seconds')} s): {weights}; "
+        f"lift of channel groups (cross-validated H@1): {ranker.get('group_lift_cv_h1')}"
+    )
 
 
 @rules_app.command("generate")
@@ -305,13 +320,38 @@ def demo(
                 download_dataset(dataset, root)
         index_dataset(dataset, data_dir, home)
         ctx = context(dataset, home, roles or os.environ.get("MEMREC_ROLES") or "offline")
+        cands = _demo_candidates(ctx, user)
         console.rule(f"Recommendations for user {user} ({dataset}, {ctx.roles} roles)")
-        out = asyncio.run(_recommend(ctx, {"user_id": user}))
+        console.print(
+            "Ranked: the user's validation candidates (their second-to-last item and 9 items they "
+            "never chose). Their test candidates stay unseen, so the feedback recorded below can "
+            "never be the held-out test target."
+        )
+        out = asyncio.run(_recommend(ctx, {"user_id": user, "candidates": cands}))
         print_ranking(out, ctx)
         top = out["ranking"][0].item_id
         asyncio.run(_feedback_and_show(ctx, user, top))
 
     run_cli(go)
+
+
+def _demo_candidates(ctx: MemRecContext, user: str) -> list[str]:
+    """The user's validation candidate list (never their test target), as item ids."""
+    from memory_store.workspace import workspace_for
+
+    ws = workspace_for(ctx)
+    code = ws.user_code(user)
+    try:
+        codes = ws.benchmark_candidates("valid", 10, 0).get(code)
+    except (OSError, ValueError):  # a catalogue too small for a 10-candidate file
+        codes = None
+    if not codes:
+        raise CliError(
+            f"user {user!r} has no validation candidate list (fewer than 3 interactions, or a "
+            "catalogue under 10 items); pick another --user"
+        )
+    test = set(ws.split.test.loc[ws.split.test["user"] == code, "item"].tolist())
+    return [ws.dataset.item_ids[i] for i in codes if i not in test]
 
 
 async def _feedback_and_show(ctx: MemRecContext, user: str, item: str) -> None:

@@ -10,14 +10,21 @@ import typer
 from rich.console import Console
 
 from cli.options import CliError, model_options, user_errors
-from evaluation.methods import AGENTIC_METHODS, METHODS, get_method, write_switches
+from evaluation.methods import (
+    AGENTIC_METHODS,
+    METHOD_GROUPS,
+    METHODS,
+    expand_methods,
+    get_method,
+    write_switches,
+)
 
 _console = Console()
 
 
 def _eval_errors() -> tuple[type[BaseException], ...]:
     """Errors a user can fix from the message: bad names, foreign or old files, missing data."""
-    from evaluation.warmup import LeakageError
+    from evaluation.leakage import LeakageError
 
     return (ValueError, LookupError, LeakageError, OSError)
 
@@ -36,7 +43,11 @@ def _print_table(table: str) -> None:
 def eval_command(
     dataset: Annotated[str, typer.Option(help="dataset name or generic-format folder")],
     method: Annotated[
-        str, typer.Option(help=f"one of {', '.join(METHODS)}, or 'all' for every method")
+        str,
+        typer.Option(
+            help=f"one or more (comma-separated) of {', '.join(METHODS)}; or the groups "
+            f"{', '.join(METHOD_GROUPS)} ('all' = every method but the strong baselines)"
+        ),
     ],
     roles: Annotated[str, typer.Option(help="role preset of the agentic methods")] = "offline",
     users: Annotated[
@@ -60,15 +71,16 @@ def eval_command(
     ] = 1,
 ) -> None:
     """Evaluate one method (or all) under the benchmark protocol; prints the results table."""
-    from evaluation.runner import CANDIDATE_COUNTS, run_eval
+    from evaluation.runner import CANDIDATE_COUNTS, ensure_index, run_eval
     from evaluation.tables import markdown_table
 
-    names = list(METHODS) if method == "all" else [m.strip() for m in method.split(",") if m]
+    names = expand_methods(method)
     results = []
     with user_errors(*_eval_errors()):
         if candidates not in CANDIDATE_COUNTS:
             raise CliError(f"--candidates must be one of {CANDIDATE_COUNTS}, not {candidates}")
         if jobs > 1 and len(names) > 1:
+            ensure_index(dataset, home, data_dir)  # once, before the processes start
             groups = partition_methods(names, jobs)
             results = _run_in_processes(groups, out)
             names = []
@@ -104,6 +116,9 @@ _COST = {
     "memrec-generic-rules": 3.0,
     "bpr": 1.5,
     "itemknn": 1.0,
+    "recency-knn": 1.0,
+    "transition": 1.0,
+    "ease": 1.5,
 }
 # Methods whose warm-up is memrec's (no write switch): one process warms up once for all.
 _SHARED_WARMUP = tuple(name for name in AGENTIC_METHODS if not write_switches(get_method(name)))

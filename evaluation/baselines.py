@@ -1,7 +1,7 @@
 """Classical baselines (Random, MostPop, ItemKNN, BPR, ALS) over a binary user x item CSR matrix.
 
-Every baseline scores candidate items per user (higher = better); ``rank_candidates`` turns scores
-into rankings with seeded tie-breaking, and ``tune`` picks hyper-parameters on the validation split
+Every baseline scores candidate items per user (higher = better); rankings follow the one tie rule
+of every method (``dataio/ties.py``), and ``tune`` picks hyper-parameters on the validation split
 (never the test split), as BENCHMARK.md asks.
 """
 
@@ -20,6 +20,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 from pydantic import BaseModel
 
+from dataio.ties import h1_mrr, target_ranks
 from evaluation.methods import BASELINES
 from memory_store.similarity import as_binary_csr, item_cosine
 
@@ -319,35 +320,6 @@ def make_baseline(name: str, seed: int = 0, **params: Any) -> Baseline:
     return baseline
 
 
-def rank_candidates(scores: np.ndarray, items: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Order each candidate row by descending score; ties broken by a seeded random order."""
-    scores = np.asarray(scores, dtype=np.float64)
-    items = np.asarray(items)
-    if scores.shape != items.shape or scores.ndim != 2:
-        raise ValueError(
-            f"scores and items must be equal 2-D shapes, got {scores.shape}, {items.shape}"
-        )
-    tie_break = np.random.default_rng(seed).random(scores.shape)
-    order = np.lexsort((tie_break, -scores), axis=1)
-    return np.take_along_axis(items, order, axis=1)
-
-
-def target_ranks(
-    scores: np.ndarray, items: np.ndarray, targets: np.ndarray, seed: int = 0
-) -> np.ndarray:
-    """1-based rank of each row's target among its candidates (0 when it is not a candidate)."""
-    ranked = rank_candidates(scores, items, seed)
-    found = ranked == np.asarray(targets).reshape(-1, 1)
-    return np.where(found.any(axis=1), found.argmax(axis=1) + 1, 0)
-
-
-def _validation_metrics(ranks: np.ndarray) -> tuple[float, float]:
-    """Mean H@1 and MRR of 1-based ranks (0 = miss)."""
-    hit = ranks >= 1
-    mrr = np.where(hit, 1.0 / np.maximum(ranks, 1), 0.0)
-    return float(np.mean(ranks == 1)), float(mrr.mean())
-
-
 def tune(
     name: str,
     train: sp.csr_matrix,
@@ -371,7 +343,7 @@ def tune(
         baseline = make_baseline(name, seed=seed, **params)
         baseline.fit(train)
         scores = baseline.score_many(valid_users, valid_cands)
-        h1, mrr = _validation_metrics(target_ranks(scores, valid_cands, valid_targets, seed))
+        h1, mrr = h1_mrr(target_ranks(scores, valid_users, valid_cands, valid_targets))
         logger.info("tune %s %s: valid H@1=%.4f MRR=%.4f", name, params, h1, mrr)
         trials.append(TrialResult(params=params, valid_h1=h1, valid_mrr=mrr))
     best = max(trials, key=lambda t: (t.valid_h1, t.valid_mrr))

@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field
 from dataio.candidates import CandidateFile
 from dataio.datasets import Dataset
 from dataio.split import Split
-from evaluation.baselines import make_baseline, target_ranks, tune
+from dataio.ties import target_ranks
+from evaluation.baselines import make_baseline, tune
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class ClassicalRun(BaseModel):
     """Per-user test ranks of one tuned baseline, with what tuning chose."""
 
     name: str
-    params: dict[str, int | float] = Field(description="the chosen grid point")
+    params: dict[str, int | float | str] = Field(description="the chosen grid point")
     valid_h1: float = Field(description="validation H@1 of the chosen grid point")
     valid_mrr: float = Field(description="validation MRR of the chosen grid point")
     ranks: dict[int, int] = Field(description="user code -> 1-based test rank (0 = miss)")
@@ -78,10 +79,10 @@ def run_classical(
     model.fit(interaction_matrix([split.train, warm], ds))
     rows = _rows(test_cands, users)
     scores = model.score_many(np.asarray(users, dtype=np.int64), rows)
-    ranks = target_ranks(scores, rows, _targets(split.test, users), seed)
+    ranks = target_ranks(scores, np.asarray(users, np.int64), rows, _targets(split.test, users))
     return ClassicalRun(
         name=name,
-        params=tuned.params,
+        params=dict(tuned.params),
         valid_h1=tuned.valid_h1,
         valid_mrr=tuned.valid_mrr,
         ranks={u: int(r) for u, r in zip(users, ranks.tolist(), strict=True)},

@@ -14,6 +14,13 @@ from schemas.context import MemRecContext
 
 # The classical baselines (``evaluation/baselines.py`` implements them under these names).
 BASELINES: tuple[str, ...] = ("random", "mostpop", "itemknn", "bpr", "als")
+# The strong simple baselines (``evaluation/strong.py``): `--method strong` runs them.
+STRONG_BASELINES: tuple[str, ...] = ("recency-knn", "transition", "ease")
+_STRONG_DESCRIPTIONS = {
+    "recency-knn": "recency-weighted item kNN with a popularity prior (tuned on validation)",
+    "transition": "first-order transitions with a popularity prior (tuned on validation)",
+    "ease": "EASE, closed form (lambda tuned on validation)",
+}
 
 
 class UnknownMethod(ValueError):
@@ -97,11 +104,31 @@ READ_ONLY_FIELDS = frozenset(
 _CLASSICAL = tuple(
     MethodSpec(name=name, family="classical", description=f"classical baseline {name}")
     for name in BASELINES
+) + tuple(
+    MethodSpec(name=name, family="classical", description=_STRONG_DESCRIPTIONS[name])
+    for name in STRONG_BASELINES
 )
 
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (*_CLASSICAL, *_AGENTIC)}
 AGENTIC_METHODS: tuple[str, ...] = tuple(spec.name for spec in _AGENTIC)
 CLASSICAL_METHODS: tuple[str, ...] = tuple(spec.name for spec in _CLASSICAL)
+
+
+# Names the CLI expands: `all` is every method but the strong baselines, `strong` those.
+METHOD_GROUPS: dict[str, tuple[str, ...]] = {
+    "all": tuple(n for n in METHODS if n not in STRONG_BASELINES),
+    "strong": STRONG_BASELINES,
+}
+
+
+def expand_methods(spec: str) -> list[str]:
+    """Method names of a comma-separated spec (groups expanded, first occurrence kept)."""
+    names: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        for name in METHOD_GROUPS.get(part, (part,) if part else ()):
+            if name not in names:
+                names.append(name)
+    return names
 
 
 def get_method(name: str) -> MethodSpec:
@@ -110,7 +137,8 @@ def get_method(name: str) -> MethodSpec:
         return METHODS[name]
     except KeyError:
         raise UnknownMethod(
-            f"unknown method {name!r}; accepted: {', '.join(METHODS)} (or 'all' on the CLI)"
+            f"unknown method {name!r}; accepted: {', '.join(METHODS)} (or the groups "
+            f"{', '.join(METHOD_GROUPS)} on the CLI)"
         ) from None
 
 

@@ -23,7 +23,14 @@ from evaluation.plots import (
     sparse_slice,
 )
 from evaluation.results import EvalError, RunResult, load_run, run_files
-from evaluation.tables import REFERENCE, PairedRow, groups, markdown_table, paired_rows
+from evaluation.tables import (
+    REFERENCE,
+    PairedRow,
+    groups,
+    leading_table,
+    markdown_table,
+    paired_rows,
+)
 
 __all__ = ["Report", "build_report", "load_runs", "markdown_table", "paired_rows", "sparse_slice"]
 
@@ -103,7 +110,7 @@ def build_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> R
         plots.append(plot_k_sweep(group, target / f"k-sweep-{tag}.png", f"H@1 vs k, {label}"))
         plots.append(plot_pareto(main, target / f"pareto-{tag}.png", f"quality vs cost, {label}"))
         plots.append(plot_sparse(main, target / f"sparse-{tag}.png", f"sparse users, {label}"))
-    markdown = _markdown(table, plots, target)
+    markdown = _markdown(leading_table(runs, paired), table, plots, target)
     path = target / "report.md"
     path.write_text(markdown, encoding="utf-8")
     logger.info("wrote %s and %d plots", path, len(plots))
@@ -112,9 +119,16 @@ def build_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> R
     )
 
 
-def _markdown(table: str, plots: Sequence[Path], target: Path) -> str:
+def _markdown(lead: str, table: str, plots: Sequence[Path], target: Path) -> str:
     lines = [
         "# MemRec benchmark report",
+        "",
+        f"{REFERENCE} against the strongest baseline of each dataset (the baseline with the best "
+        "validation H@1; every baseline and every offline weight is tuned on the validation "
+        "target only). Ties are broken the same way for every method: a seeded hash of (seed 0, "
+        "user, item).",
+        "",
+        lead,
         "",
         "Metrics are means over users with 95% bootstrap intervals; failed rankings count as "
         f"misses. The last column is {REFERENCE}'s H@1 minus the method's on the same users "

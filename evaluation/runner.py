@@ -10,7 +10,9 @@ and plots: ``evaluation/report.py``.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,8 @@ from dataio.paths import resolve_home, safe_name
 from dataio.paths import store_dir as default_store_dir
 from dataio.split import Split
 from evaluation.classical import run_classical
-from evaluation.methods import MethodSpec, get_method, method_context
+from evaluation.leakage import check_no_leak
+from evaluation.methods import STRONG_BASELINES, MethodSpec, get_method, method_context
 from evaluation.metrics import summarize
 from evaluation.ranking import rank_users
 from evaluation.results import (
@@ -43,9 +46,11 @@ from evaluation.results import (
     partial_header,
     partial_path,
 )
+from evaluation.strong import run_strong
 from evaluation.tables import write_run
-from evaluation.warmup import check_no_leak, warmed_workspace
+from evaluation.warmup import warmed_workspace
 from memory_store.catalog import load_catalog
+from memory_store.ranker_index import RankerConfig
 from memory_store.workspace import INDEX_MARKER
 from roles.factory import role_specs
 from roles.models import get_preset
@@ -57,6 +62,7 @@ logger = logging.getLogger(__name__)
 CANDIDATE_COUNTS = (10, 20)
 DEFAULT_LLM_USERS = 1000
 SEED = 0
+TIE_RULE = "descending score; ties by a seeded hash of (seed 0, user code, item code)"
 
 
 async def run_eval(
@@ -80,7 +86,7 @@ async def run_eval(
     _check_args(candidates, concurrency, users, k)
     out = Path(out_dir)
     check_results_folder(out)
-    store = _ensure_index(dataset, home, data_dir)
+    store = ensure_index(dataset, home, data_dir)
     ds, split = load_catalog(store)
     test_cands = _test_candidates(store, ds, split, candidates, candidates_file)
     ctx = _context(spec, dataset, roles, k) if spec.agentic else None
@@ -90,7 +96,7 @@ async def run_eval(
         results, warmup = await _run_agentic(
             ctx, ds, split, store, home, evaluated, test_cands, out, run, concurrency, progress
         )
-        config = _ctx_config(ctx, home)
+        config = _ctx_config(ctx, home, store)
     else:
         valid_cands = ensure_candidates(store, ds, split, "valid", candidates, SEED)
         results, config = _run_baseline(spec.name, ds, split, valid_cands, test_cands, evaluated)
@@ -115,12 +121,21 @@ def _check_args(candidates: int, concurrency: int, users: int | None, k: int | N
         raise EvalError(f"k must be a positive number of neighbours, not {k}")
 
 
-def _ensure_index(dataset: str, home: str | Path | None, data_dir: str | Path | None) -> Path:
-    """The dataset's store folder, indexing it first when there is no index yet."""
+def ensure_index(dataset: str, home: str | Path | None, data_dir: str | Path | None) -> Path:
+    """The dataset's store folder, indexing it first when there is no index yet.
+
+    Concurrent evaluations on a fresh home (``--jobs 2``) index once: an exclusive file lock
+    makes the second process wait for the first build, then reuse it.
+    """
     store = default_store_dir(dataset, home)
-    if not (store / INDEX_MARKER).exists():
-        logger.info("%s is not indexed under %s: indexing it now", dataset, store)
-        build_index(dataset, data_dir=data_dir, home=home)
+    if (store / INDEX_MARKER).exists():
+        return store
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with (store.parent / f".{store.name}.index.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (store / INDEX_MARKER).exists():
+            logger.info("%s is not indexed under %s: indexing it now", dataset, store)
+            build_index(dataset, data_dir=data_dir, home=home)
     return store
 
 
@@ -193,9 +208,25 @@ def _run_name(
     return "-".join(parts)
 
 
-def _ctx_config(ctx: MemRecContext, home: str | Path | None) -> dict[str, Any]:
+def _finite(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters for JSON: an infinite value (no recency weighting) written as "inf"."""
+    return {
+        k: "inf" if isinstance(v, float) and not math.isfinite(v) else v for k, v in params.items()
+    }
+
+
+def _ctx_config(ctx: MemRecContext, home: str | Path | None, store: Path) -> dict[str, Any]:
     config = dataclasses.asdict(ctx)
     config["home"] = str(resolve_home(home))
+    config["ties"] = TIE_RULE
+    ranker = RankerConfig.load(store)  # the offline ranker as tuned on validation at index time
+    config["offline_ranker"] = {
+        "tuned": ranker.tuned,
+        "params": _finite(ranker.params.model_dump()),
+        "weights": ranker.weights,
+        "valid_h1": ranker.report.get("valid_h1"),
+        "group_lift_cv_h1": ranker.report.get("group_lift_cv_h1"),
+    }
     return config
 
 
@@ -207,14 +238,20 @@ def _run_baseline(
     test_cands: CandidateFile,
     users: list[int],
 ) -> tuple[dict[int, UserResult], dict[str, Any]]:
-    run = run_classical(name, ds, split, valid_cands, test_cands, users, SEED)
+    extra: dict[str, Any] = {}
+    if name in STRONG_BASELINES:
+        run, extra = run_strong(name, ds, split, valid_cands, test_cands, users)
+    else:
+        run = run_classical(name, ds, split, valid_cands, test_cands, users, SEED)
     results = {u: UserResult(user_id=ds.user_ids[u], rank=r) for u, r in run.ranks.items()}
     config = {
         "baseline": name,
-        "params": run.params,
+        "params": _finite(run.params),
         "valid_h1": run.valid_h1,
         "valid_mrr": run.valid_mrr,
         "seed": SEED,
+        "ties": TIE_RULE,
+        **extra,
     }
     return results, config
 

@@ -79,6 +79,41 @@ def markdown_table(runs: Sequence[RunResult], paired: Sequence[PairedRow] = ()) 
     return "\n".join(lines)
 
 
+def strongest_baselines(runs: Sequence[RunResult]) -> dict[tuple[str, int], RunResult]:
+    """Per (dataset, candidates): the baseline with the best validation H@1 (then MRR).
+
+    Chosen on validation, like every parameter, so the comparison is not picked on test.
+    """
+    best: dict[tuple[str, int], RunResult] = {}
+    for key, group in groups(runs).items():
+        tuned = [r for r in group if r.family == "classical" and "valid_h1" in r.config]
+        if tuned:
+            best[key] = max(tuned, key=lambda r: (r.config["valid_h1"], r.config["valid_mrr"]))
+    return best
+
+
+def leading_table(runs: Sequence[RunResult], paired: Sequence[PairedRow]) -> str:
+    """The headline: memrec against the strongest baseline of each dataset, paired on users."""
+    by_other = {row.other: row for row in paired}
+    references = {
+        key: next((r for r in g if r.method == REFERENCE and r.k_override is None), None)
+        for key, g in groups(runs).items()
+    }
+    lines = [
+        "| dataset | candidates | strongest baseline (validation H@1) | its H@1 | "
+        f"{REFERENCE} H@1 | {REFERENCE} - strongest (paired) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, base in strongest_baselines(runs).items():
+        ref = references.get(key)
+        mine = _cell(ref.metrics["H@1"]) if ref is not None else "-"
+        lines.append(
+            f"| {key[0]} | {key[1]} | {base.method} ({base.config['valid_h1']:.3f}) | "
+            f"{_cell(base.metrics['H@1'])} | {mine} | {_paired_cell(by_other.get(base.run))} |"
+        )
+    return "\n".join(lines)
+
+
 def _h1_by_user(run: RunResult) -> dict[str, float]:
     values = user_metrics(run.ranks)["H@1"]
     return dict(zip(run.users, values.tolist(), strict=True))

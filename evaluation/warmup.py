@@ -5,7 +5,8 @@ evaluated users' validation interactions are recorded and propagated through the
 The clone lives in a real store folder under the run's folder, and the run's context names that
 folder as its ``home``, so every graph of the run resolves to the clone. Runs whose contexts only
 differ in how they read share one warm-up (``READ_ONLY_FIELDS``). The test target never enters the
-event log, the graph or a memory before ranking (``check_no_leak``).
+event log, the graph or a memory before ranking (``evaluation/leakage.check_no_leak``); the
+clone is rebuilt from the index (``memory_store/index_copy.py``), never from the live store.
 """
 
 from __future__ import annotations
@@ -23,16 +24,13 @@ from dataio.split import Split
 from evaluation.methods import READ_ONLY_FIELDS
 from evaluation.results import WarmupStats
 from graph.propagate import graph as propagate_graph
+from memory_store.index_copy import index_copy
 from memory_store.workspace import Workspace, get_workspace, register_workspace
 from nodes.record import record_interaction
 from schemas.context import MemRecContext
 from schemas.records import CallUsage
 
 logger = logging.getLogger(__name__)
-
-
-class LeakageError(RuntimeError):
-    """A test target reached the run's state before ranking: the run is invalid."""
 
 
 _WARMED: dict[str, tuple[Workspace, str, WarmupStats]] = {}
@@ -71,12 +69,11 @@ async def warmed_workspace(
         ws, key, stats = _WARMED[warm_key]
         return ws, key, stats.model_copy(update={"reused": True})
     served = get_workspace(ctx.dataset, home=home)
-    if served.events.interactions():
-        logger.warning("the served store has live interactions; the clone starts from the index")
     key = str(run_home.resolve())
-    ws = served.clone(store_dir(ctx.dataset, key))
+    ws = index_copy(served, store_dir(ctx.dataset, key))  # never the live memories
     register_workspace(ws, ctx.dataset, key)
     stats = await warm_up(ws, dataclasses.replace(ctx, home=key), split, users)
+    ws.graph.compact()  # similarity and ranker structures now include the warm-up
     _WARMED[warm_key] = (ws, key, stats)
     return ws, key, stats
 
@@ -104,21 +101,3 @@ async def warm_up(ws: Workspace, ctx: MemRecContext, split: Split, users: list[i
     seconds = round(time.perf_counter() - start, 3)
     logger.info("warm-up: %d validation interactions in %.1f s", len(rows), seconds)
     return WarmupStats(events=len(rows), seconds=seconds, usage=usage)
-
-
-def check_no_leak(ws: Workspace, split: Split, users: list[int]) -> None:
-    """Raise LeakageError if an evaluated user's test interaction is in the event log."""
-    wanted = set(users)
-    valid = dict(zip(split.valid["user"].tolist(), split.valid["item"].tolist(), strict=True))
-    ids = ws.dataset
-    test_pairs = {
-        (ids.user_ids[u], ids.item_ids[i])
-        for u, i in zip(split.test["user"].tolist(), split.test["item"].tolist(), strict=True)
-        if u in wanted and valid.get(u) != i  # a repeated item is legitimately in the warm-up
-    }
-    leaked = [e for e in ws.events.interactions() if (e.user_id, e.item_id) in test_pairs]
-    if leaked:
-        raise LeakageError(
-            f"{len(leaked)} test interactions are in the run's event log before ranking "
-            f"(e.g. user {leaked[0].user_id!r}, item {leaked[0].item_id!r})"
-        )

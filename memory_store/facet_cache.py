@@ -87,6 +87,11 @@ class FacetCache:
             self._by_ref.clear()
             self._refs.clear()
 
+    def snapshot(self) -> list[tuple[tuple[str, ...], list[Facet]]]:
+        """Every entry as (the memory refs it was built from, its facets): for leak checks."""
+        with self._lock:
+            return [(self._refs.get(k, ()), list(v)) for k, v in self._entries.items()]
+
     def _drop(self, key: FacetKey) -> None:
         self._entries.pop(key, None)
         for ref in self._refs.pop(key, ()):

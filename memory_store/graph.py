@@ -12,12 +12,14 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from memory_store import similarity
+from memory_store.similarity import attribute_matrix
 from memory_store.sparse_rows import gather_rows
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,9 @@ class InteractionGraph:
         self._n_delta = 0
         self._similar: sp.csr_matrix | None = None
         self._profiles: sp.csr_matrix | None = None
+        # derived structures kept up to date: on_append(user, item) after an append, on_compact()
+        # when the base matrices are rewritten (memory_store/ranker_index.RankerIndex)
+        self.listeners: list[Any] = []
         self.rejected: dict[int, set[int]] = defaultdict(set)  # user -> items they disliked
 
     # ----------------------------------------------------------------- construction
@@ -88,14 +93,17 @@ class InteractionGraph:
         item_attributes: Sequence[Sequence[str]],
         has_clock: bool = True,
     ) -> InteractionGraph:
-        """Build from an interactions frame (columns user, item, ts) — pass the train split."""
+        """Build from an interactions frame (columns user, item, ts) — pass the train split.
+
+        Rows are in time order; a user's rows with the same timestamp keep their order through
+        a 1e-5 s offset each (sequence features read it), +1 so a time of 0 is still stored.
+        """
         users = interactions["user"].to_numpy(np.int64)
         items = interactions["item"].to_numpy(np.int64)
         ui = _binary_csr(users, items, (n_users, n_items))
-        ts = sp.csr_matrix(
-            (interactions["ts"].to_numpy(np.float64) + 1.0, (users, items)),
-            shape=(n_users, n_items),
-        )  # +1 so a timestamp of 0 (sequence position) is still a stored entry
+        same = interactions.groupby(["user", "ts"], sort=False).cumcount().to_numpy(np.float64)
+        times = interactions["ts"].to_numpy(np.float64) + 1.0 + same * 1e-5
+        ts = sp.csr_matrix((times, (users, items)), shape=(n_users, n_items))
         ts.sum_duplicates()
         attrs, names = attribute_matrix(item_attributes, n_items)
         return cls(ui, ts, attrs, names, has_clock)
@@ -120,6 +128,8 @@ class InteractionGraph:
         self.user_last_ts[user] = max(self.user_last_ts[user], float(ts) + 1.0)
         self.item_last_ts[item] = max(self.item_last_ts[item], float(ts) + 1.0)
         self._n_delta += 1
+        for listener in self.listeners:
+            listener.on_append(user, item)
         if self._n_delta > max(2000, self._ui.nnz // 20):
             self.compact()
         return True
@@ -134,8 +144,7 @@ class InteractionGraph:
         """Remove every interaction of a user (privacy deletion); returns how many were removed.
 
         Rare by design: the base matrices are rewritten (O(nnz)). Co-interaction counts, degrees
-        and profiles are corrected at once; the precomputed ``similar`` matrix is refreshed at the
-        next reindex.
+        and profiles are corrected at once; ``similar`` is recomputed when next read.
         """
         self.compact()
         self.rejected.pop(user, None)
@@ -156,7 +165,7 @@ class InteractionGraph:
         self.item_degree[items] -= 1
         self.user_degree[user] = 0
         self.user_last_ts[user] = 0.0
-        self._profiles = None
+        self._rebuilt()
         return len(items)
 
     def compact(self) -> None:
@@ -181,11 +190,28 @@ class InteractionGraph:
                 co_v.append(v)
         delta = sp.csr_matrix((co_v, (co_r, co_c)), shape=(self.n_items, self.n_items))
         self._co = (self._co + delta).tocsr()
-        self._profiles = None
         self._delta_ui.clear()
         self._delta_iu.clear()
         self._delta_co.clear()
         self._n_delta = 0
+        self._rebuilt()
+
+    def _rebuilt(self) -> None:
+        """The base matrices changed: derived structures are recomputed from them when next read."""
+        self._profiles = None
+        self._similar = None
+        for listener in self.listeners:
+            listener.on_compact()
+
+    def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every interaction as (user, item, time) arrays, appended ones after the base ones."""
+        users = np.repeat(np.arange(self.n_users), np.diff(self._ts.indptr))
+        items, times = self._ts.indices.astype(np.int64), self._ts.data - 1.0
+        extra = [(u, i, t - 1.0) for u, row in self._delta_ui.items() for i, t in row.items()]
+        if not extra:
+            return users, items, times
+        du, di, dt = (np.asarray(col) for col in zip(*extra, strict=True))
+        return np.concatenate([users, du]), np.concatenate([items, di]), np.concatenate([times, dt])
 
     # ----------------------------------------------------------------- lookups
     def user_items(self, user: int) -> np.ndarray:
@@ -239,8 +265,8 @@ class InteractionGraph:
     def similar(self) -> sp.csr_matrix:
         """Pruned item-item cosine (top SIMILAR_K per item, shrunk), precomputed at index time.
 
-        Appended interactions reach it only when the index is rebuilt; the exact co-interaction
-        counts (``co_counts``) always include them.
+        Appended interactions reach it when the deltas are merged (``compact``, amortised); the
+        exact co-interaction counts (``co_counts``) always include them.
         """
         if self._similar is None:
             self._similar = similarity.item_cosine(self._ui, SIMILAR_K, SIMILAR_SHRINK)
@@ -255,15 +281,16 @@ class InteractionGraph:
         dense = np.bincount(cols, weights=vals * w[pos], minlength=self.n_items)
         return dense[np.asarray(targets, np.int64)]
 
-    def shared_counts(self, items: np.ndarray) -> np.ndarray:
-        """For every user, how many of ``items`` they interacted with."""
-        cols, _, _ = gather_rows(self._iu, items)
-        out = np.bincount(cols, minlength=self.n_users).astype(np.float64)
+    def shared_counts(self, items: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """For every user, how many of ``items`` they interacted with (or their summed weights)."""
+        w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64)
+        cols, _, pos = gather_rows(self._iu, items)
+        out = np.bincount(cols, weights=w[pos], minlength=self.n_users).astype(np.float64)
         if self._delta_iu:
-            for i in items.tolist():
+            for i, wi in zip(np.asarray(items).tolist(), w.tolist(), strict=True):
                 extra = self._delta_iu.get(i)
                 if extra:
-                    np.add.at(out, np.asarray(extra, np.int64), 1.0)
+                    np.add.at(out, np.asarray(extra, np.int64), wi)
         return out
 
     def votes(self, users: np.ndarray, weights: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -337,11 +364,6 @@ class InteractionGraph:
         """Interactions in the graph, including appended ones."""
         return int(self._ui.nnz + self._n_delta)
 
-    def train_matrix(self) -> sp.csr_matrix:
-        """The user x item binary matrix with the deltas merged (for baselines)."""
-        self.compact()
-        return self._ui.copy()
-
     def co_matrix(self) -> sp.csr_matrix:
         """Item x item co-interaction counts with the deltas merged."""
         self.compact()
@@ -372,21 +394,3 @@ class InteractionGraph:
         if (directory / "similar.npz").exists():
             graph._similar = sp.load_npz(directory / "similar.npz").tocsr()
         return graph
-
-
-def attribute_matrix(
-    item_attributes: Sequence[Sequence[str]], n_items: int
-) -> tuple[sp.csr_matrix, list[str]]:
-    """Item x attribute matrix with L2-normalised rows, and the attribute names."""
-    vocab: dict[str, int] = {}
-    rows: list[int] = []
-    cols: list[int] = []
-    for i, attrs in enumerate(item_attributes):
-        for a in dict.fromkeys(attrs):
-            rows.append(i)
-            cols.append(vocab.setdefault(a, len(vocab)))
-    m = sp.csr_matrix((np.ones(len(rows), np.float64), (rows, cols)), shape=(n_items, len(vocab)))
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    m = sp.diags(1.0 / norms) @ m
-    return m.tocsr(), list(vocab)

@@ -116,6 +116,10 @@ class InMemoryMemoryStore:
                 store._restore(list(records.values()))
         return store
 
+    def restore(self, records: list[MemoryRecord]) -> None:
+        """Insert records as they are (versions, times and sources kept; vectors made on search)."""
+        self._restore(records)
+
     def _restore(self, records: list[MemoryRecord]) -> None:
         """Insert records as they are (no version bump)."""
         if not records:

@@ -1,10 +1,13 @@
 """Item-item similarity of a binary interaction matrix (shrunk cosine, top-k per item).
 
 The interaction graph precomputes it for curation and retrieval; the ItemKNN baseline of
-``evaluation/baselines.py`` uses the same function, so both score with one definition.
+``evaluation/baselines.py`` uses the same function, so both score with one definition. The
+graph's item x attribute matrix is built here too.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,3 +48,21 @@ def item_cosine(train: sp.csr_matrix, k: int, shrink: float = 0.0) -> sp.csr_mat
     rows = np.repeat(np.arange(co.shape[0]), np.diff(co.indptr))
     co.data = co.data / (norms[rows] * norms[co.indices] + shrink)
     return _top_k_per_row(co, k)
+
+
+def attribute_matrix(
+    item_attributes: Sequence[Sequence[str]], n_items: int
+) -> tuple[sp.csr_matrix, list[str]]:
+    """Item x attribute matrix with L2-normalised rows, and the attribute names."""
+    vocab: dict[str, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    for i, attrs in enumerate(item_attributes):
+        for a in dict.fromkeys(attrs):
+            rows.append(i)
+            cols.append(vocab.setdefault(a, len(vocab)))
+    m = sp.csr_matrix((np.ones(len(rows), np.float64), (rows, cols)), shape=(n_items, len(vocab)))
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    m = sp.diags(1.0 / norms) @ m
+    return m.tocsr(), list(vocab)

@@ -30,6 +30,7 @@ from memory_store.events import EventLog
 from memory_store.graph import InteractionGraph, is_choice
 from memory_store.memories import MemoryKind, MemoryStore
 from memory_store.privacy_log import PrivacyState, read_privacy
+from memory_store.ranker_index import RankerConfig, RankerIndex
 from memory_store.record_locks import FileRecordLocks
 from memory_store.vectors import MemoryVectors
 from schemas.context import MemRecContext
@@ -169,6 +170,15 @@ class Workspace:
             return mine.embed_texts
         return None
 
+    def ranker(self) -> tuple[RankerIndex, RankerConfig]:
+        """The offline ranker's index over this graph (built once, kept up to date) and config."""
+        with self.lock:
+            if "ranker" not in self.derived:
+                config = RankerConfig.load(self.directory)
+                self.derived["ranker"] = (RankerIndex(self.graph, config.params), config)
+            index, config = self.derived["ranker"]
+            return index.fresh(), config
+
     def benchmark_candidates(
         self, which: str = "test", n: int = 10, seed: int = 0
     ) -> dict[int, list[int]]:
@@ -180,9 +190,9 @@ class Workspace:
         return self._candidates[key]
 
     def clone(self, directory: Path) -> Workspace:
-        """An isolated copy (in-memory memories, fresh event log under ``directory``).
+        """An isolated copy (in-memory memories, a fresh event log): for tests and benches.
 
-        Evaluation runs warm up and rank in a clone, so the served store is never touched.
+        Evaluation starts from the index alone (``memory_store/index_copy.py``) instead.
         """
         from memory_store.inmemory_store import InMemoryMemoryStore
 
@@ -363,6 +373,7 @@ def _warm(ws: Workspace) -> None:
     assert isinstance(store, CachedMemoryStore)
     start = time.perf_counter()
     try:
+        ws.ranker()  # the offline ranker's index, built before the first request needs it
         n = store.preload("user", ws.dataset.user_ids, stop=_STOP_WARMING)
         n += store.preload("item", ws.dataset.item_ids, stop=_STOP_WARMING)
     except (OSError, ValueError, RuntimeError) as err:  # only costs speed, never answers

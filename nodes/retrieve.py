@@ -101,7 +101,7 @@ def _score_parts(
     return {
         "collaborative": _scaled(collaborative),
         "semantic": _scaled(semantic_scores(ws, query)),
-        "popularity": _scaled(ws.dataset.item_popularity().astype(np.float64)),
+        "popularity": _scaled(ws.graph.item_degree.astype(np.float64)),  # train + live, no test
     }
 
 

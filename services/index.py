@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -35,6 +36,7 @@ from schemas.context import MemRecContext
 from schemas.records import ProfileInput
 from schemas.ruleset import generic_rules
 from services.profiles import ProfileRun, write_profiles
+from services.ranker_tuning import ensure_ranker
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class IndexReport(BaseModel):
     seconds: float
     skipped_candidates: list[str] = []  # candidate files the catalogue is too small for
     profiles: ProfileRun | None = None  # with an LLM LMMem: who wrote the user memories
+    ranker: dict[str, Any] = {}  # the offline ranker's tuning on validation (ranker.json)
 
 
 def user_memory_texts(dataset: Dataset, graph: InteractionGraph) -> list[tuple[str, str]]:
@@ -126,6 +129,9 @@ def build_index(
     skipped = _candidate_files(directory, dataset, split)
     _rules(directory, dataset, graph)
     created = _finish_load(load, directory, store, dataset, graph, progress, (lmmem, ctx, profiles))
+    progress("ranker", 0, 1)
+    ranker = ensure_ranker(directory, dataset, split, graph, store)
+    progress("ranker", 1, 1)
     _write_marker(marker, dataset, fingerprint, split)
     return IndexReport(
         dataset=dataset.name,
@@ -136,6 +142,7 @@ def build_index(
         memories_created=created,
         reused=reused and created == 0,
         skipped_candidates=skipped,
+        ranker={"tuned": ranker.tuned, "weights": ranker.weights, **ranker.report},
         seconds=round(time.perf_counter() - start, 2),
         profiles=profiles[0] if profiles else None,
     )

@@ -37,11 +37,21 @@ class SeedReport(BaseModel):
 
 
 def demo_items(ws: Workspace, user_id: str, n: int = N_FEEDBACK) -> list[str]:
-    """The ``n`` most popular items the user had not seen at index time (stable across runs)."""
+    """The ``n`` items most popular in train the user never chose (stable across runs).
+
+    Never one of the user's held-out items (validation or test target): a seeded store that
+    recorded those as positives would hand an evaluation its answer.
+    """
+    code = ws.user_code(user_id)
     base = InteractionGraph.load(ws.directory / "graph")
-    seen = set(base.user_items(ws.user_code(user_id)).tolist())
-    order = np.argsort(-ws.dataset.item_popularity(), kind="stable")
-    return [ws.dataset.item_ids[c] for c in order if int(c) not in seen][:n]
+    held_out = {
+        int(i)
+        for frame in (ws.split.valid, ws.split.test)
+        for i in frame.loc[frame["user"] == code, "item"].tolist()
+    }
+    skip = set(base.user_items(code).tolist()) | held_out
+    order = np.argsort(-base.item_degree, kind="stable")
+    return [ws.dataset.item_ids[c] for c in order if int(c) not in skip][:n]
 
 
 def seed_interaction_id(user_id: str, item_id: str) -> str:

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from dataio.ties import rank_candidates, target_ranks
 from evaluation.baselines import (
     ALS,
     BASELINES,
@@ -18,8 +19,6 @@ from evaluation.baselines import (
     TunedBaseline,
     item_cosine,
     make_baseline,
-    rank_candidates,
-    target_ranks,
     tune,
 )
 
@@ -89,7 +88,8 @@ def test_mostpop_ranks_most_popular_candidate_first():
     model = MostPop()
     model.fit(sp.csr_matrix(dense))
     cands = np.array([[3, 0, 2, 1], [1, 3, 0, 2]])
-    ranked = rank_candidates(model.score_many(np.array([0, 3]), cands), cands)
+    users = np.array([0, 3])
+    ranked = rank_candidates(model.score_many(users, cands), users, cands)
     np.testing.assert_array_equal(ranked, [[2, 0, 1, 3], [2, 0, 1, 3]])
     np.testing.assert_allclose(model.score(1, np.array([0, 1, 2, 3])), [2, 1, 3, 0])
 
@@ -159,15 +159,16 @@ def test_factor_models_are_deterministic_for_a_seed(clustered, cls):
     np.testing.assert_array_equal(first.score_many(users, pairs), second.score_many(users, pairs))
 
 
-def test_rank_candidates_breaks_ties_with_a_seed_not_by_position():
+def test_ties_follow_the_one_rule_not_the_position():
     scores = np.zeros((2000, 2))
     items = np.tile([7, 8], (2000, 1))
-    ranked = rank_candidates(scores, items, seed=0)
+    users = np.arange(2000)
+    ranked = rank_candidates(scores, users, items)
     assert 0.45 < np.mean(ranked[:, 0] == 7) < 0.55
-    np.testing.assert_array_equal(ranked, rank_candidates(scores, items, seed=0))
-    ranks = target_ranks(np.array([[0.1, 0.9, 0.5]]), np.array([[4, 5, 6]]), np.array([4]))
+    np.testing.assert_array_equal(ranked, rank_candidates(scores, users, items[:, ::-1]))
+    ranks = target_ranks(np.array([[0.1, 0.9, 0.5]]), [0], np.array([[4, 5, 6]]), np.array([4]))
     assert ranks.tolist() == [3]
-    assert target_ranks(np.array([[0.1, 0.9]]), np.array([[4, 5]]), np.array([9])).tolist() == [0]
+    assert target_ranks(np.array([[0.1, 0.9]]), [0], np.array([[4, 5]]), [9]).tolist() == [0]
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -249,7 +250,7 @@ def test_ml100k_leave_one_out_mostpop_and_itemknn_beat_random():
         "itemknn": ItemKNN(k=100),
     }.items():
         model.fit(train)
-        ranks = target_ranks(model.score_many(users, cands), cands, targets)
+        ranks = target_ranks(model.score_many(users, cands), users, cands, targets)
         assert ranks.min() >= 1  # the target is always a candidate
         h1[name] = float(np.mean(ranks == 1))
     assert h1["random"] < 0.15

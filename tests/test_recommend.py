@@ -48,6 +48,14 @@ async def test_full_answer_on_the_offline_roles(ws, ctx) -> None:  # noqa: F811
 
 
 async def test_rationales_cite_their_evidence(ws, ctx) -> None:  # noqa: F811
+    from memory_store.ranker_index import RankerConfig, RankerIndex
+
+    # every channel weighted (tiny-movies' own tuning drops the neighbour channels), so the
+    # rationales of the neighbour, facet and history channels all show up
+    tuned = ws.ranker()[1]
+    weights = {"knn": 1.0, "trans": 1.0, "votes": 3.0, "facets": 2.0, "pop": 0.2}
+    config = RankerConfig(params=tuned.params, weights=weights, scales=tuned.scales)
+    ws.derived["ranker"] = (RankerIndex(ws.graph, config.params), config)
     out = await _run(ctx, user_id="1")
     user_refs = {n.ref for n in out["neighbours"] if n.kind == "user"}
     facet_names = {f.name for f in out["facets"]}

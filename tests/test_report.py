@@ -115,3 +115,22 @@ def test_report_refuses_old_formats_and_empty_folders(results: Path, tmp_path: P
         build_report([results])
     with pytest.raises(EvalError, match="not a folder"):
         build_report([tmp_path / "missing"])
+
+
+def test_the_report_leads_with_the_strongest_baseline_chosen_on_validation(tmp_path: Path) -> None:
+    from evaluation.tables import leading_table, strongest_baselines
+
+    bpr = _run("bpr", 0.55, seed=2)  # better on test ...
+    bpr.config = {"valid_h1": 0.40, "valid_mrr": 0.6}
+    mostpop = _run("mostpop", 0.35, seed=1)  # ... but mostpop was better on validation
+    mostpop.config = {"valid_h1": 0.45, "valid_mrr": 0.6}
+    memrec = _run("memrec", 0.6, seed=3)
+    runs = [bpr, mostpop, memrec]
+    assert strongest_baselines(runs)[("ml-100k", 10)] is mostpop
+    lead = leading_table(runs, paired_rows(runs)).splitlines()[2]
+    assert "mostpop (0.450)" in lead and f"{memrec.metrics['H@1'].mean:.3f}" in lead
+    assert "p=" in lead  # memrec minus mostpop, paired on the same users
+    for run in runs:
+        write_run(run, tmp_path)
+    text = build_report([tmp_path]).markdown_path.read_text()
+    assert text.index("strongest baseline") < text.index("| dataset | method |")

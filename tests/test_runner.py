@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from dataio.candidates import ProtocolError, candidates_path
 from evaluation import ranking, results, warmup
+from evaluation.leakage import LeakageError
 from evaluation.methods import METHODS, UnknownMethod, get_method, method_context
 from evaluation.metrics import METRICS, target_rank
 from evaluation.results import EvalError
 from evaluation.runner import run_eval
-from evaluation.warmup import LeakageError
 from memory_store.catalog import load_catalog
 from memory_store.inmemory_store import InMemoryMemoryStore
 from schemas.context import MemRecContext
@@ -307,7 +307,8 @@ def test_methods_map_to_context_switches() -> None:
     assert get_method("naive-collab").switches == {"curation": "raw"}
     assert get_method("memrec-no-write").switches == {"collab_write": False}
     assert get_method("memrec-generic-rules").switches == {"rules": "generic"}
-    assert not get_method("als").agentic and len(METHODS) == 12
+    assert not get_method("als").agentic and len(METHODS) == 15
+    assert not get_method("ease").agentic and get_method("recency-knn").family == "classical"
 
 
 async def test_bad_input_is_a_clear_error(home: Path, tmp_path: Path) -> None:
