@@ -24,20 +24,19 @@ from dataio.paths import store_dir as default_store_dir
 from dataio.split import Split
 from memory_store.cached_store import CachedMemoryStore
 from memory_store.catalog import load_catalog
-from memory_store.embedding_factory import make_embedding
 from memory_store.embeddings import HashingEmbedding
 from memory_store.events import EventLog
 from memory_store.graph import InteractionGraph, is_choice
 from memory_store.memories import MemoryKind, MemoryStore
 from memory_store.privacy_log import PrivacyState, read_privacy
 from memory_store.ranker_index import RankerConfig, RankerIndex
-from memory_store.record_locks import FileRecordLocks
+from memory_store.store_backends import open_chroma, open_event_log
 from memory_store.vectors import MemoryVectors
 from schemas.context import MemRecContext
 from schemas.ruleset import RuleSet, generic_rules
 
 if TYPE_CHECKING:
-    from memory_store.chroma_store import ChromaMemoryStore
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -256,43 +255,6 @@ class Workspace:
         """
         self._caught_up_at = time.monotonic()
         return self.replay_events(since_seq=max(0, self.seen_seq - CATCH_UP_LOOKBACK))
-
-
-def open_event_log(directory: Path, dataset: str) -> EventLog:
-    """The store's event log: Postgres when ``MEMREC_DATABASE_URL`` is set, else its SQLite file.
-
-    Shared by every process (and host) on that database; ``memory_store/pg_events.py``.
-    """
-    url = os.environ.get("MEMREC_DATABASE_URL")
-    if not url:
-        return EventLog(directory / "events.sqlite")
-    from memory_store.pg_events import PgEventLog
-
-    return PgEventLog(url, dataset, local_path=directory / "events.sqlite")  # type: ignore[return-value]
-
-
-def record_locks_for(directory: Path, dataset: str) -> Callable[..., Any]:
-    """The cross-process record locks of a store written by several processes."""
-    url = os.environ.get("MEMREC_DATABASE_URL")
-    if url:
-        from memory_store.pg_events import PgRecordLocks
-
-        return PgRecordLocks(url, dataset)
-    return FileRecordLocks(directory / "record.locks")
-
-
-def open_chroma(directory: Path, chroma_url: str | None) -> ChromaMemoryStore:
-    """The store's Chroma: a server when a URL is configured, else embedded under the store."""
-    from memory_store.chroma_store import ChromaMemoryStore
-
-    # MEMREC_EMBEDDING: "hash" (local, the default) or "openai:<model>" /
-    # "openai-compatible:<model>@<url>"; fixed per store (Chroma keeps it with the collection).
-    embedding = make_embedding(os.environ.get("MEMREC_EMBEDDING", "hash"))
-    if chroma_url:  # several processes may write: their compare-and-set shares a lock
-        store = ChromaMemoryStore(url=chroma_url, embedding=embedding)
-        store.record_lock = record_locks_for(directory, directory.name)
-        return store
-    return ChromaMemoryStore(path=directory / "chroma", embedding=embedding)
 
 
 def open_workspace(
