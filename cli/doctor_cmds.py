@@ -20,11 +20,19 @@ if TYPE_CHECKING:
     from memory_store.workspace import Workspace
 
 console = Console(width=140)
-MAX_ID_CHARS = 128
-_ID = re.compile(r"^[\w.:@-]+$")
+MAX_ID_CHARS = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-UserOpt = typer.Option(..., "--user", help="the user id")
+UserOpt = typer.Option(..., "--user", help="the user id, exactly as indexed (quote it)")
 JsonOpt = typer.Option(False, "--json", help="print the report as JSON")
+ServerOpt = typer.Option(
+    None,
+    "--server",
+    envvar="MEMREC_SERVER_URL",
+    help="a running LangGraph server on this store: the action runs there, and a deletion "
+    "also deletes the user's threads (env MEMREC_SERVER_URL)",
+)
+ApiKeyOpt = typer.Option(None, "--api-key", envvar="LANGGRAPH_API_KEY", help="server API key")
 
 privacy_app = typer.Typer(
     help="A user's privacy choices: opt out of serving as a neighbour, delete."
@@ -32,12 +40,15 @@ privacy_app = typer.Typer(
 
 
 def validate_user_id(user_id: str) -> str:
-    """A user id from the command line: 1-128 characters of letters, digits and ``._:@-``."""
-    user_id = user_id.strip()
-    if not user_id or len(user_id) > MAX_ID_CHARS or not _ID.match(user_id):
+    """A user id from the command line: any id a dataset can hold (spaces and quotes too).
+
+    1 to 256 characters, no control characters; taken as given (not stripped), since ids
+    are matched exactly against the catalog.
+    """
+    if not user_id.strip() or len(user_id) > MAX_ID_CHARS or _CONTROL.search(user_id):
         raise ValueError(
-            f"--user {user_id[:40]!r} is not a valid user id: 1 to {MAX_ID_CHARS} letters, "
-            "digits or . _ : @ -"
+            f"--user {user_id[:40]!r} is not a valid user id: 1 to {MAX_ID_CHARS} characters, "
+            "not only spaces, no control characters"
         )
     return user_id
 
@@ -72,38 +83,77 @@ def doctor(dataset: str = DATASET, home: str | None = HOME, as_json: bool = Json
         raise typer.Exit(1)
 
 
-def _privacy(dataset: str, home: str | None, user: str, action: str) -> None:
-    from services.privacy import delete_user, set_opt_out
+def _privacy(
+    dataset: str,
+    home: str | None,
+    user: str,
+    action: str,
+    server: str | None = None,
+    api_key: str | None = None,
+) -> None:
+    """Run a privacy action here, or in the server that holds the store (``--server``)."""
+    import asyncio
 
-    with user_errors(ValueError):
+    from memory_store.writer_lock import StoreLocked
+    from services.privacy import delete_on_server, delete_user_threads, run_action
+
+    with user_errors(ValueError, LookupError, StoreLocked, OSError):
         user = validate_user_id(user)
-        ws = _open(dataset, home)
-        try:
-            if action == "delete":
-                typer.echo(json.dumps(delete_user(ws, user).model_dump(), indent=2))
-            else:
-                set_opt_out(ws, user, action == "opt-out")
-                typer.echo(f"user {user}: {action} recorded")
-        finally:
-            ws.events.close()
+        if server:
+            context = {"dataset": dataset, **({"home": home} if home else {})}
+            report = asyncio.run(
+                delete_on_server(server, user, context, action=action, api_key=api_key)
+            )
+        else:
+            ws = _open(dataset, home)
+            try:
+                report = run_action(ws, user, action)
+            finally:
+                ws.events.close()
+        if action != "delete":
+            typer.echo(f"user {user}: {action} recorded")
+            return
+        if server:
+            report["server_threads_deleted"] = asyncio.run(
+                delete_user_threads(server, user, api_key=api_key)
+            )
+        typer.echo(json.dumps(report, indent=2))
 
 
 @privacy_app.command("opt-out")
-def opt_out(dataset: str = DATASET, home: str | None = HOME, user: str = UserOpt) -> None:
+def opt_out(
+    dataset: str = DATASET,
+    home: str | None = HOME,
+    user: str = UserOpt,
+    server: str | None = ServerOpt,
+    api_key: str | None = ApiKeyOpt,
+) -> None:
     """Stop serving as a neighbour: never curated for, never patched by other users."""
-    _privacy(dataset, home, user, "opt-out")
+    _privacy(dataset, home, user, "opt-out", server, api_key)
 
 
 @privacy_app.command("opt-in")
-def opt_in(dataset: str = DATASET, home: str | None = HOME, user: str = UserOpt) -> None:
+def opt_in(
+    dataset: str = DATASET,
+    home: str | None = HOME,
+    user: str = UserOpt,
+    server: str | None = ServerOpt,
+    api_key: str | None = ApiKeyOpt,
+) -> None:
     """Serve as a neighbour again."""
-    _privacy(dataset, home, user, "opt-in")
+    _privacy(dataset, home, user, "opt-in", server, api_key)
 
 
 @privacy_app.command("delete-user")
-def delete_user_cmd(dataset: str = DATASET, home: str | None = HOME, user: str = UserOpt) -> None:
-    """Delete a user's memory and interactions, and revert the patches they caused."""
-    _privacy(dataset, home, user, "delete")
+def delete_user_cmd(
+    dataset: str = DATASET,
+    home: str | None = HOME,
+    user: str = UserOpt,
+    server: str | None = ServerOpt,
+    api_key: str | None = ApiKeyOpt,
+) -> None:
+    """Delete a user everywhere: memory, interactions, the writes they caused, files, threads."""
+    _privacy(dataset, home, user, "delete", server, api_key)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from memory_store.memories import MemoryKind, MemoryRecord, MemoryStore, VersionConflict
 
 
 class CachedMemoryStore:
-    """Wraps any MemoryStore; same interface."""
+    """Wraps any MemoryStore; same interface.
 
-    def __init__(self, inner: MemoryStore, ttl_s: float | None = None) -> None:
+    ``before_write`` runs before every write (the store's writer lock: see ``writer_lock.py``).
+    """
+
+    def __init__(
+        self,
+        inner: MemoryStore,
+        ttl_s: float | None = None,
+        before_write: Callable[[], None] | None = None,
+    ) -> None:
         self.inner = inner
         self.ttl_s = ttl_s
+        self.before_write = before_write
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], tuple[float, MemoryRecord | None]] = {}
 
@@ -86,6 +95,8 @@ class CachedMemoryStore:
         self, kind: MemoryKind, entity_id: str, text: str, *, expected_version: int, source: str
     ) -> MemoryRecord:
         """Write-through compare-and-set; a conflict evicts the cached record."""
+        if self.before_write is not None:
+            self.before_write()
         try:
             record = self.inner.put(
                 kind, entity_id, text, expected_version=expected_version, source=source
@@ -99,6 +110,8 @@ class CachedMemoryStore:
 
     def bulk_init(self, kind: MemoryKind, items: Iterable[tuple[str, str]], source: str) -> int:
         """Pass through, then forget cached absences."""
+        if self.before_write is not None:
+            self.before_write()
         pairs = list(items)
         created = self.inner.bulk_init(kind, pairs, source)
         with self._lock:
@@ -108,8 +121,25 @@ class CachedMemoryStore:
 
     def delete(self, kind: MemoryKind, entity_id: str) -> None:
         """Delete in the store and the cache."""
+        if self.before_write is not None:
+            self.before_write()
         self.inner.delete(kind, entity_id)
         self._keep(kind, entity_id, None)
+
+    def restore(self, records: Sequence[MemoryRecord]) -> int:
+        """Pass through (recovery writes records with their versions), then forget them."""
+        if self.before_write is not None:
+            self.before_write()
+        n = self.inner.restore(records)
+        with self._lock:
+            for rec in records:
+                self._records.pop((rec.kind, rec.entity_id), None)
+        return n
+
+    def clear(self) -> None:
+        """Forget every cached record (another process changed the store: a deletion)."""
+        with self._lock:
+            self._records.clear()
 
     def ids(self, kind: MemoryKind) -> list[str]:
         """Pass through."""

@@ -108,9 +108,14 @@ class ChromaMemoryStore:
         prefix: str = "memrec",
     ) -> None:
         self.embedding_function: EmbeddingFunction[Documents] = embedding or HashingEmbedding()
+        self.path = Path(path) if path is not None else None
+        self.prefix = prefix
         self._client = _client_for(path, url)
         self._lock = threading.Lock()
         try:
+            from memory_store.chroma_compact import recover_collections
+
+            recover_collections(self._client, prefix)
             self._batch = self._max_batch_size()
             self._collections: dict[str, Collection] = {
                 kind: self._open_collection(f"{prefix}_{kind}_memories") for kind in KINDS
@@ -330,3 +335,28 @@ class ChromaMemoryStore:
         collection = self._collection(kind)
         with self._lock:
             collection.delete(ids=[entity_id])
+
+    def compact(self, kinds: Sequence[str] = KINDS) -> dict[str, int]:
+        """Rewrite collections with only their current records and vacuum (privacy deletion)."""
+        from memory_store.chroma_compact import compact
+
+        return compact(self, tuple(kinds))
+
+    def restore(self, records: Sequence[MemoryRecord]) -> int:
+        """Upsert records exactly as given, versions included (recovery from the audit log)."""
+        for kind in KINDS:
+            mine = [r for r in records if r.kind == kind]
+            collection = self._collection(kind)
+            for start in range(0, len(mine), self._batch):
+                chunk = mine[start : start + self._batch]
+                vectors = embed_documents(self.embedding_function, [r.text for r in chunk])
+                with self._lock:
+                    collection.upsert(
+                        ids=[r.entity_id for r in chunk],
+                        embeddings=vectors,
+                        documents=[r.text for r in chunk],
+                        metadatas=[
+                            _metadata(r.entity_id, r.version, r.updated_at, r.source) for r in chunk
+                        ],
+                    )
+        return len(records)

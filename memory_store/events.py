@@ -21,7 +21,7 @@ processes) on the same file coordinate through SQLite's own locks (``BEGIN IMMED
 from __future__ import annotations
 
 from memory_store.audit import AuditLog, AuditRow
-from memory_store.event_db import SCHEMA_VERSION, SchemaMismatch
+from memory_store.event_db import SCHEMA_VERSION, ReadOnlyLog, SchemaMismatch, StoreBusy
 from memory_store.interactions import InteractionConflict, InteractionLog, InteractionRow
 from memory_store.jobs import JOB_STATUSES, JobQueue, JobRow, JobStatus
 
@@ -34,7 +34,9 @@ __all__ = [
     "InteractionRow",
     "JobRow",
     "JobStatus",
+    "ReadOnlyLog",
     "SchemaMismatch",
+    "StoreBusy",
 ]
 
 

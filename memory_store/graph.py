@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from dataio.files import atomic_write_text, atomic_write_with
 from memory_store import similarity
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,7 @@ log = logging.getLogger(__name__)
 _SECONDS_PER_DAY = 86400.0
 SIMILAR_K = 50  # neighbours kept per item in the precomputed similarity
 SIMILAR_SHRINK = 10.0
+GRAPH_FILES = ("ui_ts.npz", "attributes.npz", "similar.npz", "attributes.txt", "meta.txt")
 
 
 def gather_rows(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -331,15 +335,16 @@ class InteractionGraph:
         return self._co
 
     # ----------------------------------------------------------------- persistence
-    def save(self, directory: Path) -> None:
-        """Write the graph as .npz files (deltas merged first)."""
+    def save(self, directory: Path) -> list[Path]:
+        """Write the graph as .npz files (deltas merged first), each atomically; returns them."""
         self.compact()
         directory.mkdir(parents=True, exist_ok=True)
-        sp.save_npz(directory / "ui_ts.npz", self._ts)
-        sp.save_npz(directory / "attributes.npz", self.attributes)
-        sp.save_npz(directory / "similar.npz", self.similar)
-        (directory / "attributes.txt").write_text("\n".join(self.attribute_names), "utf-8")
-        (directory / "meta.txt").write_text(f"has_clock={int(self.has_clock)}\n", "utf-8")
+        matrices = {"ui_ts": self._ts, "attributes": self.attributes, "similar": self.similar}
+        for name, matrix in matrices.items():
+            atomic_write_with(directory / f"{name}.npz", partial(_save_npz, matrix=matrix))
+        atomic_write_text(directory / "attributes.txt", "\n".join(self.attribute_names))
+        atomic_write_text(directory / "meta.txt", f"has_clock={int(self.has_clock)}\n")
+        return [directory / f for f in GRAPH_FILES]
 
     @classmethod
     def load(cls, directory: Path) -> InteractionGraph:
@@ -355,6 +360,10 @@ class InteractionGraph:
         if (directory / "similar.npz").exists():
             graph._similar = sp.load_npz(directory / "similar.npz").tocsr()
         return graph
+
+
+def _save_npz(fh: IO[bytes], matrix: sp.spmatrix) -> None:
+    sp.save_npz(fh, matrix)
 
 
 def attribute_matrix(

@@ -275,3 +275,10 @@ class InMemoryMemoryStore:
         shelf = self._shelves[check_kind(kind)]
         with self._lock:
             shelf.remove(entity_id)
+
+    def restore(self, records: Sequence[MemoryRecord]) -> int:
+        """Write records as they are, versions included (recovery from the audit log)."""
+        for record in records:
+            check_kind(record.kind)
+        self._restore(list(records))  # embedded lazily, when search needs the vectors
+        return len(records)

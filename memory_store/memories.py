@@ -86,6 +86,10 @@ class MemoryStore(Protocol):
         """Remove a memory (no error if absent)."""
         ...
 
+    def restore(self, records: Sequence[MemoryRecord]) -> int:
+        """Write records exactly as given, versions included (recovery); returns how many."""
+        ...
+
     def ids(self, kind: MemoryKind) -> list[str]:
         """Every entity id of that kind."""
         ...

@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from dataio.candidates import candidates_path, read_candidates
 from dataio.dataset import Dataset
@@ -23,17 +22,17 @@ from dataio.paths import store_dir as default_store_dir
 from dataio.split import Split
 from memory_store.cached_store import CachedMemoryStore
 from memory_store.catalog import load_catalog
-from memory_store.embedding_factory import make_embedding
-from memory_store.events import EventLog
+from memory_store.events import EventLog, ReadOnlyLog
+from memory_store.forgetting import apply_privacy_state
 from memory_store.graph import InteractionGraph
+from memory_store.manifest import DamagedStore, check_store_files, refresh_files, repair_command
 from memory_store.memories import MemoryKind, MemoryStore
-from memory_store.privacy_log import PrivacyState, read_privacy
+from memory_store.opening import load_or_damaged, open_chroma, open_events, refuse_writes
+from memory_store.privacy_log import DeletedUsers, PrivacyState, read_privacy
 from memory_store.vectors import MemoryVectors
+from memory_store.writer_lock import WriterLock, writer_lock
 from schemas.context import MemRecContext
 from schemas.ruleset import RuleSet, generic_rules
-
-if TYPE_CHECKING:
-    from memory_store.chroma_store import ChromaMemoryStore
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +62,7 @@ class Workspace:
         memories: MemoryStore,
         events: EventLog,
         vectors: MemoryVectors,
+        writer: WriterLock | None = None,
     ) -> None:
         self.directory = directory
         self.dataset = dataset
@@ -74,7 +74,10 @@ class Workspace:
         self.lock = threading.RLock()
         self._rules: dict[str, RuleSet] = {}
         self.opted_out: set[int] = set()  # user codes never curated nor patched by others
-        self.deleted: set[str] = set()  # user ids deleted for privacy: nothing is recorded for them
+        self.deleted = DeletedUsers()  # deleted for privacy: nothing is recorded for them
+        self.deleted_codes: set[int] = set()  # their catalog codes
+        self.writer = writer  # the store's writer lock (embedded stores only)
+        self._seen: tuple[int, tuple[float, ...]] | None = None  # see sync()
         self._candidates: dict[tuple[str, int, int], dict[int, list[int]]] = {}
         self.warm = threading.Event()  # set once the memory read cache is filled (see _warm)
         # Objects built from this workspace (its role pair, its job runner), kept and dropped with
@@ -125,15 +128,60 @@ class Workspace:
         """The saved rule set (generic rules when no generated set was saved)."""
         if which not in self._rules:
             path = self.directory / "rules" / f"{which}.json"
-            self._rules[which] = RuleSet.load(path) if path.exists() else generic_rules()
+            try:
+                self._rules[which] = RuleSet.load(path) if path.exists() else generic_rules()
+            except ValueError as err:  # JSON or validation error: a damaged file
+                raise DamagedStore(
+                    path, f"the rule set is not valid ({str(err)[:160]})", self.repair_hint()
+                ) from err
         return self._rules[which]
 
     def save_rules(self, rules: RuleSet, which: Literal["generated", "generic"]) -> Path:
-        """Persist a rule set and use it from now on."""
+        """Persist a rule set (atomically, in the manifest) and use it from now on."""
+        from dataio.files import atomic_write_text
+
+        self.acquire_writer()
         path = self.directory / "rules" / f"{which}.json"
-        rules.save(path)
+        atomic_write_text(path, rules.model_dump_json(indent=2))
+        refresh_files(self.directory, "rules", [path])
         self._rules[which] = rules
         return path
+
+    def repair_hint(self) -> str:
+        """The command that repairs this store."""
+        return repair_command(self.name)
+
+    # ------------------------------------------------------------------ one writer, many readers
+    def acquire_writer(self, wait_s: float | None = None) -> None:
+        """Take the store's writer lock now (writer commands do, so a refusal comes first)."""
+        if self.events.readonly:
+            raise ReadOnlyLog(f"{self.directory} was opened read-only; this command cannot write")
+        if self.writer is not None:
+            self.writer.acquire(wait_s)
+
+    def sync(self) -> bool:
+        """Apply privacy choices recorded since the last call, by any process (cheap when none).
+
+        Every graph node gets its workspace through ``workspace_for``, which calls this, so a
+        deletion is seen before the next read without a restart.
+        """
+        try:
+            version = self.events.data_version()
+            if self._seen is not None and self._seen[0] == version:
+                return False
+            mark = self.events.privacy_mark()
+        except (OSError, RuntimeError) as err:  # a closed or damaged log: the next read says so
+            log.debug("privacy sync skipped: %s", err)
+            return False
+        changed = self._seen is None or self._seen[1] != mark
+        self._seen = (version, mark)
+        if changed:
+            self.apply_privacy(read_privacy(self.events.path))
+        return changed
+
+    def benchmark_lists(self) -> dict[tuple[str, int, int], dict[int, list[int]]]:
+        """The candidate lists read so far (forgetting a user drops theirs)."""
+        return self._candidates
 
     # ------------------------------------------------------------------ writes
     def on_memory_write(self, kind: MemoryKind, entity_id: str, text: str) -> None:
@@ -173,21 +221,16 @@ class Workspace:
         )
         ws._rules = dict(self._rules)
         ws.opted_out = set(self.opted_out)
-        ws.deleted = set(self.deleted)
-        for user_id in self.deleted:
-            ws.graph.remove_user(self.user_code(user_id))
+        ws.deleted = self.deleted.copy()
+        ws.deleted_codes = set(self.deleted_codes)
+        for code in self.deleted_codes:
+            ws.graph.remove_user(code)
         ws._candidates = self._candidates
         return ws
 
     def apply_privacy(self, state: PrivacyState) -> None:
         """Exclude opted-out and deleted users (the choices ``memory_store/privacy_log`` keeps)."""
-        for user_id in state.opted_out | state.deleted:
-            code = self.dataset.user_index.get(user_id)
-            if code is not None:
-                self.opted_out.add(code)
-                if user_id in state.deleted:  # the snapshot on disk predates the deletion
-                    self.graph.remove_user(code)
-        self.deleted |= state.deleted
+        apply_privacy_state(self, state)
 
     def replay_events(self) -> int:
         """Append interactions recorded after indexing onto the graph; returns how many."""
@@ -200,49 +243,49 @@ class Workspace:
         return added
 
 
-def open_chroma(directory: Path, chroma_url: str | None) -> ChromaMemoryStore:
-    """The store's Chroma: a server when a URL is configured, else embedded under the store."""
-    from memory_store.chroma_store import ChromaMemoryStore
-
-    # MEMREC_EMBEDDING: "hash" (local, the default) or "openai:<model>" /
-    # "openai-compatible:<model>@<url>"; fixed per store (Chroma keeps it with the collection).
-    embedding = make_embedding(os.environ.get("MEMREC_EMBEDDING", "hash"))
-    if chroma_url:
-        return ChromaMemoryStore(url=chroma_url, embedding=embedding)
-    return ChromaMemoryStore(path=directory / "chroma", embedding=embedding)
-
-
 def open_workspace(
     dataset: str,
     *,
     home: str | Path | None = None,
     chroma_url: str | None = None,
     memories: MemoryStore | None = None,
+    readonly: bool = False,
 ) -> Workspace:
-    """Open an indexed dataset (``memrec index`` builds it)."""
+    """Open an indexed dataset (``memrec index`` builds it).
+
+    ``readonly`` opens it for a command that only reads: it never takes the writer lock nor
+    SQLite's write lock, and any write raises ReadOnlyLog. Otherwise the first write takes the
+    store's writer lock (embedded stores). A missing or damaged file raises DamagedStore.
+    """
     directory = default_store_dir(dataset, home)
     if not (directory / INDEX_MARKER).exists():
         raise NotIndexed(
             f"dataset {dataset!r} is not indexed under {directory}; "
             f"run `memrec index --dataset {dataset}` first"
         )
-    ds, split = load_catalog(directory)
-    graph = InteractionGraph.load(directory / "graph")
-    if memories is None:
-        chroma = open_chroma(directory, chroma_url)
-        # One writer per embedded store; against a shared server, reads may lag 5 s at most.
-        memories = CachedMemoryStore(chroma, ttl_s=5.0 if chroma_url else None)
-    ws = Workspace(
-        directory,
-        ds,
-        split,
-        graph,
-        memories,
-        EventLog(directory / "events.sqlite"),
-        MemoryVectors.load(directory),
+    embedded = chroma_url is None and memories is None
+    check_store_files(directory, dataset, chroma_embedded=embedded)
+    lock = writer_lock(directory) if embedded else None
+    before_write = refuse_writes(directory) if readonly else (lock.acquire if lock else None)
+    ds, split = load_or_damaged(directory / "catalog.pkl", dataset, lambda: load_catalog(directory))
+    graph = load_or_damaged(
+        directory / "graph", dataset, lambda: InteractionGraph.load(directory / "graph")
     )
+    vectors = load_or_damaged(
+        directory / "vectors_users.npy", dataset, lambda: MemoryVectors.load(directory)
+    )
+    if memories is None:
+        chroma = load_or_damaged(
+            directory / "chroma", dataset, lambda: open_chroma(directory, chroma_url)
+        )
+        # One writer per embedded store; against a shared server, reads may lag 5 s at most.
+        memories = CachedMemoryStore(
+            chroma, ttl_s=5.0 if chroma_url else None, before_write=before_write
+        )
+    events = open_events(directory, dataset, readonly, before_write)
+    ws = Workspace(directory, ds, split, graph, memories, events, vectors, writer=lock)
     ws.replay_events()
-    ws.apply_privacy(read_privacy(ws.events.path))
+    ws.sync()
     return ws
 
 
@@ -268,7 +311,9 @@ def get_workspace(
                 warmer = threading.Thread(target=_warm, args=(ws,), name="memrec-warm", daemon=True)
                 _WARMERS.append(warmer)
                 warmer.start()
-        return _OPEN[key]
+        ws = _OPEN[key]
+    ws.sync()  # a deletion by another process is seen before this read
+    return ws
 
 
 _WARMERS: list[threading.Thread] = []
