@@ -1,7 +1,8 @@
 """`memrec doctor` and `memrec privacy opt-out|opt-in|delete-user`.
 
-``doctor`` prints what the store holds and every inconsistency between the graph, the memories
-and the event log (exit status 1 when there is one); ``privacy`` records a user's choices.
+``doctor`` prints what the store holds and every inconsistency between its files, the graph, the
+memories and the event log (exit status 1 when there is one); ``--repair`` fixes what can be
+fixed, ``--compact`` applies the audit retention policy; ``privacy`` records a user's choices.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.options import DATASET, HOME, user_errors
+from cli.options import DATA_DIR, DATASET, HOME, context, user_errors
 
 if TYPE_CHECKING:
     from memory_store.workspace import Workspace
+    from services.doctor import DoctorReport
 
 console = Console(width=140)
 MAX_ID_CHARS = 256
@@ -59,28 +61,63 @@ def _open(dataset: str, home: str | None) -> Workspace:
     return open_workspace(dataset, home=home)
 
 
-def doctor(dataset: str = DATASET, home: str | None = HOME, as_json: bool = JsonOpt) -> None:
-    """Check that graph, memories and event log agree; exit 1 when they do not."""
-    from services.doctor import check_workspace
+def doctor(
+    dataset: str = DATASET,
+    home: str | None = HOME,
+    as_json: bool = JsonOpt,
+    repair: bool = typer.Option(
+        False, "--repair", help="fix what can be fixed (takes the store's writer lock)"
+    ),
+    compact: bool = typer.Option(
+        False,
+        "--compact",
+        help="apply the audit retention policy (MEMREC_AUDIT_KEEP_VERSIONS / _DAYS) and vacuum",
+    ),
+    new_event_log: bool = typer.Option(
+        False, "--new-event-log", help="with --repair: accept a lost event log, start an empty one"
+    ),
+    data_dir: str | None = DATA_DIR,
+) -> None:
+    """Check that files, graph, memories and event log agree; exit 1 when they do not."""
+    from memory_store.manifest import DamagedStore
+    from memory_store.writer_lock import StoreLocked
+    from services import repair as doctor_service
 
-    with user_errors(ValueError):
-        ws = _open(dataset, home)
-    try:
-        report = check_workspace(ws)
-    finally:
-        ws.events.close()
-    if as_json:
-        typer.echo(report.model_dump_json(indent=2))
-    else:
-        table = Table("count", "value", title=f"memrec doctor: {report.dataset}")
-        for key, value in sorted(report.counts.items()):
-            table.add_row(key, str(value))
-        console.print(table)
-        for problem in report.problems:
-            console.print(f"[red]{problem.code}[/red]: {problem.detail}", highlight=False)
-        console.print("[green]consistent[/green]" if report.ok else "[red]inconsistent[/red]")
+    with user_errors(ValueError, StoreLocked, DamagedStore, OSError):
+        ctx = context(dataset, home, "offline")
+        if compact:
+            sizes = doctor_service.compact(ctx)
+            console.print(
+                f"audit retention: {sizes['rows_pruned']:.0f} row(s) pruned; event log "
+                f"{sizes['bytes_before'] / 1e6:.1f} MB -> {sizes['bytes_after'] / 1e6:.1f} MB"
+            )
+        if repair:
+            result = doctor_service.repair(ctx, data_dir=data_dir, new_event_log=new_event_log)
+            for action in result.actions:
+                console.print(f"[cyan]repair:[/cyan] {action}", highlight=False)
+            if not result.actions:
+                console.print("repair: nothing to do")
+            report = result.after
+        else:
+            report = doctor_service.diagnose(dataset, home)
+    _print_report(report, as_json)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _print_report(report: DoctorReport, as_json: bool) -> None:
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    table = Table("count", "value", title=f"memrec doctor: {report.dataset}")
+    for key, value in sorted(report.counts.items()):
+        table.add_row(key, str(value))
+    console.print(table)
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False)
+    for problem in report.problems:
+        console.print(f"[red]{problem.code}[/red]: {problem.detail}", highlight=False)
+    console.print("[green]consistent[/green]" if report.ok else "[red]inconsistent[/red]")
 
 
 def _privacy(

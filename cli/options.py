@@ -41,8 +41,11 @@ def context(dataset: str, home: str | None, roles: str | None, **extra: object) 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from dataio.candidates import ProtocolError
     from dataio.datasets import DatasetError
-    from memory_store.events import SchemaMismatch
+    from dataio.files import StoreWriteError
+    from memory_store.events import ReadOnlyLog, SchemaMismatch, StoreBusy
+    from memory_store.manifest import DamagedStore
     from memory_store.workspace import NotIndexed, UnknownEntity
+    from memory_store.writer_lock import StoreLocked
     from memory_store.writes import UnknownMemory, UnknownVersion
     from nodes.curate import InvalidRequest
     from roles.models import ModelConfigError
@@ -58,6 +61,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         SchemaMismatch,
         InvalidRequest,
         ModelConfigError,
+        StoreLocked,  # another process writes the store: names it
+        StoreBusy,  # SQLite stayed locked past the wait
+        StoreWriteError,  # a full disk: names the file, nothing changed
+        DamagedStore,  # names the file and the repair command
+        ReadOnlyLog,
     )
 
 

@@ -66,7 +66,8 @@ class AuditLog(EventDb):
     def version_text(self, kind: str, entity_id: str, version: int) -> str | None:
         """The text a memory had at ``version``, or None when that version was never audited."""
         rows = self._read(
-            "SELECT new_text FROM audit WHERE kind=? AND entity_id=? AND version=?",
+            "SELECT new_text FROM audit WHERE kind=? AND entity_id=? AND version=?"
+            " AND NOT (previous_text IS NULL AND new_text='')",  # pruned by retention
             (kind, entity_id, version),
         )
         return rows[0]["new_text"] if rows else None
@@ -103,6 +104,26 @@ class AuditLog(EventDb):
             "ORDER BY a.id",
             (),
         )
+
+    def prune_texts(self, keep_versions: int, before: float, limit: int = 5000) -> int:
+        """Empty the texts of old rows beyond the retention policy; returns how many.
+
+        A row is pruned when it is older than ``before`` and not among its memory's last
+        ``keep_versions`` versions; at most ``limit`` rows per call.
+        """
+        with self._tx() as conn:
+            return conn.execute(
+                "UPDATE audit SET previous_text=NULL, new_text='' WHERE id IN ("
+                " SELECT a.id FROM audit a WHERE a.at < ? AND NOT (a.previous_text IS NULL"
+                " AND a.new_text='') AND a.version <= (SELECT MAX(b.version) FROM audit b"
+                " WHERE b.kind=a.kind AND b.entity_id=a.entity_id) - ? LIMIT ?)",
+                (before, keep_versions, limit),
+            ).rowcount
+
+    def vacuum(self) -> None:
+        """Rewrite the file without free pages (after retention; needs no other writer)."""
+        with self._lock, self._errors():
+            self._conn.execute("VACUUM")
 
     def delete_caused_by(self, causes: set[str]) -> int:
         """Remove the audit rows written by ``causes`` (a deleted user's interactions)."""

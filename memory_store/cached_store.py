@@ -130,7 +130,7 @@ class CachedMemoryStore:
         """Pass through (recovery writes records with their versions), then forget them."""
         if self.before_write is not None:
             self.before_write()
-        n = self.inner.restore(records)
+        n: int = self.inner.restore(records)  # type: ignore[attr-defined]
         with self._lock:
             for rec in records:
                 self._records.pop((rec.kind, rec.entity_id), None)

@@ -10,12 +10,16 @@ index, vacuums the database and removes the folders of vector segments that no l
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
+
+from chromadb.errors import NotFoundError
 
 from memory_store.inmemory_store import KINDS
 
@@ -23,6 +27,33 @@ logger = logging.getLogger(__name__)
 
 SUFFIX = "__compacting"
 _PAGE = 2000
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reopening(method: F) -> F:
+    """Retry a store method once after re-fetching collections another client compacted.
+
+    A compaction replaces each collection by a new one with the same name; a client that holds
+    the old one (another workspace, another process reading the store) finds it gone.
+    """
+
+    @functools.wraps(method)
+    def wrapper(store: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(store, *args, **kwargs)
+        except NotFoundError:
+            reopen_collections(store)
+            return method(store, *args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def reopen_collections(store: Any) -> None:
+    """Fetch a store's collections again by name."""
+    for kind, old in list(store._collections.items()):
+        store._collections[kind] = store._client.get_collection(
+            old.name, embedding_function=cast(Any, store.embedding_function)
+        )
 
 
 def compact(store: Any, kinds: tuple[str, ...] = KINDS) -> dict[str, int]:

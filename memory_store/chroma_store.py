@@ -34,6 +34,7 @@ from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Documents, EmbeddingFunction
 from chromadb.config import Settings
 
+from memory_store.chroma_compact import compact, recover_collections, reopening
 from memory_store.embeddings import HashingEmbedding, embed_documents
 from memory_store.inmemory_store import KINDS, check_kind
 from memory_store.memories import MemoryKind, MemoryRecord, VersionConflict
@@ -113,8 +114,6 @@ class ChromaMemoryStore:
         self._client = _client_for(path, url)
         self._lock = threading.Lock()
         try:
-            from memory_store.chroma_compact import recover_collections
-
             recover_collections(self._client, prefix)
             self._batch = self._max_batch_size()
             self._collections: dict[str, Collection] = {
@@ -175,6 +174,7 @@ class ChromaMemoryStore:
         """The current record, or None."""
         return self.get_many(kind, [entity_id]).get(entity_id)
 
+    @reopening
     def get_many(self, kind: MemoryKind, entity_ids: Sequence[str]) -> dict[str, MemoryRecord]:
         """Current records for the ids that exist (one Chroma call per max-batch of ids)."""
         collection = self._collection(kind)
@@ -187,6 +187,7 @@ class ChromaMemoryStore:
                 records[i] = _record(kind, i, doc, meta)
         return records
 
+    @reopening
     def ids(self, kind: MemoryKind) -> list[str]:
         """Every entity id of that kind."""
         collection = self._collection(kind)
@@ -197,10 +198,12 @@ class ChromaMemoryStore:
             if len(page) < _PAGE:
                 return ids
 
+    @reopening
     def count(self, kind: MemoryKind) -> int:
         """How many memories of that kind exist."""
         return self._collection(kind).count()
 
+    @reopening
     def embeddings(self, kind: MemoryKind, entity_ids: Sequence[str]) -> dict[str, list[float]]:
         """The stored embedding vectors for the ids that exist."""
         collection = self._collection(kind)
@@ -212,6 +215,7 @@ class ChromaMemoryStore:
                 vectors[i] = np.asarray(vector, dtype=np.float32).tolist()
         return vectors
 
+    @reopening
     def search(
         self, kind: MemoryKind, query: str, k: int, exclude: Sequence[str] = ()
     ) -> list[tuple[MemoryRecord, float]]:
@@ -242,6 +246,7 @@ class ChromaMemoryStore:
 
     # -- writes -----------------------------------------------------------------------------------
 
+    @reopening
     def put(
         self,
         kind: MemoryKind,
@@ -276,6 +281,7 @@ class ChromaMemoryStore:
             )
         return record
 
+    @reopening
     def bulk_init(
         self,
         kind: MemoryKind,
@@ -330,6 +336,7 @@ class ChromaMemoryStore:
             )
         return len(keep)
 
+    @reopening
     def delete(self, kind: MemoryKind, entity_id: str) -> None:
         """Remove a memory (no error if absent)."""
         collection = self._collection(kind)
@@ -338,10 +345,9 @@ class ChromaMemoryStore:
 
     def compact(self, kinds: Sequence[str] = KINDS) -> dict[str, int]:
         """Rewrite collections with only their current records and vacuum (privacy deletion)."""
-        from memory_store.chroma_compact import compact
-
         return compact(self, tuple(kinds))
 
+    @reopening
     def restore(self, records: Sequence[MemoryRecord]) -> int:
         """Upsert records exactly as given, versions included (recovery from the audit log)."""
         for kind in KINDS:

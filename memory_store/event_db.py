@@ -86,6 +86,9 @@ CREATE TABLE IF NOT EXISTS tombstones (
 """
 
 
+_TABLES = frozenset({"meta", "interactions", "jobs", "audit", "privacy", "tombstones"})
+
+
 class SchemaMismatch(RuntimeError):
     """The database file was written by another schema version of the event log."""
 
@@ -277,6 +280,11 @@ class EventDb:
         return tuple(float(v) for v in row)
 
     def _init_schema(self) -> None:
+        """Create what is missing; a complete file is only read (opening takes no write lock)."""
+        names = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master")}
+        if _TABLES <= names:
+            self._check_schema()
+            return
         with self._tx() as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():

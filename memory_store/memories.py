@@ -86,10 +86,6 @@ class MemoryStore(Protocol):
         """Remove a memory (no error if absent)."""
         ...
 
-    def restore(self, records: Sequence[MemoryRecord]) -> int:
-        """Write records exactly as given, versions included (recovery); returns how many."""
-        ...
-
     def ids(self, kind: MemoryKind) -> list[str]:
         """Every entity id of that kind."""
         ...

@@ -2,7 +2,9 @@
 
 A lost or damaged Chroma store is rebuilt as the index built it (the warm-up texts), then every
 memory the audit log knows is put back at its latest audited version, with that version number,
-so later writes continue the history instead of colliding with it.
+so later writes continue the history instead of colliding with it. Stores that can do this have a
+``restore(records)`` method (Chroma, in-memory, the read cache); it is not part of the
+``MemoryStore`` protocol, which only the graphs' needs define.
 """
 
 from __future__ import annotations
@@ -48,8 +50,11 @@ def restore_from_audit(store: MemoryStore, log: AuditLog, *, only_behind: bool =
                 have = current.get(rec.entity_id)
                 if not only_behind or have is None or have.version < rec.version:
                     todo.append(rec)
+    restore = getattr(store, "restore", None)  # Chroma, in-memory and cached stores have it
+    if todo and not callable(restore):
+        raise TypeError(f"{type(store).__name__} cannot restore records (no restore method)")
     for start in range(0, len(todo), _BATCH):
-        store.restore(todo[start : start + _BATCH])
+        restore(todo[start : start + _BATCH])  # type: ignore[misc]
     if todo:
         logger.warning("restored %d memories from the audit log", len(todo))
     return len(todo)

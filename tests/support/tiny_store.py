@@ -6,8 +6,12 @@ seconds; ``marker_user`` puts a marker string in one user's id so a test can gre
 
 from __future__ import annotations
 
+import atexit
 import csv
+import functools
 import random
+import shutil
+import tempfile
 from pathlib import Path
 
 GENRES = ("action", "drama", "comedy", "horror", "romance", "sci-fi", "family")
@@ -39,3 +43,41 @@ def write_dataset(
             for ts, i in enumerate(rng.sample(range(n_items), per_user)):
                 writer.writerow([names.get(u, f"u{u}"), f"i{i}", 1_000_000 + 100 * u + ts])
     return folder
+
+
+MARKER = "MRK7f3aQ"  # planted in a user's data by the deletion tests; must vanish everywhere
+MARKED_USER = f"carol {MARKER} 'o\"q"  # an id with spaces and both quotes
+MARKED_CODE = 3
+
+
+@functools.cache
+def _indexed() -> tuple[Path, Path]:
+    from services.index import build_index
+
+    root = Path(tempfile.mkdtemp(prefix="memrec-tiny-"))
+    atexit.register(shutil.rmtree, root, True)
+    folder = write_dataset(root / "tiny", user_ids={MARKED_CODE: MARKED_USER})
+    build_index(str(folder), home=root / "home")
+    return folder, root / "home"
+
+
+def tiny_store(target_home: Path) -> tuple[str, Path]:
+    """(dataset, home): a fresh on-disk copy of the indexed tiny store (Chroma included)."""
+    folder, home = _indexed()
+    shutil.copytree(home, target_home, ignore=shutil.ignore_patterns("writer.lock"))
+    return str(folder), target_home
+
+
+def store_folder(dataset: str, home: Path) -> Path:
+    """The store folder of ``dataset`` under ``home``."""
+    from dataio.paths import store_dir
+
+    return store_dir(dataset, home)
+
+
+def grep_tree(root: Path, needle: str) -> list[str]:
+    """Files under ``root`` whose bytes contain ``needle`` (UTF-8), as relative paths."""
+    raw = needle.encode("utf-8")
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and raw in p.read_bytes()
+    )
