@@ -248,7 +248,7 @@ def test_cli_feedback_history_rollback_jobs(cli_home: Path) -> None:
     assert "recorded interaction" in out and "job " in out and ": done" in out
     assert "The Electric Orchard" in out  # the memory diff shows the new user memory (item 7)
     code, out = run_cli(cli_home, "memory", "history", "--user", USER)
-    assert code == 0 and "history of user:1" in out and "Interacted with 18" in out
+    assert code == 0 and "history of user:1" in out and "Interacted with 15" in out
     code, out = run_cli(cli_home, "memory", "rollback", "--user", USER, "--version", "1")
     assert code == 0 and "restored version 1 as version 3" in out, out
     code, out = run_cli(cli_home, "memory", "show", "--user", USER)
