@@ -58,7 +58,10 @@ def apply_privacy_state(ws: Any, state: PrivacyState) -> int:
         ws.deleted_codes |= gone
         ws.deleted.tombstones |= state.deleted
         index = ws.dataset.user_index
-        ws.opted_out = {index[u] for u in state.opted_out if u in index} | ws.deleted_codes
+        persisted = {index[u] for u in state.opted_out if u in index}
+        opted_in = ws.persisted_opt_outs - persisted  # opted back in since the last sync
+        ws.opted_out = (ws.opted_out - opted_in) | persisted | ws.deleted_codes
+        ws.persisted_opt_outs = persisted
     if gone:
         clear = getattr(ws.memories, "clear", None)
         if callable(clear):

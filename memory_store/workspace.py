@@ -76,6 +76,7 @@ class Workspace:
         self.opted_out: set[int] = set()  # user codes never curated nor patched by others
         self.deleted = DeletedUsers()  # deleted for privacy: nothing is recorded for them
         self.deleted_codes: set[int] = set()  # their catalog codes
+        self.persisted_opt_outs: set[int] = set()  # opt-outs as last read from the log
         self.writer = writer  # the store's writer lock (embedded stores only)
         self._seen: tuple[int, tuple[float, ...]] | None = None  # see sync()
         self._candidates: dict[tuple[str, int, int], dict[int, list[int]]] = {}
@@ -146,6 +147,11 @@ class Workspace:
         refresh_files(self.directory, "rules", [path])
         self._rules[which] = rules
         return path
+
+    @property
+    def owns_files(self) -> bool:
+        """Whether the store files are this workspace's (not a clone reading another's)."""
+        return self.events.path.parent == self.directory
 
     def repair_hint(self) -> str:
         """The command that repairs this store."""
@@ -220,7 +226,7 @@ class Workspace:
             MemoryVectors(self.vectors.users.copy(), self.vectors.items.copy()),
         )
         ws._rules = dict(self._rules)
-        ws.opted_out = set(self.opted_out)
+        ws.opted_out = set(self.opted_out)  # kept as they are: the clone's own log has none
         ws.deleted = self.deleted.copy()
         ws.deleted_codes = set(self.deleted_codes)
         for code in self.deleted_codes:
