@@ -21,6 +21,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from memory_store.privacy_epoch import bump_epoch
+
 TOMBSTONE_PREFIX = "sha256:"
 _PLACEHOLDER = re.compile(r"^deleted-[0-9a-f]{16}$")
 
@@ -149,6 +151,7 @@ def record_choice(events_path: Path, user_id: str, *, opted_out: bool) -> None:
             " updated_at=excluded.updated_at",
             (user_id, int(opted_out), now),
         )
+    bump_epoch(events_path.parent)
 
 
 def record_deletion(events_path: Path, user_id: str, user_code: int | None) -> None:
@@ -159,3 +162,4 @@ def record_deletion(events_path: Path, user_id: str, user_code: int | None) -> N
             (tombstone_of(user_id), user_code, time.time()),
         )
         conn.execute("DELETE FROM privacy WHERE user_id=?", (user_id,))
+    bump_epoch(events_path.parent)  # every process on the store sees it before its next read

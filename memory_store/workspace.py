@@ -28,6 +28,7 @@ from memory_store.graph import InteractionGraph
 from memory_store.manifest import DamagedStore, check_store_files, refresh_files, repair_command
 from memory_store.memories import MemoryKind, MemoryStore
 from memory_store.opening import load_or_damaged, open_chroma, open_events, refuse_writes
+from memory_store.privacy_epoch import PrivacyEpoch
 from memory_store.privacy_log import DeletedUsers, PrivacyState, read_privacy
 from memory_store.vectors import MemoryVectors
 from memory_store.writer_lock import WriterLock, writer_lock
@@ -78,7 +79,8 @@ class Workspace:
         self.deleted_codes: set[int] = set()  # their catalog codes
         self.persisted_opt_outs: set[int] = set()  # opt-outs as last read from the log
         self.writer = writer  # the store's writer lock (embedded stores only)
-        self._seen: tuple[int, tuple[float, ...]] | None = None  # see sync()
+        self.epoch = PrivacyEpoch(events.path.parent, create=not events.readonly)  # see sync()
+        self._seen: tuple[int, tuple[float, ...]] | None = None
         self._candidates: dict[tuple[str, int, int], dict[int, list[int]]] = {}
         self.warm = threading.Event()  # set once the memory read cache is filled (see _warm)
         # Objects built from this workspace (its role pair, its job runner), kept and dropped with
@@ -165,22 +167,32 @@ class Workspace:
         if self.writer is not None:
             self.writer.acquire(wait_s)
 
-    def sync(self) -> bool:
-        """Apply privacy choices recorded since the last call, by any process (cheap when none).
+    def privacy_changed(self) -> bool:
+        """Whether another process recorded a privacy choice since the last sync (no I/O).
 
-        Every graph node gets its workspace through ``workspace_for``, which calls this, so a
-        deletion is seen before the next read without a restart.
+        Without a mapped epoch file (a read-only folder) the answer is always "maybe".
         """
+        if self._seen is None or not self.epoch.mapped:
+            return True
+        return self.epoch.value() != self._seen[0]
+
+    def sync(self) -> bool:
+        """Apply privacy choices recorded since the last call, by any process (free when none).
+
+        Every graph node gets its workspace through ``workspace_for`` / ``aworkspace_for``,
+        which call this when the store's privacy epoch moved (``privacy_epoch.py``: a memory
+        read), so a deletion is seen before the next read without a restart.
+        """
+        if not self.privacy_changed():
+            return False
+        epoch = self.epoch.value()
         try:
-            version = self.events.data_version()
-            if self._seen is not None and self._seen[0] == version:
-                return False
             mark = self.events.privacy_mark()
         except (OSError, RuntimeError) as err:  # a closed or damaged log: the next read says so
             log.debug("privacy sync skipped: %s", err)
             return False
         changed = self._seen is None or self._seen[1] != mark
-        self._seen = (version, mark)
+        self._seen = (epoch, mark)
         if changed:
             self.apply_privacy(read_privacy(self.events.path))
         return changed
@@ -318,7 +330,7 @@ def get_workspace(
                 _WARMERS.append(warmer)
                 warmer.start()
         ws = _OPEN[key]
-    ws.sync()  # a deletion by another process is seen before this read
+    ws.sync()  # a deletion by another process is seen before this read (I/O only then)
     return ws
 
 
@@ -362,8 +374,11 @@ def workspace_for(ctx: MemRecContext | None) -> Workspace:
 
 
 async def aworkspace_for(ctx: MemRecContext | None) -> Workspace:
-    """``workspace_for`` from async code: the first open (file reads) runs in a thread."""
+    """``workspace_for`` from async code: file reads (the first open, a sync) run in a thread."""
     ctx = ctx or MemRecContext()
-    if is_open(ctx.dataset, home=ctx.home, chroma_url=ctx.chroma_url):
-        return workspace_for(ctx)
-    return await asyncio.to_thread(workspace_for, ctx)
+    ws = _OPEN.get((ctx.dataset, str(ctx.home or ""), ctx.chroma_url or ""))
+    if ws is None:
+        return await asyncio.to_thread(workspace_for, ctx)
+    if ws.privacy_changed():  # a deletion elsewhere: reloading reads files, off the loop
+        await asyncio.to_thread(ws.sync)
+    return ws

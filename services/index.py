@@ -40,6 +40,7 @@ from memory_store.manifest import (
     step_intact,
 )
 from memory_store.memories import MemoryStore
+from memory_store.privacy_epoch import PrivacyEpoch
 from memory_store.privacy_log import PrivacyState, is_placeholder, placeholder_id, read_privacy
 from memory_store.recovery import restore_from_audit
 from memory_store.summaries import user_summary
@@ -169,6 +170,7 @@ def build_index(
         record_step(directory, manifest, "memories", chroma="server" if chroma_url else "embedded")
         _step(directory, manifest, "vectors", lambda: _vectors(directory, store, dataset))
         _step(directory, manifest, "rules", lambda: _rules(directory, dataset, graph))
+        PrivacyEpoch(directory).close()  # the counter every process maps (privacy_epoch.py)
         record_step(directory, manifest, "events")
         _write_marker(marker, dataset, fingerprint, split)
     finally:
