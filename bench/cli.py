@@ -22,6 +22,7 @@ BENCHMARKS = (
     "index",
     "chroma",
     "catalogue",
+    "chaos",
 )
 
 app = typer.Typer(
