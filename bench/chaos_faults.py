@@ -28,6 +28,7 @@ from dataio.paths import store_dir
 from memory_store.events import EventLog
 from memory_store.memories import MemoryRecord
 from memory_store.workspace import open_workspace
+from memory_store.writer_lock import writer_lock
 from memory_store.writes import apply_write
 
 
@@ -48,6 +49,7 @@ def _with_ws(dataset: str, home: Path, act: Callable[[Any], None]) -> None:
         act(ws)
     finally:
         ws.events.close()
+        writer_lock(ws.directory).release()  # this process is done writing: `memrec` may
 
 
 def _collision(ws: Any) -> None:

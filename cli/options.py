@@ -78,7 +78,7 @@ def user_errors(*extra: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except (*_expected_errors(), *extra) as err:
-        _err.print(f"[red]error:[/] {err}", highlight=False)
+        _err.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
