@@ -220,11 +220,14 @@ def full_disk(dataset: str, base_home: Path, data_dir: Path) -> Row:
     if os.geteuid() != 0:
         row.notes.append("skipped: mounting a tmpfs needs root")
         return row
+    from bench.chaos_writers import unseen_pairs
+
     size = sum(p.stat().st_size for p in base_home.rglob("*") if p.is_file()) // 1_000_000 + 24
+    ((user, item),) = unseen_pairs(dataset, base_home, 1)
     with tmpfs(size) as mount:
         home = copy_home(base_home, mount / "home")
         filler = _fill(mount)
-        args = ["feedback", "-d", dataset, "--home", str(home), "--user", "1", "--item", "1664"]
+        args = ["feedback", "-d", dataset, "--home", str(home), "--user", user, "--item", item]
         first = memrec([*args, "--id", "full-disk-1"])
         printed = "recorded" in first.stdout
         row.sent = 2
@@ -238,7 +241,7 @@ def full_disk(dataset: str, base_home: Path, data_dir: Path) -> Row:
         account(row, dataset, home)
     with tmpfs(size) as mount:
         home = mount / "index-home"
-        _fill(mount, leave_bytes=3_000_000)
+        _fill(mount, leave_bytes=150_000)  # room for the first steps only
         failed = memrec(["index", "-d", dataset, "--home", str(home), "--data-dir", str(data_dir)])
         (mount / "filler").unlink()
         done = memrec(["index", "-d", dataset, "--home", str(home), "--data-dir", str(data_dir)])

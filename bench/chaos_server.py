@@ -20,6 +20,7 @@ import httpx
 import psutil
 
 from bench.paths import REPO, default_data_dir
+from memory_store.malloc_hygiene import server_env
 
 STARTUP_S = 180.0
 
@@ -73,7 +74,7 @@ class DevServer:
         }
         cmd = serve_command(self.port, self._config(env))
         full_env = {
-            **os.environ,
+            **server_env(),  # as `memrec serve` starts it
             **env,
             "LANGSMITH_TRACING": "false",
             "LANGGRAPH_NO_VERSION_CHECK": "true",

@@ -88,7 +88,10 @@ def long_writers(dataset: str, home: Path, n: int = 4) -> Row:
     procs = [
         spawn_memrec(["worker", "-d", dataset, "--home", str(home)], env=env) for _ in range(n)
     ]
-    time.sleep(12)
+    deadline = time.monotonic() + 120  # start-up of n processes on a busy machine
+    while sum(p.poll() is not None for p in procs) < n - 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(5)  # a writer refused late would exit within its lock wait
     alive = [p for p in procs if p.poll() is None]
     for p in procs:
         if p.poll() is not None:

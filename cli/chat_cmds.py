@@ -142,8 +142,11 @@ def serve(
     def go() -> None:
         if not config.exists():
             raise CliError(f"--config {config}: no such file (expected a langgraph.json)")
+        from memory_store.malloc_hygiene import server_env
+
         cmd = serve_command(port, config.resolve(), allow_blocking=allow_blocking)
-        raise typer.Exit(subprocess.call(cmd, cwd=config.resolve().parent))
+        env = server_env()  # glibc malloc arenas capped from the start: a flat RSS
+        raise typer.Exit(subprocess.call(cmd, cwd=config.resolve().parent, env=env))
 
     run_cli(go)
 
