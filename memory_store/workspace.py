@@ -13,6 +13,7 @@ import atexit
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -375,9 +376,22 @@ def workspace_for(ctx: MemRecContext | None) -> Workspace:
     return get_workspace(ctx.dataset, home=ctx.home, chroma_url=ctx.chroma_url)
 
 
+_ASYNC_HOOKS: list[Callable[[], None]] = []
+
+
+def add_async_hook(hook: Callable[[], None]) -> None:
+    """Run ``hook`` (cheap, idempotent) whenever a node asks for its workspace on a loop.
+
+    The graph layer uses it to start housekeeping on the serving process's event loop.
+    """
+    _ASYNC_HOOKS.append(hook)
+
+
 async def aworkspace_for(ctx: MemRecContext | None) -> Workspace:
     """``workspace_for`` from async code: file reads (the first open, a sync) run in a thread."""
     ctx = ctx or MemRecContext()
+    for hook in _ASYNC_HOOKS:
+        hook()
     ws = _OPEN.get((ctx.dataset, str(ctx.home or ""), ctx.chroma_url or ""))
     if ws is None:
         return await asyncio.to_thread(workspace_for, ctx)

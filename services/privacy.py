@@ -20,6 +20,7 @@ from memory_store.deletion import DeletionReport, delete_user
 from memory_store.privacy_log import PrivacyState, read_privacy
 from memory_store.workspace import Workspace
 from nodes.forget import run_action, set_opt_out
+from nodes.forget_threads import threads_of
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ __all__ = [
 ]
 
 PRIVACY_ASSISTANT = "privacy"
-_PAGE = 100
 
 
 def load_privacy(ws: Workspace) -> PrivacyState:
@@ -76,20 +76,7 @@ async def delete_on_server(
 async def delete_user_threads(url: str, user_id: str, *, api_key: str | None = None) -> int:
     """Delete the server's threads of a user (owned by them, or whose state names them)."""
     client = _client(url, api_key)
-    found: set[str] = set()
-    filters: list[dict[str, Any]] = [
-        {"metadata": {"owner": user_id}},
-        {"metadata": {"user_id": user_id}},
-        {"values": {"user_id": user_id}},
-    ]
-    for where in filters:
-        offset = 0
-        while True:
-            page = await client.threads.search(**where, limit=_PAGE, offset=offset)
-            found.update(str(t["thread_id"]) for t in page)
-            if len(page) < _PAGE:
-                break
-            offset += _PAGE
+    found = await threads_of(client, user_id)
     for thread_id in sorted(found):
         await client.threads.delete(thread_id)
     logger.info("deleted %d server thread(s) of a deleted user", len(found))
