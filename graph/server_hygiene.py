@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 
-from memory_store.workspace import add_async_hook
+from memory_store.hooks import add_async_hook
 from nodes.forget_threads import inmem_saver, sweep
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ import atexit
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +26,7 @@ from memory_store.catalog import load_catalog
 from memory_store.events import EventLog, ReadOnlyLog
 from memory_store.forgetting import apply_privacy_state
 from memory_store.graph import InteractionGraph
+from memory_store.hooks import run_async_hooks
 from memory_store.manifest import DamagedStore, check_store_files, refresh_files, repair_command
 from memory_store.memories import MemoryKind, MemoryStore
 from memory_store.opening import load_or_damaged, open_chroma, open_events, refuse_writes
@@ -376,22 +376,10 @@ def workspace_for(ctx: MemRecContext | None) -> Workspace:
     return get_workspace(ctx.dataset, home=ctx.home, chroma_url=ctx.chroma_url)
 
 
-_ASYNC_HOOKS: list[Callable[[], None]] = []
-
-
-def add_async_hook(hook: Callable[[], None]) -> None:
-    """Run ``hook`` (cheap, idempotent) whenever a node asks for its workspace on a loop.
-
-    The graph layer uses it to start housekeeping on the serving process's event loop.
-    """
-    _ASYNC_HOOKS.append(hook)
-
-
 async def aworkspace_for(ctx: MemRecContext | None) -> Workspace:
     """``workspace_for`` from async code: file reads (the first open, a sync) run in a thread."""
     ctx = ctx or MemRecContext()
-    for hook in _ASYNC_HOOKS:
-        hook()
+    run_async_hooks()
     ws = _OPEN.get((ctx.dataset, str(ctx.home or ""), ctx.chroma_url or ""))
     if ws is None:
         return await asyncio.to_thread(workspace_for, ctx)
