@@ -33,6 +33,7 @@ class CachedMemoryStore:
         self.before_write = before_write
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], tuple[float, MemoryRecord | None]] = {}
+        self._generation = 0  # bumped by clear(): reads that started before it are not kept
 
     def _fresh(self, key: tuple[str, str]) -> tuple[bool, MemoryRecord | None]:
         hit = self._records.get(key)
@@ -40,9 +41,13 @@ class CachedMemoryStore:
             return False, None
         return True, hit[1]
 
-    def _keep(self, kind: str, entity_id: str, record: MemoryRecord | None) -> None:
+    def _keep(
+        self, kind: str, entity_id: str, record: MemoryRecord | None, generation: int | None = None
+    ) -> None:
+        """Cache a record; a read begun before a ``clear`` (``generation`` older) is dropped."""
         with self._lock:
-            self._records[(kind, entity_id)] = (time.monotonic(), record)
+            if generation is None or generation == self._generation:
+                self._records[(kind, entity_id)] = (time.monotonic(), record)
 
     def preload(
         self,
@@ -68,8 +73,9 @@ class CachedMemoryStore:
         found, record = self._fresh((kind, entity_id))
         if found:
             return record
+        generation = self._generation
         record = self.inner.get(kind, entity_id)
-        self._keep(kind, entity_id, record)
+        self._keep(kind, entity_id, record, generation)
         return record
 
     def get_many(self, kind: MemoryKind, entity_ids: Sequence[str]) -> dict[str, MemoryRecord]:
@@ -83,10 +89,11 @@ class CachedMemoryStore:
             elif record is not None:
                 out[entity_id] = record
         if missing:
+            generation = self._generation
             fetched = self.inner.get_many(kind, missing)
             for entity_id in missing:
                 record = fetched.get(entity_id)
-                self._keep(kind, entity_id, record)
+                self._keep(kind, entity_id, record, generation)
                 if record is not None:
                     out[entity_id] = record
         return out
@@ -140,6 +147,7 @@ class CachedMemoryStore:
         """Forget every cached record (another process changed the store: a deletion)."""
         with self._lock:
             self._records.clear()
+            self._generation += 1
 
     def ids(self, kind: MemoryKind) -> list[str]:
         """Pass through."""

@@ -5,15 +5,18 @@ the write-ahead log (``embeddings_queue``, purged only when the vector index is 
 full-text index segments, and SQLite's free pages. :func:`compact` rewrites the given collections
 with only their current records (into a new collection that then takes the old name, so a crash at
 any point leaves one complete collection: see :func:`recover_collections`), merges the full-text
-index, vacuums the database and removes the folders of vector segments that no longer exist.
+index, vacuums the database, removes the folders of vector segments that no longer exist and
+zeroes the unused capacity of the persisted vector indexes (``zero_unused_vector_slots``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 import sqlite3
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +69,7 @@ def compact(store: Any, kinds: tuple[str, ...] = KINDS) -> dict[str, int]:
     if store.path is not None:
         vacuum(store.path / "chroma.sqlite3")
         remove_orphan_segments(store.path)
+        zero_unused_vector_slots(store.path)
     return counts
 
 
@@ -157,6 +161,38 @@ def remove_orphan_segments(chroma_dir: Path) -> int:
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     return removed
+
+
+def zero_unused_vector_slots(chroma_dir: Path) -> int:
+    """Zero the unused capacity of each persisted HNSW index; how many files were rewritten.
+
+    hnswlib allocates its element array uninitialised and writes all of it, so the slots beyond
+    the element count hold whatever the writing process's heap held before (a deleted user's
+    texts included). The header (format 1: int32 version, then offset, max elements, element
+    count, bytes per element as uint64) says where the used part ends; an unknown format is left
+    alone. Only the file changes: a process that holds the index in memory may write such bytes
+    again when it next persists it.
+    """
+    fixed = 0
+    for header in chroma_dir.glob("*/header.bin"):
+        data_file = header.with_name("data_level0.bin")
+        raw = header.read_bytes()
+        if len(raw) < 36 or not data_file.exists():
+            continue
+        version = struct.unpack_from("<i", raw, 0)[0]
+        _, capacity, count, per_element = struct.unpack_from("<QQQQ", raw, 4)
+        size = data_file.stat().st_size
+        if version != 1 or per_element == 0 or size != capacity * per_element or count > capacity:
+            logger.info("%s: unknown HNSW layout, left as is", header.parent.name)
+            continue
+        used = count * per_element
+        with open(data_file, "r+b") as fh:
+            fh.seek(used)
+            fh.write(b"\0" * (size - used))
+            fh.flush()
+            os.fsync(fh.fileno())
+        fixed += 1
+    return fixed
 
 
 def _looks_like_segment(name: str) -> bool:
