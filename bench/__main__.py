@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench.cli import BENCHMARKS, app
+from bench.cli import BENCHMARKS, LANES, app
 
 
 def main() -> None:
     """Accept ``python -m bench <name>`` as well as ``python -m bench run <name>``."""
     args = sys.argv[1:]
-    if args and (args[0] in BENCHMARKS or args[0] == "all"):
+    if args and (args[0] in BENCHMARKS + LANES or args[0] == "all"):
         args = ["run", *args]
     app(args, prog_name="python -m bench")
 

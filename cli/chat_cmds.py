@@ -114,13 +114,15 @@ def langgraph_executable() -> str:
     return found
 
 
-def serve_command(port: int, config: Path, *, allow_blocking: bool = False) -> list[str]:
-    """The `langgraph dev` command line serving this project's graphs on 127.0.0.1."""
+def serve_command(
+    port: int, config: Path, *, allow_blocking: bool = False, host: str = "127.0.0.1"
+) -> list[str]:
+    """The `langgraph dev` command line serving this project's graphs (on 127.0.0.1 by default)."""
     cmd = [
         langgraph_executable(),
         "dev",
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
         "--no-browser",
@@ -131,20 +133,32 @@ def serve_command(port: int, config: Path, *, allow_blocking: bool = False) -> l
 
 
 def serve(
-    port: int = typer.Option(2024, "--port", help="port on 127.0.0.1"),
+    port: int = typer.Option(2024, "--port", help="port to serve on"),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="address to bind; anything but loopback needs a token table"
+    ),
     config: Path = CONFIG,
     allow_blocking: bool = typer.Option(
         False, "--allow-blocking", help="tolerate blocking calls in async nodes (custom code)"
     ),
 ) -> None:
-    """Run the LangGraph dev server (Studio, the SDK, MCP at /mcp) with every MemRec graph."""
+    """Run the LangGraph dev server (Studio, the SDK, MCP at /mcp) with every MemRec graph.
+
+    Auth follows the environment (MEMREC_AUTH_TOKENS, or MEMREC_AUTH=off on loopback only); an
+    unsafe or malformed setting stops here, before the server starts.
+    """
+    from services.auth_policy import PolicyError, check_server_policy
 
     def go() -> None:
         if not config.exists():
             raise CliError(f"--config {config}: no such file (expected a langgraph.json)")
+        try:
+            check_server_policy(host=host)
+        except PolicyError as err:
+            raise CliError(str(err)) from err
         from memory_store.malloc_hygiene import server_env
 
-        cmd = serve_command(port, config.resolve(), allow_blocking=allow_blocking)
+        cmd = serve_command(port, config.resolve(), allow_blocking=allow_blocking, host=host)
         env = server_env()  # glibc malloc arenas capped from the start: a flat RSS
         raise typer.Exit(subprocess.call(cmd, cwd=config.resolve().parent, env=env))
 

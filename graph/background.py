@@ -8,8 +8,11 @@ The builders hand :func:`schedule_propagation` to the nodes that record (`record
   of the current event loop.
 - LangGraph server (``langgraph dev`` / ``langgraph up``: the ``langgraph_api`` package is loaded
   in-process, or ``LANGGRAPH_API_URL`` is set): one background run of the ``propagate`` graph per
-  interaction through the SDK's in-process client, not awaited. If that fails, the in-process
-  runner takes the jobs instead.
+  interaction, not awaited. Inside the server it goes through the SDK's in-process transport as
+  the server's own identity (:func:`schemas.tenancy.as_internal_service`), which the auth lets
+  start propagate runs and nothing else, so it works with tokens on and no user can forge it.
+  From another process it goes to ``LANGGRAPH_API_URL`` with the SDK's key
+  (``LANGGRAPH_API_KEY``: an admin token). If that fails, the in-process runner takes the jobs.
 
 ``MEMREC_PROPAGATION`` = ``auto`` (default), ``worker`` or ``server`` forces one path. The
 standalone ``memrec worker`` process (``services/worker.py``) runs the same handler.
@@ -37,6 +40,7 @@ from memory_store.workspace import Workspace, workspace_for
 from schemas.context import MemRecContext
 from schemas.propagate_state import PropagationReport
 from schemas.records import InteractionEvent
+from schemas.tenancy import as_internal_service
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +91,17 @@ def propagation_mode() -> Mode:
     return "server" if on_langgraph_server() else "worker"
 
 
+def in_server_process() -> bool:
+    """Whether this process is the LangGraph API server itself."""
+    return "langgraph_api" in sys.modules
+
+
 def _server_client() -> Any:
-    """The LangGraph SDK client of the server this process runs in (in-process transport)."""
+    """The SDK client: in-process transport inside the server, else ``LANGGRAPH_API_URL``."""
     from langgraph_sdk import get_client
 
+    if in_server_process():
+        return get_client(url=None)
     return get_client(url=os.environ.get("LANGGRAPH_API_URL") or None)
 
 
@@ -100,12 +111,16 @@ async def start_server_runs(ctx: MemRecContext, events: list[InteractionEvent]) 
     context = {k: v for k, v in dataclasses.asdict(ctx).items() if v is not None}
     run_ids = []
     for event in events:
-        run = await client.runs.create(
+        call = client.runs.create(
             None,
             PROPAGATE_ASSISTANT,
             input={"interaction_id": event.interaction_id},
             context=context,
         )
+        if in_server_process():
+            run = await as_internal_service(call)
+        else:
+            run = await call
         run_ids.append(str(run.get("run_id", "")) if isinstance(run, dict) else str(run))
     return run_ids
 

@@ -1,4 +1,9 @@
-"""The chat graph: understand -> (feedback) -> retrieve -> recommend (subgraph) -> respond.
+"""The chat graph: understand -> (feedback) -> retrieve -> recommend (a subgraph) -> respond.
+
+``recommend`` is the compiled recommend graph added as a node: it shares the chat state's keys
+(``user_id``, ``candidates``, ``request`` in; ``ranking``, ``facets``, ``neighbours``, ``usage``,
+``notes`` out), so Studio's xray, ``/subgraphs``, streaming with ``subgraphs=True`` and pauses
+inside it (the context's ``pause_before``) all see its curate, synthesize and rank nodes.
 
 ``graph`` is compiled without a checkpointer: the LangGraph server persists threads. Library and
 CLI callers compile ``build_chat_graph()`` with their own checkpointer (SQLite for the terminal
@@ -13,9 +18,8 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 
 from graph.background import schedule_propagation
-from graph.recommend import graph as recommend_graph
+from graph.recommend import build_recommend_graph
 from nodes.feedback import make_feedback
-from nodes.recommend import make_recommend
 from nodes.record import Schedule
 from nodes.respond import respond
 from nodes.retrieve import retrieve
@@ -31,9 +35,11 @@ from schemas.chat_state import (
     Understanding,
 )
 from schemas.context import MemRecContext
-from schemas.recommend_state import CuratedNeighbour
-from schemas.records import CallUsage, Facet, RankedItem
+from schemas.recommend_state import CuratedNeighbour, Feedback
+from schemas.records import CallUsage, Facet, NeighbourSnippet, RankedItem
 
+# Every model a chat thread's checkpoints hold (its own state and its recommend subgraph's);
+# langgraph.json lists the same types (tests/test_chat_graph.py keeps the two in step).
 CHECKPOINT_TYPES: tuple[type, ...] = (
     Understanding,
     Constraints,
@@ -44,6 +50,8 @@ CHECKPOINT_TYPES: tuple[type, ...] = (
     RankedItem,
     Facet,
     CuratedNeighbour,
+    NeighbourSnippet,
+    Feedback,
 )
 
 
@@ -56,7 +64,8 @@ def after_understand(state: ChatState) -> Literal["feedback", "retrieve", "respo
         return "feedback"
     if state.get("pending") is not None:
         return "respond"
-    if reading.intent == "feedback" and state.get("unmatched"):
+    asked = reading.intent != "feedback" or state.get("skipped") or state.get("similar")
+    if not asked and (state.get("unmatched") or state.get("already_rated")):
         return "respond"
     return "retrieve"
 
@@ -66,22 +75,31 @@ def after_feedback(state: ChatState) -> Literal["retrieve", "respond"]:
     return "respond" if state.get("pending") is not None else "retrieve"
 
 
+def after_retrieve(state: ChatState) -> Literal["recommend", "respond"]:
+    """Rank what was retrieved; nothing retrieved, nothing to rank."""
+    return "recommend" if state.get("candidates") else "respond"
+
+
 def build_chat_graph(
-    recommend: Any = recommend_graph, schedule: Schedule = schedule_propagation
+    recommend: Any = None, schedule: Schedule = schedule_propagation
 ) -> StateGraph[ChatState, MemRecContext, ChatInput, ChatOutput]:
-    """Wire the conversational path (the compiled ``recommend`` graph runs inside `recommend`)."""
+    """Wire the conversational path; ``recommend`` defaults to a pausable recommend subgraph."""
+    if recommend is None:
+        recommend = build_recommend_graph(schedule, pausable_nodes=True).compile(
+            name="recommend"
+        )
     builder = StateGraph(
         ChatState, context_schema=MemRecContext, input_schema=ChatInput, output_schema=ChatOutput
     )
     builder.add_node("understand", understand)
     builder.add_node("feedback", make_feedback(schedule))
     builder.add_node("retrieve", retrieve)
-    builder.add_node("recommend", make_recommend(recommend))
+    builder.add_node("recommend", recommend)
     builder.add_node("respond", respond)
     builder.add_edge(START, "understand")
     builder.add_conditional_edges("understand", after_understand)
     builder.add_conditional_edges("feedback", after_feedback)
-    builder.add_edge("retrieve", "recommend")
+    builder.add_conditional_edges("retrieve", after_retrieve)
     builder.add_edge("recommend", "respond")
     builder.add_edge("respond", END)
     return builder

@@ -56,8 +56,21 @@ def _binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> s
     return m
 
 
+NOT_CHOSEN = ("negative", "skip", "dislike", "rating:1", "rating:2")
+
+
+def is_choice(kind: str) -> bool:
+    """Whether an interaction kind means the user chose the item (a dislike is no co-choice)."""
+    return not kind.startswith(NOT_CHOSEN)
+
+
 class InteractionGraph:
-    """User-item interactions with the collaborative features curation needs."""
+    """User-item interactions with the collaborative features curation needs.
+
+    Only choices are edges: an item a user disliked never counts as co-chosen with their likes
+    (co-counts, neighbours, propagation); it is kept apart in ``rejected`` so it is not proposed
+    to them again.
+    """
 
     def __init__(
         self,
@@ -85,6 +98,7 @@ class InteractionGraph:
         self._n_delta = 0
         self._similar: sp.csr_matrix | None = None
         self._profiles: sp.csr_matrix | None = None
+        self.rejected: dict[int, set[int]] = defaultdict(set)  # user -> items they disliked
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -132,6 +146,12 @@ class InteractionGraph:
             self.compact()
         return True
 
+    def reject(self, user: int, item: int) -> None:
+        """Note a dislike: never an edge, only kept out of the user's suggestions."""
+        if not (0 <= user < self.n_users and 0 <= item < self.n_items):
+            raise IndexError(f"user {user} / item {item} outside the graph")
+        self.rejected[user].add(item)
+
     def remove_user(self, user: int) -> int:
         """Remove every interaction of a user (privacy deletion); returns how many were removed.
 
@@ -140,6 +160,7 @@ class InteractionGraph:
         next reindex.
         """
         self.compact()
+        self.rejected.pop(user, None)
         items = self.user_items(user)
         if not len(items):
             return 0

@@ -25,7 +25,7 @@ from memory_store.cached_store import CachedMemoryStore
 from memory_store.catalog import load_catalog
 from memory_store.events import EventLog, ReadOnlyLog
 from memory_store.forgetting import apply_privacy_state
-from memory_store.graph import InteractionGraph
+from memory_store.graph import InteractionGraph, is_choice
 from memory_store.hooks import run_async_hooks
 from memory_store.manifest import DamagedStore, check_store_files, refresh_files, repair_command
 from memory_store.memories import MemoryKind, MemoryStore
@@ -258,7 +258,11 @@ class Workspace:
         for ev in self.events.interactions():
             u = self.dataset.user_index.get(ev.user_id)
             i = self.dataset.item_index.get(ev.item_id)
-            if u is not None and i is not None and self.graph.append(u, i, ev.ts):
+            if u is None or i is None:
+                continue
+            if not is_choice(ev.kind):  # a dislike is no edge (see InteractionGraph)
+                self.graph.reject(u, i)
+            elif self.graph.append(u, i, ev.ts):
                 added += 1
         return added
 

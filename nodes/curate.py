@@ -14,6 +14,7 @@ from schemas.context import MemRecContext
 from schemas.recommend_state import CuratedNeighbour, RecommendState
 from schemas.records import CallUsage
 from schemas.ruleset import RuleSet
+from schemas.tenancy import check_acting_user
 
 MAX_CANDIDATES = 200
 MAX_REQUEST_CHARS = 4000
@@ -131,6 +132,7 @@ async def curate(state: RecommendState, runtime: Runtime[MemRecContext]) -> dict
     if state.get("user_id") is None:
         raise InvalidRequest("user_id is required")
     user_id = validate_user_id(state.get("user_id"))
+    check_acting_user(user_id)
     request = state.get("request")
     if request is not None and not isinstance(request, str):
         raise InvalidRequest(f"request must be text, got {type(request).__name__}")

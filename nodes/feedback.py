@@ -18,6 +18,7 @@ from schemas.chat_state import ChatState, ResolvedFeedback
 from schemas.context import MemRecContext
 from schemas.recommend_state import Feedback
 from schemas.records import InteractionEvent
+from schemas.tenancy import check_acting_user
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def make_feedback(schedule: Schedule) -> Callable[..., Awaitable[dict[str, Any]]
         ctx = runtime.context or MemRecContext()
         ws = await asyncio.to_thread(workspace_for, ctx)
         matched = state.get("matched_feedback") or []
+        check_acting_user(state["user_id"])
         events, notes = await asyncio.to_thread(record_chat_feedback, ws, state["user_id"], matched)
         await schedule(ctx, events)
         liked = [f.item_id for f in matched if f.sentiment == "positive"]
@@ -57,7 +59,7 @@ def make_feedback(schedule: Schedule) -> Callable[..., Awaitable[dict[str, Any]]
             "recorded": [e.interaction_id for e in events],
             "liked": list(dict.fromkeys([*(state.get("liked") or []), *liked])),
             "rejected": list(dict.fromkeys([*(state.get("rejected") or []), *rejected])),
-            "notes": [*(state.get("notes") or []), *notes],
+            "notes": notes,
         }
 
     return feedback

@@ -13,10 +13,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from memory_store.graph import is_choice
 from memory_store.workspace import UnknownEntity, Workspace, aworkspace_for
 from schemas.context import MemRecContext
 from schemas.recommend_state import Feedback, RecommendState
 from schemas.records import InteractionEvent
+from schemas.tenancy import check_acting_user
 
 # Hands recorded interactions to background propagation; never waits for it.
 Schedule = Callable[[MemRecContext, list[InteractionEvent]], Awaitable[None]]
@@ -41,8 +43,11 @@ def record_interaction(
     event = ws.events.record_interaction(
         user_id, item_id, kind=kind, ts=ts or time.time(), interaction_id=interaction_id
     )
-    with ws.lock:
-        ws.graph.append(user, item, event.ts)
+    with ws.lock:  # a dislike is no co-choice: it only stays out of the user's suggestions
+        if is_choice(kind):
+            ws.graph.append(user, item, event.ts)
+        else:
+            ws.graph.reject(user, item)
     return event
 
 
@@ -65,6 +70,7 @@ def make_record(schedule: Schedule) -> Callable[..., Awaitable[dict[str, Any]]]:
         ctx = runtime.context or MemRecContext()
         ws = await aworkspace_for(ctx)
         feedback = [Feedback.model_validate(f) for f in state.get("feedback") or []]
+        check_acting_user(state["user_id"])
         events = await asyncio.to_thread(record_feedback, ws, state["user_id"], feedback)
         await schedule(ctx, events)
         return {"recorded": [e.interaction_id for e in events]}

@@ -8,7 +8,6 @@ the node's usage, so a chat turn never fails on the reply.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -19,24 +18,39 @@ import openai
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage
 from langgraph.runtime import Runtime
 
-from memory_store.workspace import Workspace, workspace_for
+from memory_store.workspace import Workspace, aworkspace_for
 from prompts.tokens import count_tokens
 from roles.models import ModelConfigError
-from schemas.chat_state import ChatState, Clarification, Constraints
+from schemas.chat_state import (
+    DEFAULT_COUNT,
+    ChatState,
+    Clarification,
+    Constraints,
+    Understanding,
+)
+from schemas.coerce import coerce
 from schemas.context import MemRecContext
 from schemas.records import CallUsage, RankedItem
 
 logger = logging.getLogger(__name__)
 
-SHOWN_PICKS = 5
+FALLBACK_NOTE = "the language model could not write this reply, so it is the template's"
+
 CONVERSATION_TURNS = 6
 HELP = (
-    "Tell me what you are in the mood for: a genre or an era ('a 90s comedy, no horror'), or a "
-    "title you loved ('I loved Heat') and I will suggest something you have not seen."
+    "Tell me what you are in the mood for: what you want or want to avoid, an era ('from the "
+    "90s', 'something older'), how many picks, or a title you loved or did not like ('I loved "
+    "<title>'), and I will suggest something you have not seen."
 )
+REFERENCES = ("that", "these") + tuple(f"#{n}" for n in range(1, 51))
 
 
-def pick_lines(ws: Workspace, ranking: Sequence[RankedItem], k: int = SHOWN_PICKS) -> list[str]:
+def shown_count(state: ChatState) -> int:
+    """How many picks this turn shows (the user's count, else the default)."""
+    return int(state.get("count") or DEFAULT_COUNT)
+
+
+def pick_lines(ws: Workspace, ranking: Sequence[RankedItem], k: int = DEFAULT_COUNT) -> list[str]:
     """Numbered 'Title - rationale' lines of the top ``k`` picks."""
     return [
         f"{n}. {ws.title(ws.item_code(item.item_id))} - {item.rationale}"
@@ -45,11 +59,11 @@ def pick_lines(ws: Workspace, ranking: Sequence[RankedItem], k: int = SHOWN_PICK
 
 
 def clarification_text(ws: Workspace, pending: Clarification) -> str:
-    """The 'which one did you mean?' question listing the matches."""
-    options = [
-        f"{n}. {ws.title(ws.item_code(item_id))} (item {item_id})"
-        for n, item_id in enumerate(pending.options, 1)
-    ]
+    """'Did you mean <title>?' for a likely title, else 'which one?' listing the matches."""
+    titles = [ws.title(ws.item_code(item_id)) for item_id in pending.options]
+    if len(titles) == 1:
+        return f"Did you mean {titles[0]}? Reply yes or no."
+    options = [f"{n}. {title}" for n, title in enumerate(titles, 1)]
     return "\n".join(
         [
             f"Several titles match '{pending.mention}'. Which one did you mean?",
@@ -62,48 +76,77 @@ def clarification_text(ws: Workspace, pending: Clarification) -> str:
 def _constraint_text(constraints: Constraints | None) -> str:
     if constraints is None or constraints.is_empty():
         return ""
-    parts = [*constraints.include, *constraints.decades, *(f"no {a}" for a in constraints.exclude)]
-    return f" ({', '.join(parts)})"
+    c = constraints
+    parts = [*c.include, *c.decades]
+    if c.year_min is not None and c.year_max is not None:
+        parts.append(f"{c.year_min}-{c.year_max}")
+    elif c.year_min is not None:
+        parts.append(f"from {c.year_min}")
+    elif c.year_max is not None:
+        parts.append(f"up to {c.year_max}")
+    parts += [f"no {a}" for a in c.exclude]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _feedback_lines(ws: Workspace, state: ChatState) -> list[str]:
+    lines = [
+        f"Noted: you loved {fb.title}." if fb.sentiment == "positive" else f"Noted: you did not "
+        f"like {fb.title}; I will not suggest it again."
+        for fb in state.get("matched_feedback") or []
+    ]
+    if state.get("recorded"):
+        lines.append("I will update your taste profile in the background.")
+    skipped = [ws.title(ws.item_code(i)) for i in state.get("skipped") or []]
+    if skipped:
+        lines.append(f"OK, I left out {', '.join(skipped)} for this conversation.")
+    for title in state.get("already_rated") or []:
+        lines.append(f"You have already rated {title}; I left your history as it is.")
+    for text in state.get("unmatched") or []:
+        if text.lower() in REFERENCES:
+            lines.append(f"I have not shown a pick '{text}' refers to, so I left it.")
+        else:
+            lines.append(
+                f"I could not find a title matching '{text}' in the catalog. Check the spelling "
+                "or give the full title."
+            )
+    return lines
+
+
+ROLE_STEPS = {"synthesize": "summarise your neighbours' tastes", "rank": "rank the picks"}
+
+
+def _fallbacks(state: ChatState) -> list[str]:
+    """A note for each recommend step where the language model failed and the offline role did."""
+    usage = coerce(dict[str, CallUsage], state.get("usage") or {})
+    return [
+        f"the language model could not {what}, so the offline role did"
+        for step, what in ROLE_STEPS.items()
+        if step in usage and usage[step].fallbacks
+    ]
 
 
 def draft_reply(ws: Workspace, state: ChatState) -> str:
     """The templated reply for this turn (the offline reply, and the LLM's draft)."""
-    reading = state.get("understanding")
+    reading = coerce(Understanding | None, state.get("understanding"))
     if reading is not None and reading.intent == "empty":
         return HELP
     lines: list[str] = []
     if reading is not None and reading.intent == "other_language":
         lines.append(
             "Sorry, I can only read English for now, so these picks come from your history"
-            + (" and the genres I recognised." if state.get("candidates") else ".")
+            + (" and the words I recognised." if state.get("candidates") else ".")
         )
-    recorded = bool(state.get("recorded"))
-    for fb in state.get("matched_feedback") or []:
-        lines.append(
-            f"Noted: you loved {fb.title}."
-            if fb.sentiment == "positive"
-            else f"Got it, not {fb.title}."
-        )
-    if recorded:
-        lines.append("I will update your taste profile in the background.")
-    for title in state.get("already_rated") or []:
-        lines.append(f"You have already rated {title}; I left your history as it is.")
-    for text in state.get("unmatched") or []:
-        if text.lower() in ("that", "that one", "this", "this one", "it"):
-            lines.append("I have not suggested anything yet, so there is nothing to rule out.")
-        else:
-            lines.append(
-                f"I could not find a title matching '{text}' in the catalog. Check the spelling "
-                "or give the full title with its year, e.g. 'Heat (1995)'."
-            )
-    pending = state.get("pending")
+    lines += _feedback_lines(ws, state)
+    pending = coerce(Clarification | None, state.get("pending"))
     if pending is not None:
         lines.append(clarification_text(ws, pending))
         return "\n".join(lines)
-    lines += [f"Note: {note}." for note in state.get("notes") or []]
-    picks = pick_lines(ws, state.get("ranking") or []) if state.get("candidates") else []
+    lines += [f"Note: {note}." for note in [*(state.get("notes") or []), *_fallbacks(state)]]
+    ranking = coerce(list[RankedItem], state.get("ranking") or [])
+    picks = pick_lines(ws, ranking, shown_count(state)) if state.get("candidates") else []
     if picks:
-        lines.append(f"Here are my picks{_constraint_text(state.get('constraints'))}:")
+        constraints = coerce(Constraints | None, state.get("constraints"))
+        lines.append(f"Here are my picks{_constraint_text(constraints)}:")
         lines += picks
     elif not lines:
         lines.append(HELP)
@@ -126,7 +169,8 @@ async def write_with_model(
     from prompts.chat import respond_messages
 
     started = time.perf_counter()
-    shown = (state.get("ranking") or [])[:SHOWN_PICKS] if state.get("candidates") else []
+    ranking = coerce(list[RankedItem], state.get("ranking") or [])
+    shown = ranking[: shown_count(state)] if state.get("candidates") else []
     picks: list[dict[str, object]] = [
         {"title": ws.title(ws.item_code(r.item_id)), "rationale": r.rationale} for r in shown
     ]
@@ -167,16 +211,32 @@ async def _stream_reply(
     return reply
 
 
+def shown_now(state: ChatState) -> dict[str, Any]:
+    """The picks this reply shows, and every item shown in the conversation so far."""
+    if not state.get("candidates") or state.get("pending") is not None:
+        return {}
+    ranking = coerce(list[RankedItem], state.get("ranking") or [])
+    picks = [r.item_id for r in ranking[: shown_count(state)]]
+    return {"picks": picks, "shown": list(dict.fromkeys([*(state.get("shown") or []), *picks]))}
+
+
 async def respond(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
     """LangGraph adapter: append the reply to the conversation, with the call's usage."""
     from roles.factory import role_specs
 
     ctx = runtime.context or MemRecContext()
-    ws = await asyncio.to_thread(workspace_for, ctx)
+    ws = await aworkspace_for(ctx)
     draft = draft_reply(ws, state)
     _, rec_spec = role_specs(ctx)
-    reading = state.get("understanding")
+    reading = coerce(Understanding | None, state.get("understanding"))
+    shown = shown_now(state)
     if rec_spec == "offline" or (reading is not None and reading.intent == "empty"):
-        return {"messages": [AIMessage(content=draft)]}
+        return {"messages": [AIMessage(content=draft)], **shown}
     written, usage = await write_with_model(rec_spec, ctx, ws, state, draft)
-    return {"messages": [written or AIMessage(content=draft)], "usage": {"respond": usage}}
+    if written is None:
+        draft = f"{draft}\n({FALLBACK_NOTE})"
+    return {
+        "messages": [written or AIMessage(content=draft)],
+        "usage": {"respond": usage},
+        **shown,
+    }

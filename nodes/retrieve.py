@@ -1,9 +1,11 @@
 """The `retrieve` node of the chat graph: candidates for the recommend step, from the catalog.
 
-Candidates come from the whole catalog: a collaborative score (ItemKNN over the user's history and
-the items liked in the conversation), Chroma semantic search over item memories for the request,
-and a small popularity prior; unseen items only, constraints applied. The chat graph's `recommend`
-node (``nodes/recommend.py``) then ranks them.
+Candidates come from the whole catalog: a collaborative score (ItemKNN over the user's history,
+the items liked in the conversation and the "something like X" seeds), Chroma semantic search
+over item memories for the request, and a small popularity prior. Left out: what the user has
+seen or disliked, what this conversation skipped, and, on "something else", everything shown so
+far. Constraints (catalogue attributes, decades, year bounds) come from the catalogue index. The
+chat graph's `recommend` subgraph then ranks them.
 """
 
 from __future__ import annotations
@@ -17,21 +19,24 @@ from typing import Any
 import numpy as np
 from langgraph.runtime import Runtime
 
-from memory_store.workspace import Workspace, workspace_for
-from schemas.chat_state import ChatState, Constraints
+from memory_store.workspace import Workspace, aworkspace_for
+from roles.catalogue_index import catalogue_index
+from schemas.chat_state import DEFAULT_COUNT, ChatState, Constraints
+from schemas.coerce import coerce
 from schemas.context import MemRecContext
 
 N_CANDIDATES = 20
 HISTORY_SEEDS = 50  # the user's most recent items used as collaborative seeds
 LIKED_WEIGHT = 3.0  # an item liked in the conversation counts as this many history items
+SIMILAR_WEIGHT = 6.0  # "something like X": X counts as this many history items
 SEMANTIC_POOL = 200
 WEIGHTS = {"collaborative": 0.5, "semantic": 0.4, "popularity": 0.1}
-_YEAR = re.compile(r"\((\d{4})\)\s*$")
 STOP_WORDS = frozenset(
-    "i me my a an the and or but to for of in on with about something some anything movie "
-    "movies film films show give recommend want like would could can please me more any "
-    "that this is it be im i'm mood tonight watch".split()
+    "i me my a an the and or but to for of in on with about something some anything give "
+    "recommend want like would could can please more any that this is it be im i'm mood "
+    "tonight".split()
 )
+RELAXED = "nothing unseen matches all your constraints, so I relaxed them"
 
 
 @dataclass
@@ -54,38 +59,11 @@ def _scaled(x: np.ndarray) -> np.ndarray:
 
 
 def allowed_items(ws: Workspace, constraints: Constraints) -> np.ndarray:
-    """Boolean mask of items that satisfy the constraints."""
-    attrs = ws.dataset.item_attributes or [[] for _ in range(ws.dataset.n_items)]
-    include, exclude, decades = (
-        set(constraints.include),
-        set(constraints.exclude),
-        constraints.decades,
+    """Boolean mask of items that satisfy the constraints (the catalogue index's filters)."""
+    c = constraints
+    return catalogue_index(ws.dataset).allowed(
+        c.include, c.exclude, c.decades, c.year_min, c.year_max
     )
-    mask = np.ones(ws.dataset.n_items, bool)
-    for code, item_attrs in enumerate(attrs):
-        names = set(item_attrs)
-        if include and not include & names:
-            mask[code] = False
-        elif exclude & names:
-            mask[code] = False
-        elif decades and not _in_decades(names, ws.dataset.item_titles[code], decades):
-            mask[code] = False
-    return mask
-
-
-def _in_decades(attrs: set[str], title: str, decades: Sequence[str]) -> bool:
-    if attrs & set(decades):
-        return True
-    year = _YEAR.search(title)
-    return year is not None and f"{int(year.group(1)) // 10 * 10}s" in decades
-
-
-def collaborative_scores(ws: Workspace, seeds: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """ItemKNN score of every item given weighted seed items."""
-    n = ws.dataset.n_items
-    if not len(seeds):
-        return np.zeros(n)
-    return ws.graph.similar_scores(seeds, weights, np.arange(n))
 
 
 def semantic_scores(ws: Workspace, query: str) -> np.ndarray:
@@ -100,41 +78,65 @@ def semantic_scores(ws: Workspace, query: str) -> np.ndarray:
     return out
 
 
+def _codes(ws: Workspace, ids: Sequence[str]) -> np.ndarray:
+    index = ws.dataset.item_index
+    return np.asarray([index[i] for i in ids if i in index], np.int64)
+
+
+def _score_parts(
+    ws: Workspace,
+    history: np.ndarray,
+    seeds: list[tuple[float, np.ndarray]],
+    request: str | None,
+) -> dict[str, np.ndarray]:
+    recent = history[-HISTORY_SEEDS:]
+    codes = np.concatenate([recent, *(c for _, c in seeds)])
+    weights = np.concatenate([np.ones(len(recent)), *(np.full(len(c), w) for w, c in seeds)])
+    named = [ws.title(int(c)) for _, part in seeds for c in part]
+    query = " ".join([content_words(request or ""), *named])
+    n = ws.dataset.n_items
+    collaborative = (
+        ws.graph.similar_scores(codes, weights, np.arange(n)) if len(codes) else np.zeros(n)
+    )
+    return {
+        "collaborative": _scaled(collaborative),
+        "semantic": _scaled(semantic_scores(ws, query)),
+        "popularity": _scaled(ws.dataset.item_popularity().astype(np.float64)),
+    }
+
+
 def retrieve_candidates(
     ws: Workspace,
     user_id: str,
     request: str | None,
     constraints: Constraints,
     liked: Sequence[str] = (),
-    rejected: Sequence[str] = (),
+    excluded: Sequence[str] = (),
     n: int = N_CANDIDATES,
+    similar: Sequence[str] = (),
 ) -> Retrieval:
-    """The ``n`` best unseen catalog items for this user, request and constraints."""
-    codes_of = ws.dataset.item_index
+    """The ``n`` best unseen, not excluded catalog items for this user, request and constraints."""
     history = np.zeros(0, np.int64)
+    disliked: set[int] = set()
     if ws.has_user(user_id):
-        history = ws.graph.user_items(ws.user_code(user_id)).astype(np.int64)
-    liked_codes = np.asarray([codes_of[i] for i in liked if i in codes_of], np.int64)
-    recent = history[-HISTORY_SEEDS:]
-    seeds = np.concatenate([recent, liked_codes])
-    weights = np.concatenate([np.ones(len(recent)), np.full(len(liked_codes), LIKED_WEIGHT)])
-    query = " ".join([content_words(request or ""), *(ws.title(c) for c in liked_codes)])
-    parts = {
-        "collaborative": _scaled(collaborative_scores(ws, seeds, weights)),
-        "semantic": _scaled(semantic_scores(ws, query)),
-        "popularity": _scaled(ws.dataset.item_popularity().astype(np.float64)),
-    }
+        user = ws.user_code(user_id)
+        history = ws.graph.user_items(user).astype(np.int64)
+        disliked = set(ws.graph.rejected.get(user, ()))
+    liked_codes, similar_codes = _codes(ws, liked), _codes(ws, similar)
+    parts = _score_parts(
+        ws, history, [(LIKED_WEIGHT, liked_codes), (SIMILAR_WEIGHT, similar_codes)], request
+    )
     total = np.zeros(ws.dataset.n_items)
     for name, part in parts.items():
         total += WEIGHTS[name] * part
     unseen = np.ones(ws.dataset.n_items, bool)
-    unseen[history] = False
-    unseen[liked_codes] = False
-    unseen[[codes_of[i] for i in rejected if i in codes_of]] = False
+    for codes in (history, liked_codes, similar_codes, _codes(ws, excluded)):
+        unseen[codes] = False
+    unseen[list(disliked)] = False
     notes = []
     mask = unseen & allowed_items(ws, constraints)
     if not constraints.is_empty() and not mask.any():
-        notes.append("nothing unseen matches all your constraints, so I relaxed them")
+        notes.append(RELAXED)
         mask = unseen
     order = [int(c) for c in np.lexsort((np.arange(len(total)), -total)) if mask[c]][:n]
     ids = [ws.dataset.item_ids[c] for c in order]
@@ -148,16 +150,23 @@ def retrieve_candidates(
 async def retrieve(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
     """LangGraph adapter: candidates from the catalog (blocking work off the event loop)."""
     ctx = runtime.context or MemRecContext()
-    ws = await asyncio.to_thread(workspace_for, ctx)
-    user_id = state["user_id"]
+    ws = await aworkspace_for(ctx)
+    excluded = list(state.get("rejected") or [])
+    if state.get("exclude_shown"):
+        excluded += state.get("shown") or []
+    count = state.get("count") or DEFAULT_COUNT
     found = await asyncio.to_thread(
         retrieve_candidates,
         ws,
-        user_id,
+        state["user_id"],
         state.get("request"),
-        state.get("constraints") or Constraints(),
+        coerce(Constraints, state.get("constraints") or Constraints()),
         state.get("liked") or [],
-        state.get("rejected") or [],
+        excluded,
+        max(N_CANDIDATES, 2 * count),
+        state.get("similar") or [],
     )
-    notes = list(state.get("notes") or []) + found.notes
+    notes = list(found.notes)
+    if not found.candidates:
+        notes.append("I found no unseen item to suggest")
     return {"candidates": found.candidates, "notes": notes}

@@ -22,6 +22,7 @@ from roles.factory import build_roles, role_specs
 from schemas.context import MemRecContext
 from schemas.recommend_state import CuratedNeighbour, RecommendState
 from schemas.records import CallUsage, NeighbourSnippet, SynthesisInput
+from schemas.tenancy import shown_to_caller
 
 
 def pack_neighbours(
@@ -103,15 +104,16 @@ async def synthesize(state: RecommendState, runtime: Runtime[MemRecContext]) -> 
         return {"context": [], "facets": []}
     ws = await aworkspace_for(ctx)
     packed, versions = pack_neighbours_versioned(ws, neighbours, ctx.tau)
+    shown = shown_to_caller(packed)  # what the caller may read back from the thread state
     if ctx.curation == "raw":  # naive-collab: the raw context goes straight to the ranker
-        return {"context": packed, "facets": []}
+        return {"context": shown, "facets": []}
     started = time.perf_counter()
     cache = facet_cache_for(ws)
     key = facet_key(ws, ctx, state["user_id"], packed, versions, state.get("request"))
     cached = cache.get(key)
     if cached is not None:
         usage = CallUsage(model="cache", latency_ms=(time.perf_counter() - started) * 1000.0)
-        return {"context": packed, "facets": cached, "usage": {"synthesize": usage}}
+        return {"context": shown, "facets": cached, "usage": {"synthesize": usage}}
     lmmem, _ = build_roles(ctx, ws)
     out = await lmmem.synthesize(
         SynthesisInput(
@@ -126,7 +128,7 @@ async def synthesize(state: RecommendState, runtime: Runtime[MemRecContext]) -> 
     if not out.usage.fallbacks:  # a fallback answer is not what this model would say: no cache
         cache.put(key, facets, (f"user:{state['user_id']}", *(n.ref for n in packed)))
     return {
-        "context": packed,
+        "context": shown,
         "facets": facets,
         "usage": {"synthesize": out.usage},
     }

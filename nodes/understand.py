@@ -1,164 +1,113 @@
-"""The `understand` node: read the last user message into a request, constraints and feedback.
+"""The `understand` node: who is chatting, and what their last message asks, likes and rules out.
 
-Offline, a deterministic parser (``roles/message_parser.py``) reads the message; with LLM roles,
-the LMMem chat model extracts the same :class:`Understanding` and the parser answers whenever the
-model cannot. Feedback titles are then matched to catalog items by normalised title; several
-matches open a clarification.
+The reading comes from the dataset's own catalogue (:mod:`roles.offline_understand`) offline, or,
+with LLM roles, from ONE structured LMMem call grounded in the catalogue afterwards
+(:mod:`roles.ground_reading`); when that call fails the offline reading answers and the reply says
+so. Mentions are then resolved against the catalogue and the picks shown last
+(:mod:`nodes.chat_turn`).
+
+The user comes from the input's ``user_id``, else the signed-in identity (``langgraph_auth_user``
+in the run config, when the server runs with auth), else the assistant's ``user_id`` (a demo
+user), else a guest scoped to the thread: a client that sends only ``messages`` (Agent Chat UI,
+Studio's chat view) just works.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AnyMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_config
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
-from memory_store.workspace import Workspace, workspace_for
-from roles.message_parser import (
-    MAX_MESSAGE_CHARS,
-    MAX_PREFIX_MATCHES,
-    CatalogVocabulary,
-    clean_understanding,
-    normalise,
-    parse_message,
-    vocabulary,
+from memory_store.workspace import Workspace, aworkspace_for
+from nodes.chat_turn import (
+    Resolution,
+    accept,
+    answer_clarification,
+    merged_constraints,
+    resolve_feedback,
+    resolve_steering,
 )
+from roles.catalogue_index import CatalogueIndex, catalogue_index
+from roles.ground_reading import ground_reading
+from roles.offline_understand import MAX_MESSAGE_CHARS, read_offline
 from schemas.chat_state import (
+    DEFAULT_COUNT,
+    MAX_COUNT,
     ChatState,
     Clarification,
     Constraints,
     Mention,
-    ResolvedFeedback,
     Understanding,
 )
+from schemas.coerce import coerce
 from schemas.context import MemRecContext
 from schemas.records import CallUsage
+from schemas.tenancy import run_user
 
 logger = logging.getLogger(__name__)
 
-# --------------------------------------------------------------------------------- resolution
+OFFLINE_NOTE = (
+    "the language model could not read your message, so the offline reader did; it knows "
+    "titles and the catalogue's own words but no synonyms"
+)
+GUEST = "guest"
 
 
-@dataclass
-class Resolution:
-    """Mentions matched against the catalog and the user's history."""
-
-    feedback: list[ResolvedFeedback] = field(default_factory=list)
-    unmatched: list[str] = field(default_factory=list)
-    already_rated: list[str] = field(default_factory=list)
-    pending: Clarification | None = None
-    include: list[str] = field(default_factory=list)  # mentions that were genres after all
-    exclude: list[str] = field(default_factory=list)
+# ------------------------------------------------------------------------------ the user
 
 
-def resolve_mentions(
-    ws: Workspace, user_id: str, mentions: Sequence[Mention], last_pick: str | None
-) -> Resolution:
-    """Match each mention to one item, a clarification, a genre or nothing."""
-    vocab = vocabulary(ws)
-    out = Resolution()
-    for mention in mentions:
-        codes = _codes_for(mention.text, vocab, ws, last_pick)
-        if len(codes) == 1:
-            _accept(ws, user_id, codes[0], mention, out)
-        elif len(codes) > 1 and out.pending is None:
-            ids = [ws.dataset.item_ids[c] for c in codes[:MAX_PREFIX_MATCHES]]
-            out.pending = Clarification(
-                mention=mention.text, sentiment=mention.sentiment, options=ids
-            )
-        elif not codes:
-            genres = vocab.attributes_in(mention.text)
-            if genres:
-                (out.include if mention.sentiment == "positive" else out.exclude).extend(genres)
-            else:
-                out.unmatched.append(mention.text)
-    return out
+def chat_user(state: ChatState, ctx: MemRecContext, config: RunnableConfig | None) -> str:
+    """Who is chatting: the signed-in user, else the input's, the assistant's, or a guest."""
+    conf = (config or {}).get("configurable") or {}
+    signed_in = run_user()  # a user token's run (admins and Studio pick the user)
+    if signed_in:
+        return signed_in
+    given = str(state.get("user_id") or "").strip() or (ctx.user_id or "").strip()
+    if given:
+        return given
+    thread = str(conf.get("thread_id") or "").strip()
+    return f"{GUEST}-{thread}"[:128] if thread else GUEST
 
 
-def _codes_for(
-    text: str, vocab: CatalogVocabulary, ws: Workspace, last_pick: str | None
-) -> list[int]:
-    if normalise(text) in ("that", "that one", "this", "this one", "it"):
-        return [ws.item_code(last_pick)] if last_pick else []
-    codes = vocab.match_title(text)
-    if codes:
-        return codes
-    for piece in re.split(r"\s+and\s+|\s*&\s*", text):  # "Heat and something like it"
-        codes = vocab.match_title(piece)
-        if codes:
-            return codes
-    return []
-
-
-def _accept(ws: Workspace, user_id: str, code: int, mention: Mention, out: Resolution) -> None:
-    title = ws.title(code)
-    if ws.has_user(user_id) and ws.graph.has(ws.user_code(user_id), code):
-        out.already_rated.append(title)
-        return
-    item_id = ws.dataset.item_ids[code]
-    if all(f.item_id != item_id for f in out.feedback):
-        out.feedback.append(
-            ResolvedFeedback(item_id=item_id, title=title, sentiment=mention.sentiment)
-        )
-
-
-def answer_clarification(ws: Workspace, pending: Clarification, text: str) -> str | None:
-    """The option a reply to "which one did you mean?" picks (a number, a year or a title)."""
-    text = text.strip()
-    number = re.fullmatch(r"#?\s*(\d{1,2})\.?", text)
-    if number and 1 <= int(number.group(1)) <= len(pending.options):
-        return pending.options[int(number.group(1)) - 1]
-    if text in pending.options:
-        return text
-    vocab = vocabulary(ws)
-    year = re.search(r"\b(1[89]\d{2}|20\d{2})\b", text)
-    hits = [
-        option
-        for option in pending.options
-        if (year and vocab.years[ws.item_code(option)] == int(year.group(1)))
-        or ws.item_code(option) in vocab.match_title(text)
-    ]
-    return hits[0] if len(hits) == 1 else None
-
-
-# --------------------------------------------------------------------------------- the node
+# ------------------------------------------------------------------------------ reading
 
 
 def last_user_text(messages: Sequence[AnyMessage]) -> str:
-    """The text of the last human message ('' when there is none)."""
+    """The text of the last human message ('' when there is none); content blocks joined."""
     for message in reversed(messages or []):
         if isinstance(message, HumanMessage) or getattr(message, "type", "") == "human":
             content = message.content
             if isinstance(content, list):
                 return " ".join(
-                    p.get("text", "") if isinstance(p, dict) else str(p) for p in content
-                )
+                    str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content
+                ).strip()
             return str(content)
     return ""
 
 
 async def read_message(
-    text: str, ctx: MemRecContext, ws: Workspace
+    text: str, ctx: MemRecContext, index: CatalogueIndex
 ) -> tuple[Understanding, CallUsage | None]:
-    """LMMem's reading when LLM roles are configured, else (or on failure) the parser's.
+    """LMMem's grounded reading with LLM roles, else (or on failure) the offline reading.
 
-    The usage is the guarded call's (retries, repairs, a fallback when the parser answered
-    instead); None when no model was asked.
+    The usage is the guarded call's (retries, repairs, a fallback when the offline reader
+    answered instead); None when no model was asked.
     """
     from roles.factory import role_specs
 
-    vocab = vocabulary(ws)
-    parsed = parse_message(text, vocab)
     mem_spec, _ = role_specs(ctx)
-    if mem_spec == "offline" or parsed.intent == "empty":
-        return parsed, None
+    offline = await asyncio.to_thread(read_offline, text, index)
+    if mem_spec == "offline" or offline.intent == "empty":
+        return offline, None
     from prompts.chat import understand_messages
     from roles.guard import call_structured
     from roles.models import ModelConfigError, make_chat_model
@@ -167,84 +116,102 @@ async def read_message(
     try:
         model = make_chat_model(mem_spec, base_url=ctx.base_url, timeout=ctx.timeout_s)
     except ModelConfigError as err:
-        logger.warning("LMMem cannot be built (%s); the offline parser answers", err)
-        return parsed, CallUsage(fallbacks=1, model=mem_spec)
-    messages = understand_messages(
-        text[:MAX_MESSAGE_CHARS], ws.graph.attribute_names, Understanding
-    )
-    value, usage = await call_structured(model, messages, Understanding, model_name=mem_spec)
+        logger.warning("LMMem cannot be built (%s); the offline reader answers", err)
+        return offline, CallUsage(fallbacks=1, model=mem_spec)
+    terms = sorted(index.terms)[:400]
+    messages = understand_messages(text[:MAX_MESSAGE_CHARS], terms, Understanding)
+    quiet: Any = model.with_config(tags=[TAG_NOSTREAM])  # its JSON is no chat message
+    value, usage = await call_structured(quiet, messages, Understanding, model_name=mem_spec)
     usage.latency_ms = (time.perf_counter() - started) * 1000.0
     if value is None:
-        logger.warning("LMMem could not read the chat message; the offline parser answers")
+        logger.warning("LMMem could not read the chat message; the offline reader answers")
         usage.fallbacks += 1
-        return parsed, usage
-    return clean_understanding(value, vocab), usage
+        return offline, usage
+    return ground_reading(value, index), usage
 
 
-def turn_usage(usage: CallUsage | None) -> Overwrite:
-    """Start a turn's usage with understand's: it replaces the last turn's (the field merges)."""
-    return Overwrite({"understand": usage} if usage is not None else {})
+# ------------------------------------------------------------------------------ the node
+
+
+def turn_start(user_id: str, usage: CallUsage | None) -> dict[str, Any]:
+    """What every turn resets: this turn's outcome fields (the thread keeps the rest)."""
+    return {
+        "user_id": user_id,
+        "recorded": [],
+        "notes": Overwrite([]),
+        "candidates": [],
+        "similar": [],
+        "skipped": [],
+        "matched_feedback": [],
+        "unmatched": [],
+        "already_rated": [],
+        "exclude_shown": False,
+        "usage": Overwrite({"understand": usage} if usage is not None else {}),
+    }
 
 
 async def understand(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[str, Any]:
-    """LangGraph adapter: this turn's understanding, matched feedback and constraints in force."""
+    """LangGraph adapter: this turn's reading, matched feedback and constraints in force."""
+    config = get_config()  # the run's config: the signed-in user, the thread
     ctx = runtime.context or MemRecContext()
-    ws = await asyncio.to_thread(workspace_for, ctx)
-    user_id = str(state.get("user_id") or "").strip()
+    ws = await aworkspace_for(ctx)
+    index = await asyncio.to_thread(catalogue_index, ws.dataset)
+    user_id = chat_user(state, ctx, config)
     text = last_user_text(state.get("messages") or [])
-    pending = state.get("pending")
+    picks = list(state.get("picks") or [])
+    pending = coerce(Clarification | None, state.get("pending"))
     if pending is not None:
-        choice = answer_clarification(ws, pending, text)
+        choice = answer_clarification(index, pending, text)
         if choice is not None:
-            return _clarified(ws, user_id, pending, choice, state)
-    reading, usage = await read_message(text, ctx, ws)
-    ranking = state.get("ranking") or []
-    last_pick = ranking[0].item_id if ranking else None
-    resolved = resolve_mentions(ws, user_id, reading.feedback, last_pick)
-    constraints = _merge(state.get("constraints"), reading.constraints, resolved)
+            return _clarified(ws, state, user_id, pending, choice)
+    reading, usage = await read_message(text, ctx, index)
+    out = Resolution()
+    if usage is not None and usage.fallbacks:
+        out.notes.append(OFFLINE_NOTE)
+    await asyncio.to_thread(
+        resolve_feedback, ws, index, user_id, reading.feedback, picks, out
+    )
+    skipped, missed = resolve_steering(index, reading.skip, picks)
+    similar, unknown = resolve_steering(index, reading.similar_to, picks)
+    old = coerce(Constraints | None, state.get("constraints"))
     return {
-        "user_id": user_id,
+        **turn_start(user_id, usage),
         "understanding": reading,
-        "constraints": constraints,
-        "matched_feedback": resolved.feedback,
-        "unmatched": resolved.unmatched,
-        "already_rated": resolved.already_rated,
-        "pending": resolved.pending,
+        "constraints": merged_constraints(
+            index, old, reading.constraints, picks, new_topic=bool(similar)
+        ),
+        "matched_feedback": out.feedback,
+        "unmatched": out.unmatched + missed + unknown,
+        "already_rated": out.already_rated,
+        "pending": out.pending,
+        "rejected": list(dict.fromkeys([*(state.get("rejected") or []), *skipped])),
+        "similar": similar,
+        "skipped": skipped,
+        "exclude_shown": reading.exclude_shown,
+        "count": min(reading.count or state.get("count") or DEFAULT_COUNT, MAX_COUNT),
         "request": reading.request,
-        "recorded": [],
-        "notes": [],
-        "candidates": [],
-        "usage": turn_usage(usage),
+        "notes": Overwrite(out.notes),
     }
 
 
 def _clarified(
-    ws: Workspace, user_id: str, pending: Clarification, choice: str, state: ChatState
+    ws: Workspace, state: ChatState, user_id: str, pending: Clarification, choice: str
 ) -> dict[str, Any]:
-    mention = Mention(text=pending.mention, sentiment=pending.sentiment)
+    """The answer to "did you mean ...?": the chosen item's feedback, or nothing on a no."""
     out = Resolution()
-    _accept(ws, user_id, ws.item_code(choice), mention, out)
+    mention = Mention(text=pending.mention, sentiment=pending.sentiment)
+    if choice:
+        accept(ws, user_id, choice, pending.sentiment, out)
+    else:
+        out.notes.append(f"all right, I left '{pending.mention}' out")
     return {
-        "user_id": user_id,
+        **turn_start(user_id, None),
         "understanding": Understanding(intent="feedback", feedback=[mention]),
         "constraints": state.get("constraints") or Constraints(),
         "matched_feedback": out.feedback,
-        "unmatched": [],
         "already_rated": out.already_rated,
         "pending": None,
-        "request": None,
-        "recorded": [],
-        "notes": [],
-        "candidates": [],
-        "usage": turn_usage(None),
+        "count": state.get("count") or DEFAULT_COUNT,
+        "request": state.get("request"),
+        "notes": Overwrite(out.notes),
     }
-
-
-def _merge(old: Constraints | None, new: Constraints, resolved: Resolution) -> Constraints:
-    """Constraints in force: new wishes replace old ones; exclusions accumulate."""
-    old = old or Constraints()
-    exclude = list(dict.fromkeys([*old.exclude, *new.exclude, *resolved.exclude]))
-    include = [*new.include, *resolved.include] or old.include
-    include = [a for a in dict.fromkeys(include) if a not in set(new.exclude + resolved.exclude)]
-    exclude = [a for a in exclude if a not in set(new.include + resolved.include)]
-    return Constraints(include=include, exclude=exclude, decades=new.decades or old.decades)

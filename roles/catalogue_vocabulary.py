@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from roles.catalogue_text import beyond_title, is_era, normalise, singular, word_forms
+from roles.lexicon import NUMBER_WORDS
 
 MIN_TERM_ITEMS = 2  # a declared attribute on fewer items is not offered as a constraint
 MIN_WORD_ITEMS = 3  # a mined word on fewer items is not a vocabulary term
@@ -78,7 +79,9 @@ class Vocabulary:
         self.terms: dict[str, Term] = {}
         self._aliases: dict[tuple[str, ...], str] = {}
         for name, codes in sorted(mined.declared.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-            if len(codes) >= MIN_TERM_ITEMS and normalise(name):
+            key = normalise(name)
+            numeric = key in NUMBER_WORDS or key.isdigit()  # a count, never an attribute
+            if len(codes) >= MIN_TERM_ITEMS and key and not numeric:
                 self._add(name, codes, declared=True)
         self._add_words(mined, cap=MAX_WORD_SHARE * len(titles))
         self._longest = max((len(a) for a in self._aliases), default=1)
@@ -89,8 +92,8 @@ class Vocabulary:
             for word in mined.words_of.get(name, []):
                 holders[word].add(name)
         for stem, codes in sorted(mined.words.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-            if not MIN_WORD_ITEMS <= len(codes) <= cap:
-                continue
+            if not MIN_WORD_ITEMS <= len(codes) <= cap or stem in NUMBER_WORDS or stem.isdigit():
+                continue  # "two please" is a count, never an attribute
             owner = self._aliases.get((stem,))
             if owner is not None:  # a declared attribute of that name covers the word's items too
                 term = self.terms[owner]

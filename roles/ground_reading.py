@@ -1,6 +1,7 @@
 """A model's reading kept to what the catalogue knows (the LLM path of understand).
 
-With LLM roles, understand is one structured LMMem call filling :class:`~roles.reading.Reading`;
+With LLM roles, understand is one structured LMMem call filling
+:class:`~schemas.chat_state.Understanding`;
 this keeps its constraints to the catalogue's own vocabulary and eras and its references to the
 parser's forms ("that", "#2", "these"). Its titles stay as written: the chat resolves them with
 :meth:`~roles.catalogue_index.CatalogueIndex.resolve_titles`, as it does the parser's.
@@ -11,8 +12,8 @@ from __future__ import annotations
 import re
 
 from roles.catalogue_index import CatalogueIndex, normalise
-from roles.reading import Reading, ReadingConstraints
 from roles.utterance import reference
+from schemas.chat_state import Constraints, Understanding
 
 _DECADE = re.compile(r"^(?:(1[89]\d0|20\d0)|'?(\d0))s$")
 _YEARS = range(1800, 2101)
@@ -37,7 +38,7 @@ def _mentions(texts: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def ground_reading(raw: Reading, index: CatalogueIndex) -> Reading:
+def ground_reading(raw: Understanding, index: CatalogueIndex) -> Understanding:
     """The reading with catalogue terms only, valid decades and years, tidy references."""
     c = raw.constraints
     exclude = index.canonical_terms(c.exclude)
@@ -45,7 +46,7 @@ def ground_reading(raw: Reading, index: CatalogueIndex) -> Reading:
     year_max = c.year_max if c.year_max in _YEARS else None
     if year_min is not None and year_max is not None and year_min > year_max:
         year_min, year_max = year_max, year_min
-    constraints = ReadingConstraints(
+    constraints = Constraints(
         include=[t for t in index.canonical_terms(c.include) if t not in exclude],
         exclude=exclude,
         decades=_decades(c.decades, index),

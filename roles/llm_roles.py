@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
+from langgraph.constants import TAG_NOSTREAM
 from pydantic import BaseModel
 
 from prompts import profile as profile_prompt
@@ -90,7 +91,8 @@ class _GuardedRole(Generic[F]):
         self, messages: Sequence[BaseMessage], schema: type[M], validate: Validator | None = None
     ) -> tuple[M | None, CallUsage]:
         return await call_structured(
-            self.model,
+            # Tagged: its JSON is internal, never a chat message in stream_mode="messages".
+            self.model.with_config(tags=[TAG_NOSTREAM]),  # type: ignore[arg-type]
             messages,
             schema,
             validate=validate,

@@ -1,6 +1,6 @@
 """The offline reading of a chat message, driven by the dataset's own catalogue.
 
-``read_offline(text, index)`` turns one message into a :class:`~roles.reading.Reading`:
+``read_offline(text, index)`` turns one message into a :class:`~schemas.chat_state.Understanding`:
 
 1. **cues**, left to right (:mod:`roles.lexicon`: "loved", "didn't like", "like" / "similar
    to", "not" / "no" / "without", "<title> was great"): each governs the stretch after it up to
@@ -21,7 +21,6 @@ from typing import Literal
 
 from roles import lexicon as lx
 from roles.catalogue_index import CatalogueIndex
-from roles.reading import Reading, ReadingConstraints
 from roles.utterance import (
     Message,
     Piece,
@@ -32,7 +31,7 @@ from roles.utterance import (
 )
 from roles.utterance_leftovers import read_leftovers
 from roles.utterance_pieces import Segmenter
-from schemas.chat_state import Mention, Sentiment
+from schemas.chat_state import Constraints, Mention, Sentiment, Understanding
 
 MAX_MESSAGE_CHARS = 2000
 MAX_ANTECEDENT_WORDS = 8  # longest title "it" may refer back to
@@ -205,16 +204,16 @@ def _as_written(msg: Message, fragment: list[int]) -> str:
     return out
 
 
-def read_offline(text: str, index: CatalogueIndex) -> Reading:
+def read_offline(text: str, index: CatalogueIndex) -> Understanding:
     """The deterministic reading of one chat message against a catalogue (the offline role)."""
     msg = Message((text or "").strip()[:MAX_MESSAGE_CHARS], index)
     if not any(t.word for t in msg.tokens):
-        return Reading(intent="empty")
+        return Understanding(intent="empty")
     _CueReader(msg).read()
     read_leftovers(msg)
     found = msg.found
     exclude = list(dict.fromkeys(found.exclude))
-    constraints = ReadingConstraints(
+    constraints = Constraints(
         include=[a for a in dict.fromkeys(found.include) if a not in exclude],
         exclude=exclude,
         decades=list(dict.fromkeys(found.decades)),
@@ -227,8 +226,8 @@ def read_offline(text: str, index: CatalogueIndex) -> Reading:
     asks = asks or not constraints.is_empty()
     understood = found.feedback or found.skip or found.similar or not constraints.is_empty()
     if looks_foreign(msg.text) and not understood:
-        return Reading(intent="other_language")
-    return Reading(
+        return Understanding(intent="other_language")
+    return Understanding(
         intent="feedback" if found.feedback and not asks else "recommend",
         request=request,
         constraints=constraints,

@@ -37,7 +37,8 @@ def read_leftovers(msg: Message) -> None:
         _count(msg, run)
         _others(msg, run)
         words = [msg.tokens[k].norm if not msg.spent[k] else "" for k in run]
-        msg.found.include += [name for _, _, name in msg.index.find_terms(words, ignore)]
+        found = msg.index.find_terms(words, ignore)
+        msg.found.include += [n for _, _, n in found if n.lower() not in lx.NUMBER_WORDS]
 
 
 def _eras(msg: Message, run: list[int]) -> None:
@@ -127,11 +128,14 @@ def _at_year(msg: Message, year: int, prev: str, prev2: str, nxt: list[str]) -> 
 
 def _count(msg: Message, run: list[int]) -> None:
     words = [msg.tokens[k].norm for k in run]
+    named = [(s, e) for s, e, _ in msg.index.find_terms(words) if e - s > 1]
     for j in range(len(words)):
         if msg.found.count is not None:
             return
         value, width = number_at(words, j)
         if msg.spent[run[j]] or value is None or not 1 <= value <= MAX_COUNT:
+            continue
+        if any(s <= j < e for s, e in named):  # "playstation 4" names a platform, not a count
             continue
         k = j - 1
         while k >= 0 and words[k] in lx.COUNT_SKIP:
@@ -139,7 +143,8 @@ def _count(msg: Message, run: list[int]) -> None:
         asked = k >= 0 and words[k] in lx.COUNT_VERBS
         ahead = words[j + width : j + width + 4]
         counted = any(w in lx.COUNT_NOUNS or _plural_term(msg, w) for w in ahead)
-        alone = len(words) == width and not any(
+        content = [w for w in words if w not in lx.FUNCTION_WORDS]
+        alone = len(content) == width and not any(
             not msg.cut[i] and t.word and t.norm not in lx.FUNCTION_WORDS
             for i, t in enumerate(msg.tokens)
             if i not in run

@@ -64,6 +64,17 @@ class MemRecContext:
     memory: Literal["full", "own", "none"] = field(
         default="full", metadata={"description": "own = isolated memory, none = vanilla"}
     )
+    user_id: str | None = field(
+        default=None,
+        metadata={"description": "chat: the user of runs that send only messages (a demo user)"},
+    )
+    pause_before: list[str] = field(
+        default_factory=list,
+        metadata={
+            "description": "chat: pause inside the recommend subgraph before these nodes "
+            "(curate, synthesize, rank); edit its state, then resume"
+        },
+    )
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any] | None) -> MemRecContext:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
+from schemas.coerce import latest
 from schemas.records import CallUsage, InteractionEvent, PropagationInput, PropagationResult
 
 
@@ -58,12 +59,12 @@ class PropagateInput(TypedDict, total=False):
 class PropagateOutput(TypedDict, total=False):
     """What a propagation returns."""
 
-    report: PropagationReport  # writes, skips, dropped / refused patches, the call's usage
+    report: Annotated[PropagationReport, latest(PropagationReport)]  # writes, skips, patches, usage
 
 
 class PropagateState(PropagateInput, PropagateOutput, total=False):
     """Internal state between the three nodes."""
 
-    loaded: LoadedContext  # the event, its memories and the chosen neighbours
-    result: PropagationResult  # the one LMMem call's answer
-    usage: CallUsage  # what that call cost
+    loaded: Annotated[LoadedContext, latest(LoadedContext)]  # event, memories, neighbours
+    result: Annotated[PropagationResult, latest(PropagationResult)]  # the one LMMem call's answer
+    usage: Annotated[CallUsage, latest(CallUsage)]  # what that call cost

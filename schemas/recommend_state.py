@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
+from schemas.coerce import coerce, latest
 from schemas.records import CallUsage, Facet, NeighbourSnippet, RankedItem
 
 FEEDBACK_KINDS = r"^(positive|negative|click|skip|rating:[1-5])$"
@@ -34,9 +35,9 @@ class CuratedNeighbour(BaseModel):
 
 
 def merge_usage(left: dict[str, CallUsage], right: dict[str, CallUsage]) -> dict[str, CallUsage]:
-    """Reducer: per-node usage, summed when a node reports twice."""
-    out = dict(left or {})
-    for node, usage in (right or {}).items():
+    """Reducer: per-node usage, summed when a node reports twice (JSON edits become models)."""
+    out = coerce(dict[str, CallUsage], left or {})
+    for node, usage in coerce(dict[str, CallUsage], right or {}).items():
         out[node] = out[node].merged(usage) if node in out else usage
     return out
 
@@ -52,15 +53,15 @@ class RecommendInput(TypedDict, total=False):
     user_id: str  # the user to recommend for (unknown ids run as a cold start)
     candidates: list[str] | None  # item ids to rank; None = the benchmark candidate list
     request: str | None  # optional free-text request
-    feedback: list[Feedback] | None  # interactions to record after responding
+    feedback: Annotated[list[Feedback] | None, latest(list[Feedback] | None)]  # to record after
 
 
 class RecommendOutput(TypedDict, total=False):
     """What the recommend graph returns."""
 
-    ranking: list[RankedItem]  # every candidate, best first, with rationale
-    facets: list[Facet]  # synthesized preferences with evidence
-    neighbours: list[CuratedNeighbour]  # curated neighbours with score and fired rules
+    ranking: Annotated[list[RankedItem], latest(list[RankedItem])]  # every candidate, best first
+    facets: Annotated[list[Facet], latest(list[Facet])]  # synthesized preferences with evidence
+    neighbours: Annotated[list[CuratedNeighbour], latest(list[CuratedNeighbour])]  # with rules
     usage: Annotated[dict[str, CallUsage], merge_usage]  # per node: tokens, latency, repairs
     notes: Annotated[list[str], add_notes]  # degradations a caller should know (cold start, ...)
     recorded: list[str]  # interaction ids written by the post-response branch
@@ -70,5 +71,5 @@ class RecommendState(RecommendInput, RecommendOutput, total=False):
     """Internal state: input, output and the working fields between nodes."""
 
     user_memory: str  # the user's own memory text
-    context: list[NeighbourSnippet]  # neighbour memories packed into the tau budget
+    context: Annotated[list[NeighbourSnippet], latest(list[NeighbourSnippet])]  # packed in tau
     cold_start: bool  # the user is unknown to the graph

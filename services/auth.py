@@ -1,140 +1,103 @@
-"""LangGraph custom auth: bearer tokens map to users; each user sees only their own data.
+"""LangGraph custom auth: tokens map to users; each user reaches only their own data.
 
-Enable it with ``"auth": {"path": "./services/auth.py:auth"}`` in ``langgraph.json``.
+Enabled by ``"auth": {"path": "./services/auth.py:auth"}`` in ``langgraph.json``; the mode, the
+token table and what a user may put in a run are in :mod:`services.auth_policy`. Rules:
 
-Tokens come from ``MEMREC_AUTH_TOKENS`` (JSON) or the JSON file named by
-``MEMREC_AUTH_TOKENS_FILE``: ``{"<token>": "<user_id>"}`` or
-``{"<token>": {"identity": "<name>", "admin": true}}``. Rules:
-
-- a user may run only the ``recommend`` and ``chat`` assistants, only for themself (an input
-  ``user_id`` must equal their identity; a missing one is filled in), and may not point the run at
-  another store or model endpoint (context keys in :data:`ADMIN_ONLY_CONTEXT`);
-- threads carry ``metadata.owner``; a user reads, searches, updates and runs only their own;
-- the LangGraph store is scoped to a namespace starting with the user's identity;
-- admins (evaluation, rules, propagation) may do anything;
-- Studio's local no-auth user gets nothing unless ``MEMREC_AUTH_STUDIO=admin`` (development only).
-
-With no token table configured at all, the server runs in local-development mode: every caller
-is a local admin and a warning is logged. Set ``MEMREC_AUTH_TOKENS`` before exposing a server.
+- a token comes as ``Authorization: Bearer <token>`` or ``x-api-key: <token>`` (langgraph-sdk,
+  Agent Chat UI); two different tokens in one request are refused;
+- a user runs only the default ``recommend`` and ``chat`` assistants, only for themself (an input
+  without ``user_id`` runs as the caller; ``input: null`` continues or resumes their thread), with
+  commands and context a user may set (:func:`services.auth_policy.check_run_request`);
+- threads carry ``metadata.owner``; a user creates, reads, searches, updates, copies, deletes and
+  runs only their own, and cannot hand one over;
+- store items of a user live under a namespace that starts with their identity;
+- assistants: users see the server's default ones; creating or changing any is for admins;
+- anything not opened here (crons, assistant writes, new resources) is for admins only;
+- the server's own background runs (:class:`services.auth_policy.InternalService`) may start
+  ``propagate`` runs and nothing else;
+- Studio's anonymous local user gets nothing unless ``MEMREC_AUTH_STUDIO=admin`` (loopback only).
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import os
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid5
 
 from langgraph_sdk import Auth
 
+from services.auth_policy import (
+    ADMIN,
+    LOCAL_ADMIN,
+    STUDIO_ENV,
+    USER_GRAPHS,
+    USER_PERMISSION,
+    PolicyError,
+    auth_mode,
+    check_run_request,
+    is_internal,
+    lookup,
+)
+
 logger = logging.getLogger(__name__)
 
-TOKENS_ENV = "MEMREC_AUTH_TOKENS"
-TOKENS_FILE_ENV = "MEMREC_AUTH_TOKENS_FILE"
-STUDIO_ENV = "MEMREC_AUTH_STUDIO"
-ADMIN = "admin"
-USER_GRAPHS = ("recommend", "chat")
-ADMIN_ONLY_CONTEXT = frozenset(
-    {"home", "chroma_url", "base_url", "lmmem", "llmrec", "roles", "dataset", "collab_write"}
-)
 # langgraph-api names the default assistant of graph G uuid5(NAMESPACE_GRAPH, G).
 NAMESPACE_GRAPH = UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 _USER_ASSISTANTS = {str(uuid5(NAMESPACE_GRAPH, g)): g for g in USER_GRAPHS}
+_PROPAGATE = str(uuid5(NAMESPACE_GRAPH, "propagate"))
 
 auth = Auth()
 
 
-class TokenConfigError(ValueError):
-    """The token table is malformed; the message says what is accepted."""
+def _unauthorized(detail: str) -> Auth.exceptions.HTTPException:
+    return Auth.exceptions.HTTPException(status_code=401, detail=detail)
 
 
-def _parse_tokens(raw: str, where: str) -> dict[str, tuple[str, bool]]:
-    """``{token: user_id | {"identity": str, "admin": bool}}`` -> token -> (identity, admin)."""
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise TokenConfigError(f"{where} is not JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise TokenConfigError(f"{where} must be a JSON object {{token: user_id}}")
-    out: dict[str, tuple[str, bool]] = {}
-    for token, value in data.items():
-        if isinstance(value, str):
-            identity, admin = value, False
-        elif isinstance(value, dict) and isinstance(value.get("identity"), str):
-            identity, admin = value["identity"], bool(value.get("admin", False))
-        else:
-            raise TokenConfigError(
-                f"{where}: the value of a token must be a user id or "
-                '{"identity": "<name>", "admin": true|false}'
-            )
-        if len(token) < 8 or not identity:
-            raise TokenConfigError(f"{where}: tokens need >= 8 characters and a non-empty identity")
-        out[token] = (identity, admin)
-    return out
+def _forbid(detail: str) -> Auth.exceptions.HTTPException:
+    return Auth.exceptions.HTTPException(status_code=403, detail=detail)
 
 
-@lru_cache(maxsize=4)
-def _tokens_cached(env: str, file: str, mtime: float) -> dict[str, tuple[str, bool]]:
-    tokens: dict[str, tuple[str, bool]] = {}
-    if file:
-        tokens |= _parse_tokens(Path(file).read_text("utf-8"), f"{TOKENS_FILE_ENV}={file}")
-    if env:
-        tokens |= _parse_tokens(env, TOKENS_ENV)
-    return tokens
-
-
-def load_tokens() -> dict[str, tuple[str, bool]]:
-    """The token table from the environment (re-read when the variables or the file change)."""
-    file = os.environ.get(TOKENS_FILE_ENV, "")
-    mtime = Path(file).stat().st_mtime if file and Path(file).exists() else 0.0
-    return _tokens_cached(os.environ.get(TOKENS_ENV, ""), file, mtime)
-
-
-def lookup(token: str) -> tuple[str, bool] | None:
-    """(identity, admin) of a token, compared in constant time; None when unknown."""
-    found = None
-    for known, who in load_tokens().items():
-        if hmac.compare_digest(known.encode(), token.encode()):
-            found = who
-    return found
-
-
-LOCAL_ADMIN = "local-admin"
-_warned_open = False
-
-
-def auth_enabled() -> bool:
-    """Whether a token table is configured (otherwise: local-development mode)."""
-    return bool(os.environ.get(TOKENS_ENV, "").strip() or os.environ.get(TOKENS_FILE_ENV, ""))
+def presented_token(authorization: str | None, api_key: str | None) -> str:
+    """The token of a request: ``Authorization: Bearer`` or ``x-api-key`` (401 otherwise)."""
+    bearer = None
+    if authorization and authorization.strip():
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise _unauthorized("send 'Authorization: Bearer <token>' or 'x-api-key: <token>'")
+        bearer = value.strip()
+    key = api_key.strip() if api_key and api_key.strip() else None
+    if bearer and key and bearer != key:
+        raise _unauthorized("two different tokens (Authorization and x-api-key): send one")
+    token = bearer or key
+    if not token:
+        raise _unauthorized("send 'Authorization: Bearer <token>' or 'x-api-key: <token>'")
+    return token
 
 
 @auth.authenticate
-async def authenticate(authorization: str | None) -> Auth.types.MinimalUserDict:
-    """``Authorization: Bearer <token>`` -> the user; 401 otherwise."""
-    global _warned_open
-    if not auth_enabled():
-        if not _warned_open:
-            logger.warning("no %s configured: auth is open (local development only)", TOKENS_ENV)
-            _warned_open = True
-        return {"identity": LOCAL_ADMIN, "permissions": [ADMIN]}
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Auth.exceptions.HTTPException(
-            status_code=401, detail="send 'Authorization: Bearer <token>'"
-        )
+async def authenticate(
+    authorization: str | None, headers: dict[bytes, bytes] | None
+) -> Auth.types.MinimalUserDict:
+    """The caller's user from their token; 401 for none, an unknown one, or an unusable table."""
     try:
-        who = lookup(token.strip())
-    except (TokenConfigError, OSError) as err:
-        logger.error("auth token table unusable: %s", err)
-        raise Auth.exceptions.HTTPException(status_code=500, detail="auth misconfigured") from err
+        mode = auth_mode()
+    except PolicyError as err:
+        logger.error("auth refused every request: %s", err)
+        raise _unauthorized("the server's auth settings are unusable; see its log") from err
+    if mode == "off":
+        return {"identity": LOCAL_ADMIN, "permissions": [ADMIN]}
+    raw_key = (headers or {}).get(b"x-api-key")
+    token = presented_token(authorization, raw_key.decode("latin-1") if raw_key else None)
+    try:
+        who = lookup(token)
+    except PolicyError as err:  # the table changed on disk and is now malformed: fail closed
+        logger.error("auth token table unusable, every token refused: %s", err)
+        raise _unauthorized("the server's token table is unusable; see its log") from err
     if who is None:
-        raise Auth.exceptions.HTTPException(status_code=401, detail="unknown token")
+        raise _unauthorized("unknown token")
     identity, admin = who
-    return {"identity": identity, "permissions": [ADMIN] if admin else ["user"]}
+    return {"identity": identity, "permissions": [ADMIN] if admin else [USER_PERMISSION]}
 
 
 def _studio(ctx: Auth.types.AuthContext) -> bool:
@@ -142,22 +105,23 @@ def _studio(ctx: Auth.types.AuthContext) -> bool:
 
 
 def is_admin(ctx: Auth.types.AuthContext) -> bool:
-    """Admins: admin tokens, and Studio's user only when explicitly allowed."""
+    """Admins: admin tokens, open mode, and Studio's user only when explicitly allowed."""
+    if is_internal(ctx.user):
+        return False
     if _studio(ctx):
-        return not auth_enabled() or os.environ.get(STUDIO_ENV, "").strip().lower() == ADMIN
+        return auth_mode() == "off" or os.environ.get(STUDIO_ENV, "").strip().lower() == ADMIN
     return ADMIN in (ctx.permissions or [])
 
 
-def _forbid(detail: str) -> Auth.exceptions.HTTPException:
-    return Auth.exceptions.HTTPException(status_code=403, detail=detail)
-
-
-def _owner_filter(ctx: Auth.types.AuthContext) -> Auth.types.FilterType | None:
-    if is_admin(ctx):
-        return None
+def _user(ctx: Auth.types.AuthContext) -> str:
+    """The identity of a user token; 403 for anyone else who is not an admin."""
+    if is_internal(ctx.user):
+        raise _forbid(f"the server's internal identity may not use {ctx.resource}.{ctx.action}")
     if _studio(ctx):
         raise _forbid(f"Studio access is disabled: set {STUDIO_ENV}=admin for local development")
-    return {"owner": ctx.user.identity}
+    if USER_PERMISSION not in (ctx.permissions or []):
+        raise _forbid(f"{ctx.resource}.{ctx.action} needs a user or admin token")
+    return ctx.user.identity
 
 
 @auth.on
@@ -169,81 +133,90 @@ async def admins_only(ctx: Auth.types.AuthContext, value: Any) -> bool:
 
 
 @auth.on.threads.create
-async def own_new_thread(ctx: Auth.types.AuthContext, value: Any) -> None:
-    """A new thread belongs to its creator."""
-    _owner_filter(ctx)  # refuses Studio's anonymous user
+async def own_new_thread(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType | None:
+    """A new thread belongs to its creator; an existing id must already be theirs."""
+    if is_admin(ctx):
+        return None
+    identity = _user(ctx)
     if value.get("metadata") is None:
         value["metadata"] = {}
-    value["metadata"]["owner"] = ctx.user.identity  # in place: the server keeps this dict
+    value["metadata"]["owner"] = identity  # in place: the server keeps this dict
+    return {"owner": identity}
 
 
 async def own_threads(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType | None:
-    """Users see and change only the threads they own."""
-    return _owner_filter(ctx)
+    """Users see and delete only the threads they own."""
+    if is_admin(ctx):
+        return None
+    return {"owner": _user(ctx)}
 
 
-for _action in (auth.on.threads.read, auth.on.threads.search, auth.on.threads.update):
-    _action(own_threads)
+auth.on.threads.read(own_threads)
+auth.on.threads.search(own_threads)
 auth.on.threads.delete(own_threads)
 
 
-def check_run_input(identity: str, graph: str, kwargs: dict[str, Any]) -> None:
-    """A user's run: their own user_id only, no admin-only context keys (raises 403)."""
-    inp = kwargs.get("input")
-    if inp is None:
-        inp = kwargs["input"] = {}
-    if not isinstance(inp, dict):
-        raise _forbid(f"{graph} input must be a JSON object")
-    user_id = inp.get("user_id")
-    if user_id is None:
-        inp["user_id"] = identity
-    elif not isinstance(user_id, str) or user_id.strip() != identity:
-        raise _forbid(f"you may run {graph} only for your own user_id {identity!r}")
-    config = kwargs.get("config") or {}
-    for where, values in (
-        ("context", kwargs.get("context") or {}),
-        ("config.configurable", config.get("configurable") or {}),
-    ):
-        if not isinstance(values, dict):
-            raise _forbid(f"{where} must be a JSON object")
-        blocked = sorted(ADMIN_ONLY_CONTEXT & set(values))
-        if blocked:
-            raise _forbid(f"{where} keys {blocked} are for admin tokens only")
+@auth.on.threads.update
+async def update_own_thread(
+    ctx: Auth.types.AuthContext, value: Any
+) -> Auth.types.FilterType | None:
+    """Users change only their own threads and cannot hand one to someone else."""
+    if is_admin(ctx):
+        return None
+    identity = _user(ctx)
+    owner = (value.get("metadata") or {}).get("owner")
+    if owner is not None and owner != identity:
+        raise _forbid("metadata.owner is set by the server: a thread cannot change hands")
+    return {"owner": identity}
 
 
 @auth.on.threads.create_run
 async def own_runs(ctx: Auth.types.AuthContext, value: Any) -> Auth.types.FilterType | None:
-    """Users run recommend / chat for themselves, on their own threads."""
+    """Users run recommend / chat for themselves on their own threads; the server, propagate."""
+    assistant = str(value.get("assistant_id"))
+    if is_internal(ctx.user):
+        if assistant != _PROPAGATE or value.get("thread_id") is not None:
+            raise _forbid("the internal identity starts thread-less propagate runs only")
+        return None
     if is_admin(ctx):
         return None
-    owner = _owner_filter(ctx)
-    graph = _USER_ASSISTANTS.get(str(value.get("assistant_id")))
+    identity = _user(ctx)
+    graph = _USER_ASSISTANTS.get(assistant)
     if graph is None:
-        raise _forbid(f"users may run only the {', '.join(USER_GRAPHS)} assistants")
-    check_run_input(ctx.user.identity, graph, value.setdefault("kwargs", {}))
+        raise _forbid(f"users may run only the default {', '.join(USER_GRAPHS)} assistants")
+    try:
+        check_run_request(identity, graph, value.setdefault("kwargs", {}), value.get("thread_id"))
+    except PermissionError as err:
+        raise _forbid(str(err)) from err
     if value.get("metadata") is None:
         value["metadata"] = {}
-    value["metadata"]["owner"] = ctx.user.identity  # a thread this run creates is theirs
-    return owner
+    value["metadata"]["owner"] = identity  # a thread this run creates is theirs
+    return {"owner": identity}
 
 
-async def list_assistants(ctx: Auth.types.AuthContext, value: Any) -> bool:
-    """Any known user may look up assistants (to find recommend and chat)."""
-    if _studio(ctx) and not is_admin(ctx):
-        raise _forbid(f"Studio access is disabled: set {STUDIO_ENV}=admin for local development")
-    return True
+async def default_assistants(
+    ctx: Auth.types.AuthContext, value: Any
+) -> Auth.types.FilterType | None:
+    """Users see the server's default assistants (admins' presets may carry paths and URLs)."""
+    if is_admin(ctx):
+        return None
+    _user(ctx)
+    return {"created_by": "system"}
 
 
-auth.on.assistants.read(list_assistants)
-auth.on.assistants.search(list_assistants)
+auth.on.assistants.read(default_assistants)
+auth.on.assistants.search(default_assistants)
 
 
 @auth.on.store
 async def own_namespace(ctx: Auth.types.AuthContext, value: Any) -> None:
-    """Store items of a user live under a namespace that starts with their identity."""
+    """A user's store items live under a namespace that starts with their identity."""
     if is_admin(ctx):
         return
-    _owner_filter(ctx)
+    identity = _user(ctx)
     namespace = tuple(value.get("namespace") or ())
-    if not namespace or namespace[0] != ctx.user.identity:
-        value["namespace"] = (ctx.user.identity, *namespace)
+    if not namespace and ctx.action in ("search", "list_namespaces"):
+        value["namespace"] = (identity,)  # "everything" means everything of theirs
+        return
+    if not namespace or namespace[0] != identity:
+        raise _forbid(f"store namespaces of user {identity!r} start with [{identity!r}]")

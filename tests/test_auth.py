@@ -18,14 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.auth import _parse_tokens, check_run_input
+from services.auth_policy import _parse_tokens, check_run_request
 from tests.support.fixtures import data_dir, indexed_home
 from tests.support.langgraph_dev import langgraph_dev, project_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
-ALICE, BOB, ADMIN = "tok-alice-0001", "tok-bob-0002", "tok-admin-0003"
+ALICE, BOB, ADMIN = "tok-alice-0001-secret", "tok-bob-0002-secret", "tok-admin-0003-secret"
 TOKENS = {ALICE: "1", BOB: "2", ADMIN: {"identity": "ops", "admin": True}}
 
 
@@ -52,7 +52,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "MEMREC_DATA_DIR": str(data_dir()),
         "MEMREC_ROLES": "offline",
     }
-    env.pop("MEMREC_AUTH_STUDIO", None)
+    for name in ("MEMREC_AUTH", "MEMREC_AUTH_STUDIO", "MEMREC_AUTH_TOKENS_FILE"):
+        env.pop(name, None)
     with langgraph_dev(_config(tmp), env, tmp / "server.log", cwd=REPO) as url:
         yield url
 
@@ -149,7 +150,7 @@ def test_token_table_and_run_checks_unit() -> None:
     with pytest.raises(ValueError, match="at least|>= 8"):
         _parse_tokens('{"short": "1"}', "test")
     kwargs: dict = {"input": {}}
-    check_run_input("1", "recommend", kwargs)
+    check_run_request("1", "recommend", kwargs)
     assert kwargs["input"]["user_id"] == "1"
     with pytest.raises(Exception, match="own user_id"):
-        check_run_input("1", "recommend", {"input": {"user_id": 2}})
+        check_run_request("1", "recommend", {"input": {"user_id": 2}})

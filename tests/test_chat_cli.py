@@ -53,7 +53,7 @@ def test_chat_lists_picks_acknowledges_feedback_and_survives_a_restart(home: Pat
     # a new process on the same thread remembers the last picks ("not that one")
     again = run_chat(home, ["not that one"])
     assert again.returncode == 0, again.stderr
-    assert f"Got it, not {picks[-1]}." in again.stdout
+    assert f"OK, I left out {picks[-1]} for this conversation." in again.stdout
     assert "Comedy, 1990s, no Horror" in again.stdout  # and the constraints
 
 

@@ -34,8 +34,8 @@ from roles.catalogue_index import (
 )
 from roles.ground_reading import ground_reading
 from roles.offline_understand import read_offline
-from roles.reading import Reading, ReadingConstraints
 from roles.utterance import tokenize
+from schemas.chat_state import Constraints, Understanding
 
 DATA_DIR = Path(
     os.environ.get("MEMREC_DATA_DIR")
@@ -128,7 +128,7 @@ def resolved(text: str, index: CatalogueIndex) -> str:
     return f"{text} ({found} matches)" if found else f"{text} (no match)"
 
 
-def summary(reading: Reading, index: CatalogueIndex) -> dict[str, Any]:
+def summary(reading: Understanding, index: CatalogueIndex) -> dict[str, Any]:
     """Every field the parser filled (constraints flattened), titles resolved."""
     out = reading.model_dump(exclude_defaults=True)
     out["intent"] = reading.intent
@@ -340,18 +340,20 @@ def test_tokens_keep_offsets_and_drop_quotes() -> None:
     assert all('I loved "Alien", #2 & sci-fi'[t.start : t.end] == t.text for t in tokens)
 
 
-def test_reading_converts_to_todays_understanding(films: CatalogueIndex) -> None:
+def test_reading_is_the_chat_state_understanding(films: CatalogueIndex) -> None:
     reading = read_offline("I loved Heat, give me three 90s comedies older than 1999", films)
-    base = reading.understanding()
-    assert type(base).__name__ == "Understanding" and base.intent == "recommend"
-    assert base.constraints.model_dump() == {
+    assert type(reading) is Understanding and reading.intent == "recommend"
+    assert reading.constraints.model_dump() == {
         "include": ["Comedy"],
         "exclude": [],
         "decades": ["1990s"],
+        "year_min": None,
+        "year_max": 1998,
+        "relative_era": None,
     }
-    assert [m.text for m in base.feedback] == ["Heat"]
-    assert ReadingConstraints(relative_era="older").is_empty() is False
-    assert Reading.model_validate_json(reading.model_dump_json()) == reading  # Studio-editable JSON
+    assert [m.text for m in reading.feedback] == ["Heat"] and reading.count == 3
+    assert Constraints(relative_era="older").is_empty() is False
+    assert Understanding.model_validate_json(reading.model_dump_json()) == reading  # JSON edits
 
 
 def test_long_messages_are_cut_and_still_read(films: CatalogueIndex) -> None:
@@ -418,6 +420,7 @@ SCIENTIFIC_ROWS: list[tuple[str, dict[str, Any]]] = [
     ("something older", {"relative_era": "older"}),
     ("three", {"count": 3}),
     ("I didn't like that one", {"intent": "feedback", "feedback": [("that", "negative")]}),
+    ("something like the HATCHBOX PLA 3D Printer Filament, three of them", {"count": 3, "similar_to": ["the HATCHBOX PLA 3D Printer Filament (8 matches)"]}),
 ]  # fmt: skip
 
 GAMES_ROWS: list[tuple[str, dict[str, Any]]] = [
@@ -436,6 +439,8 @@ GAMES_ROWS: list[tuple[str, dict[str, Any]]] = [
     ("any good controllers?", {"request": "any good controllers", "include": ["controller"]}),
     ("I played Halo 3 and loved it, something similar for the PS3?", {"request": "I played Halo 3, something similar for the PS3", "include": ["ps3"], "feedback": [("Halo 3", "positive")]}),
     ("show me 4 more like the first one", {"count": 4, "exclude_shown": True, "similar_to": ["#1"]}),
+    ("some playstation 4 games", {"request": "some playstation 4 games", "include": ["playstation 4"]}),
+    ("something like The Last of Us Remastered, two please", {"count": 2, "similar_to": ["The Last of Us Remastered (3 matches)"]}),
 ]  # fmt: skip
 
 
@@ -473,7 +478,7 @@ def test_benchmark_catalogues_have_vocabulary_and_eras_where_dated(
 
 
 def test_a_models_reading_is_grounded_in_the_catalogue(films: CatalogueIndex) -> None:
-    raw = Reading.model_validate(
+    raw = Understanding.model_validate(
         {
             "intent": "recommend",
             "request": "  a tense sci-fi film ",
@@ -494,7 +499,7 @@ def test_a_models_reading_is_grounded_in_the_catalogue(films: CatalogueIndex) ->
         }
     )
     grounded = ground_reading(raw, films)
-    assert grounded.constraints == ReadingConstraints(
+    assert grounded.constraints == Constraints(
         include=["Sci-Fi", "Thriller"],
         exclude=["Horror"],
         decades=["1990s", "1980s"],

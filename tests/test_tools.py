@@ -1,16 +1,18 @@
-"""Composition: LangChain tools, a ReAct agent calling them, the recommend graph as a subgraph."""
+"""Composition: LangChain tools, an agent calling them, MCP in process, the graph as a subgraph."""
 
 # ruff: noqa: F811  (pytest fixtures imported from tests/support/fixtures.py are parameters)
 
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain.agents import create_agent
 from langchain_core.messages import ToolMessage
 from langgraph.graph import END, START, StateGraph
-from langgraph.prebuilt import create_react_agent
 from typing_extensions import TypedDict
 
 from graph.background import stop_shared_workers
@@ -19,10 +21,12 @@ from roles.models import make_chat_model
 from schemas.context import MemRecContext
 from schemas.records import RankedItem
 from services.tools import ExplainArgs, FeedbackArgs, RecommendArgs, make_tools
-from tests.support.fixtures import TINY_MOVIES, workspace_fixtures
+from tests.support.fixtures import workspace_fixtures
 from tests.support.openai_server import OpenAITestServer, Reply
+from tests.support.tiny_films import write_tiny_films
 
-ws, ctx = workspace_fixtures(TINY_MOVIES)
+TINY = str(write_tiny_films(Path(tempfile.mkdtemp(prefix="memrec-tools-")) / "tiny-films"))
+ws, ctx = workspace_fixtures(TINY)
 
 
 TOOL_CALL = "TOOL_CALL "
@@ -57,44 +61,71 @@ def test_tools_have_typed_arguments(ctx) -> None:
     assert tools["record_feedback"].args_schema is FeedbackArgs
     assert tools["explain_recommendation"].args_schema is ExplainArgs
     assert set(RecommendArgs.model_json_schema()["required"]) == {"user_id"}
-    assert all(t.description for t in tools.values())
+    assert all(len(t.description) > 60 and "`" not in t.description for t in tools.values())
 
 
 async def test_tools_recommend_explain_and_record(ws, ctx) -> None:
     tools = {t.name: t for t in make_tools(ctx)}
-    items = await tools["recommend_items"].ainvoke({"user_id": "1", "request": "comedy", "k": 4})
-    assert len(items) == 4 and all(i["title"] and i["rationale"] for i in items)
-    assert not any(ws.graph.has(ws.user_code("1"), ws.item_code(i["item_id"])) for i in items)
+    out = await tools["recommend_items"].ainvoke({"user_id": "1", "request": "a 90s comedy"})
+    items = out["items"]
+    assert items and all(i["title"] and i["rationale"] for i in items)
+    for i in items:  # the request's genre and era are applied, not ignored
+        code = ws.item_code(i["item_id"])
+        assert "Comedy" in ws.dataset.item_attributes[code] and "(199" in i["title"]
+        assert not ws.graph.has(ws.user_code("1"), code)
+    two = await tools["recommend_items"].ainvoke({"user_id": "1", "request": "two dramas"})
+    assert len(two["items"]) == 2
     ranked = await tools["recommend_items"].ainvoke(
-        {"user_id": "1", "candidates": ["50", "81", "100"], "k": 2}
+        {"user_id": "1", "candidates": ["4", "10", "15"], "k": 2}
     )
-    assert len(ranked) == 2 and {r["item_id"] for r in ranked} <= {"50", "81", "100"}
-    why = await tools["explain_recommendation"].ainvoke({"user_id": "1", "item_id": "50"})
-    assert why["title"] == ws.title(ws.item_code("50")) and why["rationale"] and why["facets"]
+    assert len(ranked["items"]) == 2
+    assert {r["item_id"] for r in ranked["items"]} <= {"4", "10", "15"}
+    why = await tools["explain_recommendation"].ainvoke({"user_id": "1", "item_id": "10"})
+    assert why["title"] == "Apollo 13 (1995)" and why["rationale"] and why["facets"]
     done = await tools["record_feedback"].ainvoke(
         {"user_id": "1", "item_id": items[0]["item_id"], "kind": "positive"}
     )
     assert ws.events.get_interaction(done["interaction_id"]).item_id == items[0]["item_id"]
+    assert done["title"] == items[0]["title"]
     bad = await tools["record_feedback"].ainvoke({"user_id": "1", "item_id": "no-such-item"})
     assert "unknown item id 'no-such-item'" in bad  # an error the agent can read, not a crash
     await stop_shared_workers(timeout_s=20)
 
 
+async def test_mcp_tools_in_process_give_json_and_tool_errors(ws, ctx, monkeypatch) -> None:
+    from mcp.client import Client
+
+    from services.mcp_app import mcp
+
+    monkeypatch.setenv("MEMREC_DATASET", ctx.dataset)
+    monkeypatch.setenv("MEMREC_HOME", ctx.home)
+    async with Client(mcp) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert tools["record_feedback"].input_schema["required"] == ["user_id", "item_id"]
+        result = await client.call_tool("recommend_items", {"user_id": "1", "request": "a drama"})
+        assert not result.is_error
+        data = json.loads(result.content[0].text)
+        assert data == result.structured_content and data["items"][0]["title"]
+        bad = await client.call_tool("record_feedback", {"user_id": "1", "item_id": "nope"})
+        assert bad.is_error and "unknown item id 'nope'" in bad.content[0].text
+    await stop_shared_workers(timeout_s=20)
+
+
 @pytest.mark.slow  # an OpenAI-compatible test server on 127.0.0.1
-async def test_a_react_agent_calls_recommend_items_and_gets_ranked_items(ws, ctx) -> None:
+async def test_an_agent_calls_recommend_items_and_gets_ranked_items(ws, ctx) -> None:
     call = {"name": "recommend_items", "args": {"user_id": "1", "request": "a comedy", "k": 3}}
     with ToolCallingServer() as server:
         server.script(
             Reply(content=TOOL_CALL + json.dumps(call)), Reply(content="Try these three.")
         )
         model = make_chat_model(f"openai-compatible:test-model@{server.url}/v1")
-        agent = create_react_agent(model, make_tools(ctx))
+        agent = create_agent(model, make_tools(ctx))
         out = await agent.ainvoke({"messages": [("user", "recommend me a comedy")]})
         second = server.chat_requests()[1].messages
     tool_messages = [m for m in out["messages"] if isinstance(m, ToolMessage)]
     assert len(tool_messages) == 1 and tool_messages[0].name == "recommend_items"
-    items = json.loads(tool_messages[0].content)
-    assert len(items) == 3 and all(item["rationale"] for item in items)
+    items = json.loads(tool_messages[0].content)["items"]
+    assert len(items) == 3 and all(item["rationale"] and item["title"] for item in items)
     assert out["messages"][-1].content == "Try these three."
     sent = next(m for m in second if m["role"] == "tool")  # the agent's model saw the ranking
     assert all(item["item_id"] in sent["content"] for item in items)
@@ -119,7 +150,7 @@ async def test_the_recommend_graph_composes_as_a_subgraph(ws, ctx: MemRecContext
     builder.add_edge("recommend", "summarise")
     builder.add_edge("summarise", END)
     parent = builder.compile()
-    inp = {"user_id": "1", "candidates": ["50", "81", "100", "58"]}
+    inp = {"user_id": "1", "candidates": ["4", "10", "15", "20"]}
     nodes = []
     async for ns, update in parent.astream(inp, context=ctx, stream_mode="updates", subgraphs=True):
         nodes += [f"{'/'.join(n.split(':')[0] for n in ns)}:{name}" for name in update]
