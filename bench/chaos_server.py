@@ -33,6 +33,11 @@ def serve_command(port: int, config: Path) -> list[str]:
             "--config", str(config), "--no-reload"]  # fmt: skip
 
 
+def _absolute(spec: str) -> str:
+    """A ``./module.py:attr`` path of the project's langgraph.json, made absolute."""
+    return str(REPO / spec.removeprefix("./"))
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as sock:
@@ -56,9 +61,13 @@ class DevServer:
     def _config(self, env: dict[str, str]) -> Path:
         config = json.loads((REPO / "langgraph.json").read_text())
         config["env"] = env
-        graphs = {k: str(REPO / v.lstrip("./")) for k, v in config["graphs"].items()}
-        config["graphs"] = graphs
-        config["auth"] = {"path": str(REPO / config["auth"]["path"].lstrip("./"))}
+        for spec in config["graphs"].values():  # {"path": ..., "description": ...}
+            spec["path"] = _absolute(spec["path"])
+        config["auth"]["path"] = _absolute(config["auth"]["path"])
+        if "http" in config:
+            config["http"]["app"] = _absolute(config["http"]["app"])
+        if "store" in config:
+            config["store"]["path"] = _absolute(config["store"]["path"])
         config["dependencies"] = [str(REPO)]
         path = self.workdir / "langgraph.json"
         path.write_text(json.dumps(config))
@@ -70,6 +79,7 @@ class DevServer:
             "MEMREC_HOME": str(self.home),
             "MEMREC_DATA_DIR": str(default_data_dir()),
             "MEMREC_ROLES": "offline",
+            "MEMREC_AUTH": "off",  # open mode, refused anywhere but on loopback
             **self.extra_env,
         }
         cmd = serve_command(self.port, self._config(env))
