@@ -13,7 +13,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -362,7 +361,7 @@ class InteractionGraph:
         directory.mkdir(parents=True, exist_ok=True)
         matrices = {"ui_ts": self._ts, "attributes": self.attributes, "similar": self.similar}
         for name, matrix in matrices.items():
-            atomic_write_with(directory / f"{name}.npz", partial(_save_npz, matrix=matrix))
+            atomic_write_with(directory / f"{name}.npz", partial(sp.save_npz, matrix=matrix))
         atomic_write_text(directory / "attributes.txt", "\n".join(self.attribute_names))
         atomic_write_text(directory / "meta.txt", f"has_clock={int(self.has_clock)}\n")
         return [directory / f for f in GRAPH_FILES]
@@ -381,10 +380,6 @@ class InteractionGraph:
         if (directory / "similar.npz").exists():
             graph._similar = sp.load_npz(directory / "similar.npz").tocsr()
         return graph
-
-
-def _save_npz(fh: IO[bytes], matrix: sp.spmatrix) -> None:
-    sp.save_npz(fh, matrix)
 
 
 def attribute_matrix(
