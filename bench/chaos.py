@@ -65,6 +65,7 @@ def run(opts: BenchOptions) -> BenchResult:
     result = new_result(
         NAME, opts, METHOD, dataset=dataset, scenarios=list(only), soak_s=soak_seconds
     )
+    os.environ["MEMREC_DATA_DIR"] = str(opts.data_dir)  # the `memrec` subprocesses read it
     ensure_index(dataset, opts)
     scratch = Path(tempfile.mkdtemp(prefix="memrec-chaos-"))
     try:

@@ -111,7 +111,9 @@ def index_kills(dataset: str, home: Path, kills: int, seed: int = 11) -> Row:
     args = ["index", "-d", dataset, "--home", str(home)]
     timing = home.parent / f"{home.name}-timing"
     started = time.monotonic()
-    memrec(["index", "-d", dataset, "--home", str(timing)], timeout=900)
+    timed = memrec(["index", "-d", dataset, "--home", str(timing)], timeout=900)
+    if timed.returncode != 0:
+        raise RuntimeError(f"memrec index {dataset} failed: {timed.stderr[-500:]}")
     full_s = time.monotonic() - started
     rng = random.Random(seed)
     done = 0
