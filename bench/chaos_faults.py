@@ -167,11 +167,15 @@ def damaged_files(dataset: str, base_home: Path, scratch: Path) -> list[dict[str
         flagged = f'"code": "{code}"' in doctor.stdout
         named = None
         if damaged is not None:
-            used = memrec(["memory", "show", "-d", dataset, "--home", str(home), "--user", "1"])
+            used = memrec(  # a read-only command that opens every part of the store
+                ["recommend", "-d", dataset, "--home", str(home), "--user", "1"]
+            )
             message = used.stdout + used.stderr
             named = (
                 damaged in message and "doctor --repair" in message and "Traceback" not in message
             )
+            if not named and used.returncode == 0:
+                named = "ran"  # the command never read the damaged part
         extra = ["--new-event-log"] if code == "missing_event_log" else []
         repair = memrec(
             ["doctor", "--repair", "-d", dataset, "--home", str(home), *extra], timeout=900
@@ -180,7 +184,11 @@ def damaged_files(dataset: str, base_home: Path, scratch: Path) -> list[dict[str
             {
                 "fault": fault,
                 "doctor flag": code if flagged else f"MISSED ({code})",
-                "error names file + repair": "-" if named is None else ("yes" if named else "NO"),
+                "error names file + repair": "-"
+                if named is None
+                else named
+                if isinstance(named, str)
+                else ("yes" if named else "NO"),
                 "repaired": "yes" if repair.returncode == 0 else f"NO (exit {repair.returncode})",
             }
         )

@@ -45,6 +45,9 @@ class FileSum(BaseModel):
 
     size: int = Field(description="bytes")
     sha256: str = Field(description="hex digest of the content")
+    mtime_ns: int | None = Field(
+        default=None, description="modification time when recorded: a changed one means hashing"
+    )
 
 
 class Step(BaseModel):
@@ -90,7 +93,8 @@ def write_manifest(directory: Path, manifest: Manifest) -> None:
 
 def file_sum(path: Path) -> FileSum:
     """Size and digest of a file as it is now."""
-    return FileSum(size=path.stat().st_size, sha256=file_digest(path))
+    stat = path.stat()
+    return FileSum(size=stat.st_size, sha256=file_digest(path), mtime_ns=stat.st_mtime_ns)
 
 
 def record_step(
@@ -116,12 +120,13 @@ def file_problem(directory: Path, rel: str, expected: FileSum, *, deep: bool) ->
     """Why a listed file is not what the manifest says (None when it is)."""
     path = directory / rel
     try:
-        size = path.stat().st_size
+        stat = path.stat()
     except FileNotFoundError:
         return "missing"
-    if size != expected.size:
-        return f"size {size} bytes, expected {expected.size} (truncated or rewritten)"
-    if deep and file_digest(path) != expected.sha256:
+    if stat.st_size != expected.size:
+        return f"size {stat.st_size} bytes, expected {expected.size} (truncated or rewritten)"
+    touched = expected.mtime_ns is not None and stat.st_mtime_ns != expected.mtime_ns
+    if (deep or touched) and file_digest(path) != expected.sha256:
         return "content changed (checksum mismatch)"
     return None
 
@@ -148,7 +153,8 @@ def damaged_files(directory: Path, manifest: Manifest, *, deep: bool) -> list[tu
 def check_store_files(directory: Path, dataset: str, *, chroma_embedded: bool) -> None:
     """Raise DamagedStore for the first listed file missing or resized, or a lost database.
 
-    Cheap (sizes only): run on every open. ``memrec doctor`` also compares checksums.
+    Cheap: sizes, and checksums only of files modified since they were recorded; run on every
+    open. ``memrec doctor`` compares every checksum.
     """
     manifest = read_manifest(directory, dataset)
     if manifest is None:

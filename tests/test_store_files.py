@@ -126,6 +126,21 @@ def test_damaged_rules_and_catalog_are_named(store: tuple[str, Path, Path]) -> N
     assert "catalog.pkl" in str(err.value)
 
 
+def test_a_file_damaged_in_place_at_its_size_is_named_on_open(
+    store: tuple[str, Path, Path],
+) -> None:
+    dataset, home, folder = store
+    catalog = folder / "catalog.pkl"
+    data = bytearray(catalog.read_bytes())
+    middle = len(data) // 3
+    data[middle : middle + 64] = b"\xff" * 64  # same size: a size check alone would miss it
+    catalog.write_bytes(bytes(data))
+    with pytest.raises(DamagedStore) as err:
+        open_workspace(dataset, home=home)
+    assert "catalog.pkl" in str(err.value) and "checksum" in str(err.value)
+    assert "memrec doctor --repair" in str(err.value)
+
+
 def test_a_lost_chroma_store_is_rebuilt_from_the_audit_log_at_its_versions(
     store: tuple[str, Path, Path],
 ) -> None:
