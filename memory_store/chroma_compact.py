@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from chromadb.errors import NotFoundError
+from chromadb.errors import ChromaError, NotFoundError
 
 from memory_store.inmemory_store import KINDS
 
@@ -47,8 +47,24 @@ def reopening(method: F) -> F:
         except NotFoundError:
             reopen_collections(store)
             return method(store, *args, **kwargs)
+        except ChromaError as err:
+            if store.path is None:  # a Chroma server: its own errors
+                raise
+            raise _damaged(Path(store.path), err) from err
 
     return cast(F, wrapper)
+
+
+def _damaged(chroma: Path, err: Exception) -> Exception:
+    """An embedded Chroma database that fails a read or write: name it and the repair."""
+    from memory_store.manifest import DamagedStore, repair_command
+
+    store = chroma.parent
+    return DamagedStore(
+        chroma / "chroma.sqlite3",
+        f"the memory database failed ({type(err).__name__}: {str(err)[:200]})",
+        f"{repair_command(store.name)} (for the dataset stored in {store})",
+    )
 
 
 def reopen_collections(store: Any) -> None:
