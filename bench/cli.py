@@ -25,6 +25,7 @@ BENCHMARKS = (
     "catalogue",
     "llm_cpu",
     "screen",
+    "chaos",
 )
 # Run by name only, never by ``all``: the first run builds llama.cpp, then steps take minutes.
 LANES = ("realmodel",)

@@ -157,8 +157,11 @@ def serve(
             check_server_policy(host=host)
         except PolicyError as err:
             raise CliError(str(err)) from err
+        from memory_store.malloc_hygiene import server_env
+
         cmd = serve_command(port, config.resolve(), allow_blocking=allow_blocking, host=host)
-        raise typer.Exit(subprocess.call(cmd, cwd=config.resolve().parent))
+        env = server_env()  # glibc malloc arenas capped from the start: a flat RSS
+        raise typer.Exit(subprocess.call(cmd, cwd=config.resolve().parent, env=env))
 
     run_cli(go)
 

@@ -132,8 +132,11 @@ def apply_model_options(given: dict[str, str | None]) -> None:
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from dataio.candidates import ProtocolError
     from dataio.datasets import DatasetError
-    from memory_store.events import SchemaMismatch
+    from dataio.files import StoreWriteError
+    from memory_store.events import ReadOnlyLog, SchemaMismatch, StoreBusy
+    from memory_store.manifest import DamagedStore
     from memory_store.workspace import NotIndexed, UnknownEntity
+    from memory_store.writer_lock import StoreLocked
     from memory_store.writes import UnknownMemory, UnknownVersion
     from nodes.curate import InvalidRequest
     from roles.models import ModelConfigError
@@ -149,6 +152,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         SchemaMismatch,
         InvalidRequest,
         ModelConfigError,
+        StoreLocked,  # another process writes the store: names it
+        StoreBusy,  # SQLite stayed locked past the wait
+        StoreWriteError,  # a full disk: names the file, nothing changed
+        DamagedStore,  # names the file and the repair command
+        ReadOnlyLog,
     )
 
 
@@ -161,7 +169,7 @@ def user_errors(*extra: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except (*_expected_errors(), *extra) as err:
-        _err.print(f"[red]error:[/] {err}", highlight=False)
+        _err.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -37,18 +37,23 @@ T = TypeVar("T")
 LMMemOpt = typer.Option(None, "--lmmem", help="LMMem model spec (default: the preset's)")
 
 
-def _open(dataset: str, home: str | None) -> Workspace:
-    """The store (read-only commands): opened on its own, closed with the process."""
+def _open(dataset: str, home: str | None, *, readonly: bool = True) -> Workspace:
+    """The store, opened on its own; read-only commands never take a write lock."""
     from memory_store.workspace import open_workspace
 
-    return open_workspace(dataset, home=home)
+    ws = open_workspace(dataset, home=home, readonly=readonly)
+    if not readonly:
+        ws.acquire_writer()  # a second writer is refused now, before anything is printed
+    return ws
 
 
 def _open_for(ctx: MemRecContext) -> Workspace:
-    """The store a command propagates in: the one the propagate graph resolves ``ctx`` to."""
+    """The store a command writes and propagates in: the one the graphs resolve ``ctx`` to."""
     from memory_store.workspace import workspace_for
 
-    return workspace_for(ctx)
+    ws = workspace_for(ctx)
+    ws.acquire_writer()
+    return ws
 
 
 def _context(dataset: str, home: str | None, lmmem: str | None) -> MemRecContext:
@@ -93,7 +98,12 @@ def feedback(
     home: str | None = HOME,
     lmmem: str | None = LMMemOpt,
 ) -> None:
-    """Record an interaction durably, then propagate it in-process and show the memory diff."""
+    """Record an interaction durably, then propagate it in-process and show the memory diff.
+
+    "recorded" is printed only once the interaction and its job are committed and fsync'd; a
+    failure after that (propagation on a full disk, a model error) leaves the job queued and is
+    reported as a warning with exit status 0, so a client never retries a recorded interaction.
+    """
     from memory_store.interactions import keyed_interaction_id
     from nodes.record import record_interaction
 
@@ -104,10 +114,11 @@ def feedback(
         before = {k: ws.memories.get(k, e) for k, e in targets}
         iid = keyed_interaction_id(f"cli:{idempotency_key}", user, 0) if idempotency_key else None
         event = record_interaction(ws, user, item, kind, interaction_id=iid)
-        console.print(f"recorded interaction [bold]{event.interaction_id}[/bold]")
-        if not propagate:
-            console.print("propagation queued (run `memrec worker` to apply it)")
-            return
+    console.print(f"recorded interaction [bold]{event.interaction_id}[/bold]")
+    if not propagate:
+        console.print("propagation queued (run `memrec worker` to apply it)")
+        return
+    try:
         job = asyncio.run(_drain_for(ws, ctx, event.interaction_id, wait, timeout_s))
         console.print(f"job {event.interaction_id}: {job}")
         usage = ws.events.calls_of([event.interaction_id]).get(event.interaction_id)
@@ -116,6 +127,20 @@ def feedback(
             console.print(f"[yellow]note:[/] {notice}", highlight=False)
         for kind_, entity in targets:
             _show_diff(ws, kind_, entity, before[kind_])
+    except (OSError, RuntimeError, LookupError, ValueError) as err:
+        _after_record_failure(event.interaction_id, err)
+
+
+def _after_record_failure(interaction_id: str, err: BaseException) -> None:
+    """The interaction is durable; what failed afterwards is a warning, not a failed command."""
+    from rich.console import Console as _Console
+
+    _Console(stderr=True).print(
+        f"[yellow]warning:[/] interaction {interaction_id} is recorded and its job queued, but "
+        f"propagation did not finish here ({type(err).__name__}: {err}); `memrec worker` or "
+        "`memrec doctor --repair` applies it. Do not send the feedback again.",
+        highlight=False,
+    )
 
 
 async def _drain_for(
@@ -167,7 +192,7 @@ def jobs(
     with user_errors(LookupError, ValueError):
         if status is not None and status not in JOB_STATUSES:
             raise ValueError(f"unknown --status {status!r}; accepted: {', '.join(JOB_STATUSES)}")
-        ws = _open(dataset, home)
+        ws = _open(dataset, home, readonly=not retry)
         if retry:
             n = ws.events.retry_failed()
             console.print(f"{n} failed job(s) back in the queue")
@@ -242,7 +267,7 @@ def memory_history(
                 ws.events.writer_of(row.cause),  # the model, or the offline fallback and why
                 _when(row.at),
                 _short(row.previous_text),
-                _short(row.new_text),
+                _short(row.new_text) if row.new_text or row.previous_text else "(pruned)",
             )
         console.print(table)
         if not rows:
@@ -263,7 +288,7 @@ def memory_rollback(
 
     with user_errors(LookupError, ValueError):
         kind, entity = _target(user, item)
-        ws = _open(dataset, home)
+        ws = _open(dataset, home, readonly=False)
         _check_known(ws, kind, entity)
         rec = rollback(ws.memories, ws.events, kind, entity, version)
         ws.on_memory_write(kind, entity, rec.text)

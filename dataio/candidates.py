@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dataio.dataset import Dataset
+from dataio.files import atomic_write_text
 from dataio.split import Split, Which, dataset_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -332,11 +332,8 @@ def ensure_user_sample(
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    """Write atomically (temp file + rename) so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary, path)
+    """Write atomically and durably (temp file, fsync, rename) so no reader sees half a file."""
+    atomic_write_text(path, json.dumps(payload, ensure_ascii=False))
 
 
 def _read_json(path: Path) -> dict:

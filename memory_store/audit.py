@@ -90,7 +90,8 @@ class AuditLog(EventDb):
     def version_text(self, kind: str, entity_id: str, version: int) -> str | None:
         """The text a memory had at ``version``, or None when that version was never audited."""
         rows = self._read(
-            "SELECT new_text FROM audit WHERE kind=? AND entity_id=? AND version=?",
+            "SELECT new_text FROM audit WHERE kind=? AND entity_id=? AND version=?"
+            " AND NOT (previous_text IS NULL AND new_text='')",  # pruned by retention
             (kind, entity_id, version),
         )
         return rows[0]["new_text"] if rows else None
@@ -135,9 +136,77 @@ class AuditLog(EventDb):
         rows = self._read(f"SELECT {_AUDIT_COLUMNS} FROM audit a {where}", params)
         return [AuditRow(**dict(r)) for r in rows]
 
+    def latest_versions(self) -> list[AuditRow]:
+        """The latest audited write of every memory (what recovery restores)."""
+        return self._audit(
+            "JOIN (SELECT kind AS k, entity_id AS e, MAX(version) AS v FROM audit "
+            "GROUP BY kind, entity_id) m ON a.kind=m.k AND a.entity_id=m.e AND a.version=m.v "
+            "ORDER BY a.id",
+            (),
+        )
+
+    def prune_texts(self, keep_versions: int, before: float, limit: int = 5000) -> int:
+        """Empty the texts of old rows beyond the retention policy; returns how many.
+
+        A row is pruned when it is older than ``before`` and not among its memory's last
+        ``keep_versions`` versions; at most ``limit`` rows per call.
+        """
+        with self._tx() as conn:
+            return conn.execute(
+                "UPDATE audit SET previous_text=NULL, new_text='' WHERE id IN ("
+                " SELECT a.id FROM audit a WHERE a.at < ? AND NOT (a.previous_text IS NULL"
+                " AND a.new_text='') AND a.version <= (SELECT MAX(b.version) FROM audit b"
+                " WHERE b.kind=a.kind AND b.entity_id=a.entity_id) - ? LIMIT ?)",
+                (before, keep_versions, limit),
+            ).rowcount
+
+    def vacuum(self) -> None:
+        """Rewrite the file without free pages (after retention; needs no other writer)."""
+        with self._lock, self._errors():
+            self._conn.execute("VACUUM")
+
+    def delete_caused_by(self, causes: set[str]) -> int:
+        """Remove the audit rows written by ``causes`` (a deleted user's interactions)."""
+        with self._tx() as conn:
+            return sum(
+                conn.execute("DELETE FROM audit WHERE cause=?", (cause,)).rowcount
+                for cause in sorted(causes)
+            )
+
+    def scrub_texts(self, kind: str, entity_id: str, fragments: list[str]) -> int:
+        """Cut ``fragments`` out of every audited text of one memory; returns rows changed.
+
+        A deletion uses it so that no version of a memory can bring a deleted user's notes back
+        (``memory rollback`` restores audited texts).
+        """
+        changed = 0
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT id, previous_text, new_text FROM audit WHERE kind=? AND entity_id=?",
+                (kind, entity_id),
+            ).fetchall()
+            for row in rows:
+                previous, new = row["previous_text"], row["new_text"]
+                for fragment in fragments:
+                    previous = _cut(previous, fragment)
+                    new = _cut(new, fragment)
+                if (previous, new) != (row["previous_text"], row["new_text"]):
+                    conn.execute(
+                        "UPDATE audit SET previous_text=?, new_text=? WHERE id=?",
+                        (previous, new, row["id"]),
+                    )
+                    changed += 1
+        return changed
+
     def delete_history(self, kind: str, entity_id: str) -> int:
         """Remove every audit row of one memory (it held that memory's text); returns how many."""
         with self._tx() as conn:
             return conn.execute(
                 "DELETE FROM audit WHERE kind=? AND entity_id=?", (kind, entity_id)
             ).rowcount
+
+
+def _cut(text: str | None, fragment: str) -> str | None:
+    if text is None or not fragment:
+        return text
+    return text.replace(f" {fragment}", "").replace(fragment, "")

@@ -11,20 +11,30 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from memory_store.memories import BatchPut, MemoryKind, MemoryRecord, MemoryStore, VersionConflict
 
 
 class CachedMemoryStore:
-    """Wraps any MemoryStore; same interface."""
+    """Wraps any MemoryStore; same interface.
 
-    def __init__(self, inner: MemoryStore, ttl_s: float | None = None) -> None:
+    ``before_write`` runs before every write (the store's writer lock: see ``writer_lock.py``).
+    """
+
+    def __init__(
+        self,
+        inner: MemoryStore,
+        ttl_s: float | None = None,
+        before_write: Callable[[], None] | None = None,
+    ) -> None:
         self.inner = inner
         self.ttl_s = ttl_s
+        self.before_write = before_write
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], tuple[float, MemoryRecord | None]] = {}
+        self._generation = 0  # bumped by clear(): reads that started before it are not kept
 
     def _fresh(self, key: tuple[str, str]) -> tuple[bool, MemoryRecord | None]:
         hit = self._records.get(key)
@@ -32,9 +42,13 @@ class CachedMemoryStore:
             return False, None
         return True, hit[1]
 
-    def _keep(self, kind: str, entity_id: str, record: MemoryRecord | None) -> None:
+    def _keep(
+        self, kind: str, entity_id: str, record: MemoryRecord | None, generation: int | None = None
+    ) -> None:
+        """Cache a record; a read begun before a ``clear`` (``generation`` older) is dropped."""
         with self._lock:
-            self._records[(kind, entity_id)] = (time.monotonic(), record)
+            if generation is None or generation == self._generation:
+                self._records[(kind, entity_id)] = (time.monotonic(), record)
 
     def preload(
         self,
@@ -60,8 +74,9 @@ class CachedMemoryStore:
         found, record = self._fresh((kind, entity_id))
         if found:
             return record
+        generation = self._generation
         record = self.inner.get(kind, entity_id)
-        self._keep(kind, entity_id, record)
+        self._keep(kind, entity_id, record, generation)
         return record
 
     def get_many(self, kind: MemoryKind, entity_ids: Sequence[str]) -> dict[str, MemoryRecord]:
@@ -75,10 +90,11 @@ class CachedMemoryStore:
             elif record is not None:
                 out[entity_id] = record
         if missing:
+            generation = self._generation
             fetched = self.inner.get_many(kind, missing)
             for entity_id in missing:
                 record = fetched.get(entity_id)
-                self._keep(kind, entity_id, record)
+                self._keep(kind, entity_id, record, generation)
                 if record is not None:
                     out[entity_id] = record
         return out
@@ -87,6 +103,8 @@ class CachedMemoryStore:
         self, kind: MemoryKind, entity_id: str, text: str, *, expected_version: int, source: str
     ) -> MemoryRecord:
         """Write-through compare-and-set; a conflict evicts the cached record."""
+        if self.before_write is not None:
+            self.before_write()
         try:
             record = self.inner.put(
                 kind, entity_id, text, expected_version=expected_version, source=source
@@ -107,6 +125,8 @@ class CachedMemoryStore:
         vectors: Any = None,
     ) -> BatchPut:
         """Write-through batched compare-and-set; conflicting records are evicted."""
+        if self.before_write is not None:
+            self.before_write()
         out = self.inner.put_many(kind, writes, source=source, vectors=vectors)
         for record in out.written.values():
             self._keep(kind, record.entity_id, record)
@@ -124,6 +144,8 @@ class CachedMemoryStore:
         vectors: Any = None,
     ) -> int:
         """Pass through, then forget cached absences."""
+        if self.before_write is not None:
+            self.before_write()
         pairs = list(items)
         created = self.inner.bulk_init(kind, pairs, source, vectors=vectors)
         with self._lock:
@@ -133,8 +155,26 @@ class CachedMemoryStore:
 
     def delete(self, kind: MemoryKind, entity_id: str) -> None:
         """Delete in the store and the cache."""
+        if self.before_write is not None:
+            self.before_write()
         self.inner.delete(kind, entity_id)
         self._keep(kind, entity_id, None)
+
+    def restore(self, records: Sequence[MemoryRecord]) -> int:
+        """Pass through (recovery writes records with their versions), then forget them."""
+        if self.before_write is not None:
+            self.before_write()
+        n: int = self.inner.restore(records)  # type: ignore[attr-defined]
+        with self._lock:
+            for rec in records:
+                self._records.pop((rec.kind, rec.entity_id), None)
+        return n
+
+    def clear(self) -> None:
+        """Forget every cached record (another process changed the store: a deletion)."""
+        with self._lock:
+            self._records.clear()
+            self._generation += 1
 
     def ids(self, kind: MemoryKind) -> list[str]:
         """Pass through."""

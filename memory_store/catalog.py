@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dataio.dataset import Dataset
+from dataio.files import atomic_write_with
 from dataio.split import Split
 
 # Where the pickled classes lived before the layered layout (stores indexed by older versions).
@@ -36,9 +37,10 @@ def load_catalog(directory: Path) -> tuple[Dataset, Split]:
     return dataset, split
 
 
-def save_catalog(directory: Path, dataset: Dataset, split: Split) -> None:
-    """Snapshot the dataset and split so later opens skip parsing the raw files."""
-    tmp = directory / "catalog.pkl.tmp"
-    with open(tmp, "wb") as fh:
-        pickle.dump((dataset, split), fh, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(directory / "catalog.pkl")
+def save_catalog(directory: Path, dataset: Dataset, split: Split) -> Path:
+    """Snapshot the dataset and split (atomically) so later opens skip parsing the raw files."""
+    path = directory / "catalog.pkl"
+    atomic_write_with(
+        path, lambda fh: pickle.dump((dataset, split), fh, protocol=pickle.HIGHEST_PROTOCOL)
+    )
+    return path

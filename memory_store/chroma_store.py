@@ -43,6 +43,7 @@ from memory_store.chroma_client import (
     now_ms,
     record_from_row,
 )
+from memory_store.chroma_compact import compact, recover_collections, reopening
 from memory_store.embeddings import HashingEmbedding, embed_documents
 from memory_store.group_commit import GroupCommit, WriteRequest
 from memory_store.inmemory_store import KINDS, check_kind
@@ -65,6 +66,8 @@ class ChromaMemoryStore:
         prefix: str = "memrec",
     ) -> None:
         self.embedding_function: EmbeddingFunction[Documents] = embedding or HashingEmbedding()
+        self.path = Path(path) if path is not None else None
+        self.prefix = prefix
         self._client = client_for(path, url)
         self._lock = threading.Lock()
         self._group = GroupCommit(self._commit)
@@ -73,6 +76,7 @@ class ChromaMemoryStore:
             lambda kind, ids: nullcontext()
         )
         try:
+            recover_collections(self._client, prefix)
             self._batch = self._max_batch_size()
             self._collections: dict[str, Collection] = {
                 kind: self._open_collection(f"{prefix}_{kind}_memories") for kind in KINDS
@@ -132,6 +136,7 @@ class ChromaMemoryStore:
         """The current record, or None."""
         return self.get_many(kind, [entity_id]).get(entity_id)
 
+    @reopening
     def get_many(self, kind: MemoryKind, entity_ids: Sequence[str]) -> dict[str, MemoryRecord]:
         """Current records for the ids that exist (one Chroma call per max-batch of ids)."""
         collection = self._collection(kind)
@@ -144,6 +149,7 @@ class ChromaMemoryStore:
                 records[i] = record_from_row(kind, i, doc, meta)
         return records
 
+    @reopening
     def ids(self, kind: MemoryKind) -> list[str]:
         """Every entity id of that kind."""
         collection = self._collection(kind)
@@ -154,10 +160,12 @@ class ChromaMemoryStore:
             if len(page) < _PAGE:
                 return ids
 
+    @reopening
     def count(self, kind: MemoryKind) -> int:
         """How many memories of that kind exist."""
         return self._collection(kind).count()
 
+    @reopening
     def embeddings(self, kind: MemoryKind, entity_ids: Sequence[str]) -> dict[str, list[float]]:
         """The stored embedding vectors for the ids that exist."""
         collection = self._collection(kind)
@@ -169,6 +177,7 @@ class ChromaMemoryStore:
                 vectors[i] = np.asarray(vector, dtype=np.float32).tolist()
         return vectors
 
+    @reopening
     def search(
         self, kind: MemoryKind, query: str, k: int, exclude: Sequence[str] = ()
     ) -> list[tuple[MemoryRecord, float]]:
@@ -199,6 +208,7 @@ class ChromaMemoryStore:
 
     # -- writes -----------------------------------------------------------------------------------
 
+    @reopening
     def put(
         self,
         kind: MemoryKind,
@@ -274,6 +284,7 @@ class ChromaMemoryStore:
                     ],
                 )
 
+    @reopening
     def bulk_init(
         self,
         kind: MemoryKind,
@@ -334,8 +345,33 @@ class ChromaMemoryStore:
             )
         return len(keep)
 
+    @reopening
     def delete(self, kind: MemoryKind, entity_id: str) -> None:
         """Remove a memory (no error if absent)."""
         collection = self._collection(kind)
         with self._lock:
             collection.delete(ids=[entity_id])
+
+    def compact(self, kinds: Sequence[str] = KINDS) -> dict[str, int]:
+        """Rewrite collections with only their current records and vacuum (privacy deletion)."""
+        return compact(self, tuple(kinds))
+
+    @reopening
+    def restore(self, records: Sequence[MemoryRecord]) -> int:
+        """Upsert records exactly as given, versions included (recovery from the audit log)."""
+        for kind in KINDS:
+            mine = [r for r in records if r.kind == kind]
+            collection = self._collection(kind)
+            for start in range(0, len(mine), self._batch):
+                chunk = mine[start : start + self._batch]
+                vectors = embed_documents(self.embedding_function, [r.text for r in chunk])
+                with self._lock:
+                    collection.upsert(
+                        ids=[r.entity_id for r in chunk],
+                        embeddings=vectors,
+                        metadatas=[
+                            metadata_for(r.entity_id, r.version, r.updated_at, r.source, r.text)
+                            for r in chunk
+                        ],
+                    )
+        return len(records)

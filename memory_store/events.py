@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from memory_store.audit import AuditLog, AuditRow
 from memory_store.call_log import CallLog
-from memory_store.event_db import SCHEMA_VERSION, SchemaMismatch
+from memory_store.event_db import SCHEMA_VERSION, ReadOnlyLog, SchemaMismatch, StoreBusy
 from memory_store.interactions import InteractionConflict, InteractionLog, InteractionRow
 from memory_store.jobs import JOB_STATUSES, JobQueue, JobRow, JobStatus
 
@@ -35,7 +35,9 @@ __all__ = [
     "InteractionRow",
     "JobRow",
     "JobStatus",
+    "ReadOnlyLog",
     "SchemaMismatch",
+    "StoreBusy",
 ]
 
 

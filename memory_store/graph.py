@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from dataio.files import atomic_write_text, atomic_write_with
 from memory_store import similarity
 from memory_store.similarity import attribute_matrix
 from memory_store.sparse_rows import gather_rows
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 _SECONDS_PER_DAY = 86400.0
 SIMILAR_K = 50  # neighbours kept per item in the precomputed similarity
 SIMILAR_SHRINK = 10.0
+GRAPH_FILES = ("ui_ts.npz", "attributes.npz", "similar.npz", "attributes.txt", "meta.txt")
 
 
 def _binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
@@ -370,15 +373,16 @@ class InteractionGraph:
         return self._co
 
     # ----------------------------------------------------------------- persistence
-    def save(self, directory: Path) -> None:
-        """Write the graph as .npz files (deltas merged first)."""
+    def save(self, directory: Path) -> list[Path]:
+        """Write the graph as .npz files (deltas merged first), each atomically; returns them."""
         self.compact()
         directory.mkdir(parents=True, exist_ok=True)
-        sp.save_npz(directory / "ui_ts.npz", self._ts)
-        sp.save_npz(directory / "attributes.npz", self.attributes)
-        sp.save_npz(directory / "similar.npz", self.similar)
-        (directory / "attributes.txt").write_text("\n".join(self.attribute_names), "utf-8")
-        (directory / "meta.txt").write_text(f"has_clock={int(self.has_clock)}\n", "utf-8")
+        matrices = {"ui_ts": self._ts, "attributes": self.attributes, "similar": self.similar}
+        for name, matrix in matrices.items():
+            atomic_write_with(directory / f"{name}.npz", partial(sp.save_npz, matrix=matrix))
+        atomic_write_text(directory / "attributes.txt", "\n".join(self.attribute_names))
+        atomic_write_text(directory / "meta.txt", f"has_clock={int(self.has_clock)}\n")
+        return [directory / f for f in GRAPH_FILES]
 
     @classmethod
     def load(cls, directory: Path) -> InteractionGraph:

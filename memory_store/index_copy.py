@@ -71,9 +71,10 @@ def index_copy(served: Workspace, directory: Path) -> Workspace:
         vectors,
     )
     ws.opted_out = set(served.opted_out)
-    ws.deleted = set(served.deleted)
-    for user_id in served.deleted:
-        ws.graph.remove_user(served.user_code(user_id))
+    ws.deleted = served.deleted.copy()  # tombstones only: no deleted id is kept (privacy_log)
+    ws.deleted_codes = set(served.deleted_codes)
+    for code in served.deleted_codes:
+        ws.graph.remove_user(code)
     ws._candidates = served._candidates
     log.info(
         "evaluation copy of %s from its index: %d user memories (%d rebuilt from train) in %.1f s",

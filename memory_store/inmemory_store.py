@@ -116,10 +116,6 @@ class InMemoryMemoryStore:
                 store._restore(list(records.values()))
         return store
 
-    def restore(self, records: list[MemoryRecord]) -> None:
-        """Insert records as they are (versions, times and sources kept; vectors made on search)."""
-        self._restore(records)
-
     def _restore(self, records: list[MemoryRecord]) -> None:
         """Insert records as they are (no version bump)."""
         if not records:
@@ -324,3 +320,10 @@ class InMemoryMemoryStore:
         shelf = self._shelves[check_kind(kind)]
         with self._lock:
             shelf.remove(entity_id)
+
+    def restore(self, records: Sequence[MemoryRecord]) -> int:
+        """Write records as they are, versions included (recovery from the audit log)."""
+        for record in records:
+            check_kind(record.kind)
+        self._restore(list(records))  # embedded lazily, when search needs the vectors
+        return len(records)

@@ -144,3 +144,21 @@ class InteractionLog(EventDb):
                 (user_id,),
             )
             return conn.execute("DELETE FROM interactions WHERE user_id=?", (user_id,)).rowcount
+
+    def cancel_user_jobs(self, user_id: str) -> int:
+        """Drop a user's jobs that no worker holds (pending or parked): a deletion stops them."""
+        with self._tx() as conn:
+            return conn.execute(
+                "DELETE FROM jobs WHERE status IN ('pending', 'failed') AND interaction_id IN "
+                "(SELECT interaction_id FROM interactions WHERE user_id=?)",
+                (user_id,),
+            ).rowcount
+
+    def running_user_jobs(self, user_id: str) -> list[str]:
+        """Interaction ids of a user's jobs a worker is running now."""
+        rows = self._read(
+            "SELECT j.interaction_id FROM jobs j JOIN interactions i USING (interaction_id) "
+            "WHERE j.status='running' AND i.user_id=?",
+            (user_id,),
+        )
+        return [r["interaction_id"] for r in rows]

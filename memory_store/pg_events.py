@@ -123,15 +123,18 @@ class PgEventDb(EventDb):
         # ``path`` names the local file the per-host parts still use (privacy choices)
         self.path = Path(local_path) if local_path is not None else Path("events.sqlite")
         self.url = url
+        self.dataset = dataset
+        self.readonly = False  # several writers share Postgres: no writer lock, row locks
+        self.before_write: Callable[[], None] | None = None
         self.schema = schema_name(dataset)
         self.durable = True  # every Postgres commit is durable (synchronous_commit)
         self._clock = clock
         self._rng = rng or random.Random()
         self._lock = threading.RLock()
-        self._pg = self._connect()
+        self._pg = self._pg_connect()
         self._init_schema()
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _pg_connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
         conn.execute(f'SET search_path TO "{self.schema}"')
@@ -141,6 +144,14 @@ class PgEventDb(EventDb):
         """Close the connection (idempotent)."""
         with self._lock:
             self._pg.close()
+
+    def checkpoint(self, attempts: int = 20) -> bool:
+        """Postgres has no WAL file of ours to truncate: nothing to do."""
+        return True
+
+    def integrity_problem(self) -> str | None:
+        """Postgres checks its own pages; a reachable database is sound for us."""
+        return None
 
     def journal_mode(self) -> str:
         """Postgres has no journal mode; its WAL is always on."""
@@ -169,7 +180,7 @@ class PgEventDb(EventDb):
     def _reconnecting(self) -> Iterator[None]:
         """Reopen a connection the server closed (restart, idle timeout) before using it."""
         if self._pg.closed or self._pg.broken:
-            self._pg = self._connect()
+            self._pg = self._pg_connect()
         yield
 
     @contextmanager

@@ -7,10 +7,13 @@ Curation's ``memory_sim`` feature reads them; every memory write refreshes its r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
+from dataio.files import atomic_write_with
 from memory_store.embeddings import HashingEmbedding
 from memory_store.memories import MemoryKind
 
@@ -30,10 +33,12 @@ class MemoryVectors:
         target = self.users if kind == "user" else self.items
         target[code] = self.embedding.embed_texts([text])[0] if vector is None else vector
 
-    def save(self, directory: Path) -> None:
-        """Write both arrays."""
-        np.save(directory / "vectors_users.npy", self.users)
-        np.save(directory / "vectors_items.npy", self.items)
+    def save(self, directory: Path) -> list[Path]:
+        """Write both arrays, each atomically; returns the files."""
+        paths = [directory / "vectors_users.npy", directory / "vectors_items.npy"]
+        for path, array in zip(paths, (self.users, self.items), strict=True):
+            atomic_write_with(path, partial(_save_npy, array=array))
+        return paths
 
     @classmethod
     def load(cls, directory: Path) -> MemoryVectors:
@@ -41,3 +46,7 @@ class MemoryVectors:
         return cls(
             np.load(directory / "vectors_users.npy"), np.load(directory / "vectors_items.npy")
         )
+
+
+def _save_npy(fh: IO[bytes], array: np.ndarray) -> None:
+    np.save(fh, array)

@@ -16,27 +16,30 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from dataio.candidates import candidates_path, read_candidates
 from dataio.dataset import Dataset
 from dataio.paths import store_dir as default_store_dir
 from dataio.split import Split
+from memory_store import malloc_hygiene
 from memory_store.cached_store import CachedMemoryStore
 from memory_store.catalog import load_catalog
 from memory_store.embeddings import HashingEmbedding
-from memory_store.events import EventLog
+from memory_store.events import EventLog, ReadOnlyLog
+from memory_store.forgetting import apply_privacy_state
 from memory_store.graph import InteractionGraph, is_choice
+from memory_store.hooks import run_async_hooks
+from memory_store.manifest import DamagedStore, check_store_files, refresh_files, repair_command
 from memory_store.memories import MemoryKind, MemoryStore
-from memory_store.privacy_log import PrivacyState, read_privacy
+from memory_store.opening import load_or_damaged, open_chroma, open_events, refuse_writes
+from memory_store.privacy_epoch import PrivacyEpoch
+from memory_store.privacy_log import DeletedUsers, PrivacyState, read_privacy
 from memory_store.ranker_index import RankerConfig, RankerIndex
-from memory_store.store_backends import open_chroma, open_event_log
 from memory_store.vectors import MemoryVectors
+from memory_store.writer_lock import WriterLock, writer_lock
 from schemas.context import MemRecContext
 from schemas.ruleset import RuleSet, generic_rules
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class Workspace:
         memories: MemoryStore,
         events: EventLog,
         vectors: MemoryVectors,
+        writer: WriterLock | None = None,
     ) -> None:
         self.directory = directory
         self.dataset = dataset
@@ -79,7 +83,12 @@ class Workspace:
         self.lock = threading.RLock()
         self._rules: dict[str, RuleSet] = {}
         self.opted_out: set[int] = set()  # user codes never curated nor patched by others
-        self.deleted: set[str] = set()  # user ids deleted for privacy: nothing is recorded for them
+        self.deleted = DeletedUsers()  # deleted for privacy: nothing is recorded for them
+        self.deleted_codes: set[int] = set()  # their catalog codes
+        self.persisted_opt_outs: set[int] = set()  # opt-outs as last read from the log
+        self.writer = writer  # the store's writer lock (embedded stores only)
+        self.epoch = PrivacyEpoch(events.path.parent, create=not events.readonly)  # see sync()
+        self._seen: tuple[int, tuple[float, ...]] | None = None
         self._candidates: dict[tuple[str, int, int], dict[int, list[int]]] = {}
         self.warm = threading.Event()  # set once the memory read cache is filled (see _warm)
         self.seen_seq = 0  # the last event log position appended onto the graph
@@ -139,15 +148,75 @@ class Workspace:
             return self._rules.setdefault("generic", generic_rules())
         if which not in self._rules:
             path = self.directory / "rules" / f"{which}.json"
-            self._rules[which] = RuleSet.load(path) if path.exists() else generic_rules()
+            try:
+                self._rules[which] = RuleSet.load(path) if path.exists() else generic_rules()
+            except ValueError as err:  # JSON or validation error: a damaged file
+                raise DamagedStore(
+                    path, f"the rule set is not valid ({str(err)[:160]})", self.repair_hint()
+                ) from err
         return self._rules[which]
 
     def save_rules(self, rules: RuleSet, which: Literal["generated", "generic"]) -> Path:
-        """Persist a rule set and use it from now on."""
+        """Persist a rule set (atomically, in the manifest) and use it from now on."""
+        from dataio.files import atomic_write_text
+
+        self.acquire_writer()
         path = self.directory / "rules" / f"{which}.json"
-        rules.save(path)
+        atomic_write_text(path, rules.model_dump_json(indent=2))
+        refresh_files(self.directory, "rules", [path])
         self._rules[which] = rules
         return path
+
+    @property
+    def owns_files(self) -> bool:
+        """Whether the store files are this workspace's (not a clone reading another's)."""
+        return self.events.path.parent == self.directory
+
+    def repair_hint(self) -> str:
+        """The command that repairs this store."""
+        return repair_command(self.name)
+
+    # ------------------------------------------------------------------ one writer, many readers
+    def acquire_writer(self, wait_s: float | None = None) -> None:
+        """Take the store's writer lock now (writer commands do, so a refusal comes first)."""
+        if self.events.readonly:
+            raise ReadOnlyLog(f"{self.directory} was opened read-only; this command cannot write")
+        if self.writer is not None:
+            self.writer.acquire(wait_s)
+
+    def privacy_changed(self) -> bool:
+        """Whether another process recorded a privacy choice since the last sync (no I/O).
+
+        Without a mapped epoch file (a read-only folder) the answer is always "maybe".
+        """
+        if self._seen is None or not self.epoch.mapped:
+            return True
+        return self.epoch.value() != self._seen[0]
+
+    def sync(self) -> bool:
+        """Apply privacy choices recorded since the last call, by any process (free when none).
+
+        Every graph node gets its workspace through ``workspace_for`` / ``aworkspace_for``,
+        which call this when the store's privacy epoch moved (``privacy_epoch.py``: a memory
+        read), so a deletion is seen before the next read without a restart.
+        """
+        if not self.privacy_changed():
+            return False
+        epoch = self.epoch.value()
+        try:
+            mark = self.events.privacy_mark()
+        except (OSError, RuntimeError) as err:  # a closed or damaged log: the next read says so
+            log.debug("privacy sync skipped: %s", err)
+            return False
+        changed = self._seen is None or self._seen[1] != mark
+        self._seen = (epoch, mark)
+        if changed:
+            self.apply_privacy(read_privacy(self.events.path))
+        return changed
+
+    def benchmark_lists(self) -> dict[tuple[str, int, int], dict[int, list[int]]]:
+        """The candidate lists read so far (forgetting a user drops theirs)."""
+        return self._candidates
 
     # ------------------------------------------------------------------ writes
     def on_memory_write(
@@ -209,22 +278,17 @@ class Workspace:
             MemoryVectors(self.vectors.users.copy(), self.vectors.items.copy()),
         )
         ws._rules = dict(self._rules)
-        ws.opted_out = set(self.opted_out)
-        ws.deleted = set(self.deleted)
-        for user_id in self.deleted:
-            ws.graph.remove_user(self.user_code(user_id))
+        ws.opted_out = set(self.opted_out)  # kept as they are: the clone's own log has none
+        ws.deleted = self.deleted.copy()
+        ws.deleted_codes = set(self.deleted_codes)
+        for code in self.deleted_codes:
+            ws.graph.remove_user(code)
         ws._candidates = self._candidates
         return ws
 
     def apply_privacy(self, state: PrivacyState) -> None:
         """Exclude opted-out and deleted users (the choices ``memory_store/privacy_log`` keeps)."""
-        for user_id in state.opted_out | state.deleted:
-            code = self.dataset.user_index.get(user_id)
-            if code is not None:
-                self.opted_out.add(code)
-                if user_id in state.deleted:  # the snapshot on disk predates the deletion
-                    self.graph.remove_user(code)
-        self.deleted |= state.deleted
+        apply_privacy_state(self, state)
 
     def replay_events(self, since_seq: int | None = None) -> int:
         """Append interactions recorded after indexing onto the graph; returns how many."""
@@ -263,32 +327,44 @@ def open_workspace(
     home: str | Path | None = None,
     chroma_url: str | None = None,
     memories: MemoryStore | None = None,
+    readonly: bool = False,
 ) -> Workspace:
-    """Open an indexed dataset (``memrec index`` builds it)."""
+    """Open an indexed dataset (``memrec index`` builds it).
+
+    ``readonly`` opens it for a command that only reads: it never takes the writer lock nor
+    SQLite's write lock, and any write raises ReadOnlyLog. Otherwise the first write takes the
+    store's writer lock (embedded stores). A missing or damaged file raises DamagedStore.
+    """
     directory = default_store_dir(dataset, home)
     if not (directory / INDEX_MARKER).exists():
         raise NotIndexed(
             f"dataset {dataset!r} is not indexed under {directory}; "
             f"run `memrec index --dataset {dataset}` first"
         )
-    ds, split = load_catalog(directory)
-    graph = InteractionGraph.load(directory / "graph")
-    if memories is None:
-        chroma = open_chroma(directory, chroma_url)
-        # One writer per embedded store; against a shared server, reads may lag 5 s at most.
-        memories = CachedMemoryStore(chroma, ttl_s=5.0 if chroma_url else None)
-    ws = Workspace(
-        directory,
-        ds,
-        split,
-        graph,
-        memories,
-        open_event_log(directory, dataset),
-        MemoryVectors.load(directory),
+    embedded = chroma_url is None and memories is None
+    check_store_files(directory, dataset, chroma_embedded=embedded)
+    lock = writer_lock(directory) if embedded else None
+    before_write = refuse_writes(directory) if readonly else (lock.acquire if lock else None)
+    ds, split = load_or_damaged(directory / "catalog.pkl", dataset, lambda: load_catalog(directory))
+    graph = load_or_damaged(
+        directory / "graph", dataset, lambda: InteractionGraph.load(directory / "graph")
     )
+    vectors = load_or_damaged(
+        directory / "vectors_users.npy", dataset, lambda: MemoryVectors.load(directory)
+    )
+    if memories is None:
+        chroma = load_or_damaged(
+            directory / "chroma", dataset, lambda: open_chroma(directory, chroma_url)
+        )
+        # One writer per embedded store; against a shared server, reads may lag 5 s at most.
+        memories = CachedMemoryStore(
+            chroma, ttl_s=5.0 if chroma_url else None, before_write=before_write
+        )
+    events = open_events(directory, dataset, readonly, before_write)
+    ws = Workspace(directory, ds, split, graph, memories, events, vectors, writer=lock)
     ws.shared = bool(chroma_url or os.environ.get("MEMREC_DATABASE_URL"))
     ws.replay_events()
-    ws.apply_privacy(read_privacy(ws.events.path))
+    ws.sync()
     return ws
 
 
@@ -308,13 +384,16 @@ def get_workspace(
     key = (dataset, str(home or ""), chroma_url or "")
     with _OPEN_LOCK:
         if key not in _OPEN:
+            malloc_hygiene.start()  # a long-lived process: keep its RSS flat
             ws = open_workspace(dataset, home=home, chroma_url=chroma_url)
             _OPEN[key] = ws
             if isinstance(ws.memories, CachedMemoryStore):  # a long-lived process: warm reads
                 warmer = threading.Thread(target=_warm, args=(ws,), name="memrec-warm", daemon=True)
                 _WARMERS.append(warmer)
                 warmer.start()
-        return _OPEN[key]
+        ws = _OPEN[key]
+    ws.sync()  # a deletion by another process is seen before this read (I/O only then)
+    return ws
 
 
 _WARMERS: list[threading.Thread] = []
@@ -358,11 +437,14 @@ def workspace_for(ctx: MemRecContext | None) -> Workspace:
 
 
 async def aworkspace_for(ctx: MemRecContext | None) -> Workspace:
-    """``workspace_for`` from async code: the first open (file reads) runs in a thread."""
+    """``workspace_for`` from async code: file reads (the first open, a sync) run in a thread."""
     ctx = ctx or MemRecContext()
-    if is_open(ctx.dataset, home=ctx.home, chroma_url=ctx.chroma_url):
-        ws = workspace_for(ctx)
-        if ws.catch_up_due():  # several processes share the store: see their interactions
-            await asyncio.to_thread(ws.catch_up)
-        return ws
-    return await asyncio.to_thread(workspace_for, ctx)
+    run_async_hooks()
+    ws = _OPEN.get((ctx.dataset, str(ctx.home or ""), ctx.chroma_url or ""))
+    if ws is None:
+        return await asyncio.to_thread(workspace_for, ctx)
+    if ws.privacy_changed():  # a deletion elsewhere: reloading reads files, off the loop
+        await asyncio.to_thread(ws.sync)
+    if ws.catch_up_due():  # several processes share the store: see their interactions
+        await asyncio.to_thread(ws.catch_up)
+    return ws

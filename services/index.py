@@ -1,7 +1,9 @@
 """Build a dataset's index: catalog, train graph, candidate files, memories, vectors, rules.
 
-Every step checks what is already there and reuses it, so a second run is cheap and a run killed
-half-way resumes; the ``index.json`` marker is written last.
+Every step writes its files atomically and is recorded in the store manifest with their checksums
+(``memory_store/manifest.py``); a step already recorded with intact files is reused, so a second
+run is cheap and a run killed at any point (or stopped by a full disk) resumes where it stopped.
+The ``index.json`` marker is written last.
 """
 
 from __future__ import annotations
@@ -18,23 +20,41 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from dataio.candidates import ProtocolError, ensure_candidates, user_histories
+from dataio.candidates import ProtocolError, candidates_path, ensure_candidates, user_histories
 from dataio.datasets import Dataset, load_dataset
+from dataio.files import atomic_write_text
 from dataio.paths import store_dir as default_store_dir
+from dataio.redact import redact_dataset
 from dataio.split import Split, dataset_fingerprint, split_leave_one_out
 from memory_store.bulk_load import BackgroundLoad
 from memory_store.catalog import save_catalog
 from memory_store.embeddings import HashingEmbedding
+from memory_store.events import EventLog
 from memory_store.graph import InteractionGraph
+from memory_store.manifest import (
+    DamagedStore,
+    Manifest,
+    check_store_files,
+    file_problem,
+    read_manifest,
+    record_step,
+    repair_command,
+    step_intact,
+)
 from memory_store.memories import MemoryKind, MemoryStore
+from memory_store.opening import open_chroma
+from memory_store.privacy_epoch import PrivacyEpoch
+from memory_store.privacy_log import PrivacyState, is_placeholder, placeholder_id, read_privacy
+from memory_store.recovery import restore_from_audit
 from memory_store.summaries import user_summary
 from memory_store.vectors import MemoryVectors
-from memory_store.workspace import INDEX_MARKER, open_chroma
+from memory_store.workspace import INDEX_MARKER
+from memory_store.writer_lock import writer_lock
 from nodes.domain_stats import domain_stats
 from roles.offline_rules import offline_rules
 from schemas.context import MemRecContext
 from schemas.records import ProfileInput
-from schemas.ruleset import generic_rules
+from schemas.ruleset import RuleSet, generic_rules
 from services.profiles import ProfileRun, write_profiles
 from services.ranker_tuning import ensure_ranker
 
@@ -108,31 +128,58 @@ def build_index(
     """Index a dataset (idempotent); ``lmmem`` other than offline writes the user memories.
 
     ``model_ctx`` carries the LMMem's endpoint and settings (base URL, timeout, concurrency).
+    Restartable from any kill point: each step is recorded in the store manifest with its files'
+    checksums once complete, and a step whose record or files are missing or changed is redone.
+    Deleted users (the event log's tombstones) are redacted from the data before anything is
+    built, so a re-index never brings them back.
     """
     start = time.perf_counter()
     directory = default_store_dir(dataset_name, home)
     directory.mkdir(parents=True, exist_ok=True)
-    marker = directory / INDEX_MARKER
-    dataset = load_dataset(dataset_name, data_dir)
-    fingerprint = dataset_fingerprint(dataset)
-    reused = marker.exists() and json.loads(marker.read_text())["fingerprint"] == fingerprint
-
-    progress("split", 0, 1)
-    split = split_leave_one_out(dataset)
-    save_catalog(directory, dataset, split)
-    graph = _graph(directory, dataset, split)
-    progress("split", 1, 1)
-    store = memories or open_chroma(directory, chroma_url)
-    profiles: list[ProfileRun] = []
-    ctx = model_ctx or MemRecContext(roles="offline", lmmem=lmmem)
-    load = _start_load(directory, store, dataset, graph, lmmem, progress)  # on a thread
-    skipped = _candidate_files(directory, dataset, split)
-    _rules(directory, dataset, graph)
-    created = _finish_load(load, directory, store, dataset, graph, progress, (lmmem, ctx, profiles))
-    progress("ranker", 0, 1)
-    ranker = ensure_ranker(directory, dataset, split, graph, store)
-    progress("ranker", 1, 1)
-    _write_marker(marker, dataset, fingerprint, split)
+    if memories is None and chroma_url is None:
+        writer_lock(directory).acquire()
+    events = _event_log(directory, dataset_name)
+    try:
+        dataset = _redacted(load_dataset(dataset_name, data_dir), read_privacy(events.path))
+        fingerprint = dataset_fingerprint(dataset)
+        marker = directory / INDEX_MARKER
+        reused = marker.exists() and json.loads(marker.read_text())["fingerprint"] == fingerprint
+        manifest = read_manifest(directory, dataset_name)
+        if manifest is None or manifest.fingerprint != fingerprint:
+            manifest = Manifest(dataset=dataset.name, fingerprint=fingerprint)
+        progress("split", 0, 1)
+        split = split_leave_one_out(dataset)
+        _step(directory, manifest, "catalog", lambda: [save_catalog(directory, dataset, split)])
+        graph = _graph(directory, manifest, dataset, split)
+        progress("split", 1, 1)
+        store = memories or open_chroma(directory, chroma_url)
+        restored = restore_from_audit(store, events)  # a lost store gets its audited versions
+        load = _start_load(store, dataset, graph, lmmem, restored, progress)  # on a thread
+        skipped = _candidate_files(directory, manifest, dataset, split)
+        _step(directory, manifest, "rules", lambda: _rules(directory, dataset, graph))
+        profiles: list[ProfileRun] = []
+        ctx = model_ctx or MemRecContext(roles="offline", lmmem=lmmem)
+        if load is not None:  # a first build: the vectors come with the load
+            created = load.join()
+            record_step(
+                directory, manifest, "memories", chroma="server" if chroma_url else "embedded"
+            )
+            vectors = MemoryVectors(load.vectors["user"], load.vectors["item"])
+            record_step(directory, manifest, "vectors", vectors.save(directory))
+        else:
+            created = restored + _memories(store, dataset, graph, progress, lmmem, ctx, profiles)
+            record_step(
+                directory, manifest, "memories", chroma="server" if chroma_url else "embedded"
+            )
+            _step(directory, manifest, "vectors", lambda: _vectors(directory, store, dataset))
+        progress("ranker", 0, 1)
+        ranker = ensure_ranker(directory, dataset, split, graph, store)
+        progress("ranker", 1, 1)
+        PrivacyEpoch(directory).close()  # the counter every process maps (privacy_epoch.py)
+        record_step(directory, manifest, "events")
+        _write_marker(marker, dataset, fingerprint, split)
+    finally:
+        events.close()
     return IndexReport(
         dataset=dataset.name,
         directory=str(directory),
@@ -148,31 +195,91 @@ def build_index(
     )
 
 
-def _candidate_files(directory: Path, dataset: Dataset, split: Split) -> list[str]:
+def _event_log(directory: Path, dataset_name: str) -> EventLog:
+    """The store's event log, checked: a damaged one stops the build with a clear error."""
+    manifest = read_manifest(directory, dataset_name)
+    path = directory / "events.sqlite"
+    if manifest is not None and manifest.done("events") and not path.exists():
+        check_store_files(directory, dataset_name, chroma_embedded=False)  # raises DamagedStore
+    events = EventLog(path, dataset=dataset_name)
+    problem = events.integrity_problem()
+    if problem is not None:
+        events.close()
+        raise DamagedStore(
+            path, f"the event log is damaged ({problem})", repair_command(dataset_name)
+        )
+    return events
+
+
+def _redacted(dataset: Dataset, privacy: PrivacyState) -> Dataset:
+    """The dataset without the users deleted from this store (placeholder ids, no rows)."""
+    if not privacy.deleted:
+        return dataset
+    placeholders = {
+        code: placeholder_id(user_id)
+        for code, user_id in enumerate(dataset.user_ids)
+        if privacy.is_deleted(user_id)
+    }
+    return redact_dataset(dataset, placeholders)
+
+
+def _step(directory: Path, manifest: Manifest, name: str, run: Callable[[], list[Path]]) -> None:
+    """Run a file-writing step unless the manifest shows it complete with intact files."""
+    if step_intact(directory, manifest, name, deep=True):
+        return
+    record_step(directory, manifest, name, run())
+
+
+def _candidate_files(
+    directory: Path, manifest: Manifest, dataset: Dataset, split: Split
+) -> list[str]:
     """Write the benchmark candidate files; the ones the catalogue is too small for are skipped."""
-    skipped = []
+    skipped: list[str] = []
+    if step_intact(directory, manifest, "candidates", deep=True):
+        return list(manifest.steps["candidates"].info.get("skipped", []))
+    written = []
+    known = manifest.steps["candidates"].files if manifest.done("candidates") else {}
     histories = user_histories(dataset)  # once for the four files
     for which in ("valid", "test"):
         for n in (10, 20):
+            path = candidates_path(directory, which, n, 0)
+            expected = known.get(path.name)
+            if expected is None or file_problem(directory, path.name, expected, deep=True):
+                path.unlink(missing_ok=True)  # not known good: regenerate
             try:
                 ensure_candidates(directory, dataset, split, which, n, 0, histories)
+                written.append(path)
             except ProtocolError as err:  # a small catalogue: serving works, that benchmark not
                 log.warning("no %s candidate file with %d candidates: %s", which, n, err)
                 skipped.append(f"{which}-n{n}")
+    record_step(directory, manifest, "candidates", written, skipped=skipped)
     return skipped
 
 
-def _rules(directory: Path, dataset: Dataset, graph: InteractionGraph) -> None:
-    """The generic rule set and the offline generated one, unless they are there already."""
+def _rules(directory: Path, dataset: Dataset, graph: InteractionGraph) -> list[Path]:
+    """The generic rule set and the offline generated one, unless valid ones are there already."""
     rules_dir = directory / "rules"
-    generic_rules().save(rules_dir / "generic.json")  # the fixed heuristic of this version
-    if not (rules_dir / "generated.json").exists():
-        offline_rules(domain_stats(dataset, graph)).save(rules_dir / "generated.json")
+    generic, generated = rules_dir / "generic.json", rules_dir / "generated.json"
+    # the paper's fixed heuristic of this version (workspaces read it from code, not the file)
+    atomic_write_text(generic, generic_rules().model_dump_json(indent=2))
+    if not _valid_rules(generated):  # keeps a set `memrec rules generate` wrote
+        rules = offline_rules(domain_stats(dataset, graph))
+        atomic_write_text(generated, rules.model_dump_json(indent=2))
+    return [generic, generated]
+
+
+def _valid_rules(path: Path) -> bool:
+    try:
+        RuleSet.load(path)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _write_marker(marker: Path, dataset: Dataset, fingerprint: str, split: Split) -> None:
     """The ``index.json`` marker, written last: its presence means the index is complete."""
-    marker.write_text(
+    atomic_write_text(
+        marker,
         json.dumps(
             {
                 "dataset": dataset.name,
@@ -183,18 +290,18 @@ def _write_marker(marker: Path, dataset: Dataset, fingerprint: str, split: Split
                 "indexed_at": time.time(),
             },
             indent=2,
-        )
+        ),
     )
 
 
-def _graph(directory: Path, dataset: Dataset, split: Split) -> InteractionGraph:
+def _graph(directory: Path, manifest: Manifest, dataset: Dataset, split: Split) -> InteractionGraph:
     gdir = directory / "graph"
-    if (gdir / "ui_ts.npz").exists():
+    if step_intact(directory, manifest, "graph", deep=True):
         return InteractionGraph.load(gdir)
     graph = InteractionGraph.build(
         split.train, dataset.n_users, dataset.n_items, dataset.item_attributes, dataset.has_clock
     )
-    graph.save(gdir)
+    record_step(directory, manifest, "graph", graph.save(gdir))
     return graph
 
 
@@ -207,12 +314,14 @@ def _memories(
     ctx: MemRecContext,
     profiles: list[ProfileRun],
 ) -> int:
+    """Memories the store lacks (after the audited versions were restored): warm-up texts."""
     created = 0
     total = dataset.n_users + dataset.n_items
     if store.count("item") < dataset.n_items:
         pairs = list(zip(dataset.item_ids, dataset.item_texts, strict=True))
         created += _bulk(store, "item", pairs, progress, 0, total)
-    if store.count("user") < dataset.n_users:
+    live_users = dataset.n_users - sum(map(is_placeholder, dataset.user_ids))
+    if store.count("user") < live_users:
         if lmmem == "offline":
             texts = user_memory_texts(dataset, graph)
         else:
@@ -222,6 +331,7 @@ def _memories(
             profiles.append(run)
             texts = []
             created += run.written
+        texts = [(u, t) for u, t in texts if not is_placeholder(u)]
         created += _bulk(store, "user", texts, progress, dataset.n_items, total)
     progress("memories", total, total)
     return created
@@ -243,26 +353,22 @@ def _bulk(
     return created
 
 
-def _vectors_complete(directory: Path, dataset: Dataset) -> bool:
-    if not (directory / "vectors_users.npy").exists():
-        return False
-    vecs = MemoryVectors.load(directory)
-    return len(vecs.users) == dataset.n_users and len(vecs.items) == dataset.n_items
-
-
 def _start_load(
-    directory: Path,
     store: MemoryStore,
     dataset: Dataset,
     graph: InteractionGraph,
     lmmem: str,
+    restored: int,
     progress: Progress,
 ) -> BackgroundLoad | None:
-    """Start loading the offline memories on a thread (None: nothing to load, or LLM-written)."""
-    if lmmem != "offline":
-        return None
-    complete = store.count("item") >= dataset.n_items and store.count("user") >= dataset.n_users
-    if complete and _vectors_complete(directory, dataset):
+    """A first build's offline memories, embedded once and added on a thread (else None).
+
+    Only for an empty store with nothing restored and no deleted user: the load's vectors are
+    then exactly the vectors file. Any other build writes what is missing (``_memories``) and
+    embeds the store's current texts (``_vectors``).
+    """
+    empty = store.count("item") == 0 and store.count("user") == 0
+    if lmmem != "offline" or restored or not empty or any(map(is_placeholder, dataset.user_ids)):
         return None
     items = list(zip(dataset.item_ids, dataset.item_texts, strict=True))
     work: list[tuple[MemoryKind, list[tuple[str, str]]]] = [
@@ -272,40 +378,17 @@ def _start_load(
     return BackgroundLoad(store, work, progress=progress).start()
 
 
-def _finish_load(
-    load: BackgroundLoad | None,
-    directory: Path,
-    store: MemoryStore,
-    dataset: Dataset,
-    graph: InteractionGraph,
-    progress: Progress,
-    model: tuple[str, MemRecContext, list[ProfileRun]],
-) -> int:
-    """Wait for the load and write the vectors it computed (no re-read, no second embedding).
-
-    Without a load (an LLM LMMem, or a resumed run) the memories are written here; ``model`` is
-    the LMMem spec, its context and the list the profile run is reported into.
-    """
-    if load is None:
-        created = _memories(store, dataset, graph, progress, *model)
-        _vectors(directory, store, dataset)
-        return created
-    created = load.join()
-    MemoryVectors(load.vectors["user"], load.vectors["item"]).save(directory)
-    return created
-
-
-def _vectors(directory: Path, store: MemoryStore, dataset: Dataset) -> None:
-    if (directory / "vectors_users.npy").exists():
-        vecs = MemoryVectors.load(directory)
-        if len(vecs.users) == dataset.n_users and len(vecs.items) == dataset.n_items:
-            return
+def _vectors(directory: Path, store: MemoryStore, dataset: Dataset) -> list[Path]:
     emb = HashingEmbedding()
     users = store.get_many("user", dataset.user_ids)
     items = store.get_many("item", dataset.item_ids)
     user_texts = [users[u].text if u in users else "" for u in dataset.user_ids]
     item_texts = [items[i].text if i in items else "" for i in dataset.item_ids]
-    MemoryVectors(
+    vectors = MemoryVectors(
         np.asarray(emb.embed_texts(user_texts), np.float32),
         np.asarray(emb.embed_texts(item_texts), np.float32),
-    ).save(directory)
+    )
+    for code, user_id in enumerate(dataset.user_ids):
+        if is_placeholder(user_id):
+            vectors.users[code] = 0.0
+    return vectors.save(directory)

@@ -47,7 +47,7 @@ async def test_profiles_are_stored_as_they_arrive_and_marked_when_the_fallback_w
     """A killed ``index --roles`` run keeps what arrived; fallbacks are stored with their source."""
     import asyncio
 
-    from memory_store.workspace import open_chroma
+    from memory_store.opening import open_chroma
     from schemas.context import MemRecContext
     from schemas.records import ProfileInput
     from services.profiles import FALLBACK_SOURCE, write_profiles

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memory_store.privacy_log import read_privacy
+from memory_store.privacy_log import read_privacy, tombstone_of
 from memory_store.summaries import notes_of
 from memory_store.workspace import Workspace, open_workspace
 from nodes.curate import curate_neighbours
@@ -86,6 +86,7 @@ async def test_delete_user_reverts_their_patches(ws, ctx) -> None:  # noqa: F811
     later = await _interact(ws, ctx, other, skip=3)
     assert later.writes
 
+    code = ws.user_code(victim)
     report = delete_user(ws, victim)
     assert report.memory_deleted and report.interactions_deleted == 2
     assert set(report.reverted) | set(report.notes_removed) <= patched
@@ -101,9 +102,9 @@ async def test_delete_user_reverts_their_patches(ws, ctx) -> None:  # noqa: F811
             continue  # the victim's memory is gone, with every patch it received
         assert ws.events.applied(later.interaction_id, kind, entity)
         assert ws.memories.get(kind, entity) is not None
-    assert ws.user_code(victim) in ws.opted_out
+    assert code in ws.opted_out and not ws.has_user(victim)
     assert victim not in _user_neighbours(ws, ctx, other)
     assert check_workspace(ws).ok, check_workspace(ws).problems
     again = delete_user(ws, victim)  # idempotent: nothing left to do
     assert not again.reverted and not again.notes_removed and again.interactions_deleted == 0
-    assert read_privacy(ws.events.path).deleted == {victim}
+    assert read_privacy(ws.events.path).deleted == {tombstone_of(victim)}  # not the id itself

@@ -42,12 +42,13 @@ class Server:
 
 
 def _config(tmp: Path, home: Path) -> Path:
-    """The shipped config, serving the four graphs over the test's copy of the store."""
+    """The shipped config, serving the graphs over the test's copy of the store."""
     assert set(json.loads((REPO / "langgraph.json").read_text())["graphs"]) == {
         "recommend",
         "chat",
         "propagate",
         "rules",
+        "privacy",
     }
     env = {"MEMREC_HOME": str(home), "MEMREC_DATA_DIR": str(data_dir()), "MEMREC_ROLES": "offline"}
     return project_config(tmp, env)

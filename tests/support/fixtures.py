@@ -81,10 +81,17 @@ def base_workspace(dataset: str = DATASET) -> Workspace:
 
 
 def copy_store(target_home: Path, dataset: str = DATASET) -> Path:
-    """A full on-disk copy of the indexed store (Chroma included) under ``target_home``."""
+    """A full on-disk copy of the indexed store (Chroma included) under ``target_home``.
+
+    The copy gets a fresh, empty event log (the manifest records that the store has one).
+    """
+    from memory_store.events import EventLog
+
     src = indexed_home(dataset) / "stores"
     dst = target_home / "stores"
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("events.sqlite*"))
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("events.sqlite*", "writer.lock"))
+    for store in dst.iterdir():
+        EventLog(store / "events.sqlite").close()
     return target_home
 
 
