@@ -10,6 +10,7 @@ or a replayed run records nothing twice.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from typing import Any
 
@@ -143,6 +144,18 @@ class InteractionLog(EventDb):
                 "(SELECT interaction_id FROM interactions WHERE user_id=?)",
                 (user_id,),
             )
+            # other users' jobs keep their fan-out and model answer (memory_store/claims.py),
+            # which may name this user: forget both (a retry then chooses and asks again)
+            kept = conn.execute(
+                "SELECT interaction_id, fanout, result FROM jobs "
+                "WHERE fanout IS NOT NULL OR result IS NOT NULL"
+            ).fetchall()
+            for row in kept:
+                if any(_names(col, user_id) for col in (row["fanout"], row["result"])):
+                    conn.execute(
+                        "UPDATE jobs SET fanout=NULL, result=NULL WHERE interaction_id=?",
+                        (row["interaction_id"],),
+                    )
             return conn.execute("DELETE FROM interactions WHERE user_id=?", (user_id,)).rowcount
 
     def cancel_user_jobs(self, user_id: str) -> int:
@@ -162,3 +175,20 @@ class InteractionLog(EventDb):
             (user_id,),
         )
         return [r["interaction_id"] for r in rows]
+
+
+def _names(stored: str | None, user_id: str) -> bool:
+    """Whether a stored JSON value (a job's fan-out or answer) holds ``user_id`` in any string."""
+    if not stored:
+        return False
+    stack: list[Any] = [json.loads(stored)]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if user_id in value:
+                return True
+        elif isinstance(value, dict):
+            stack.extend([*value.keys(), *value.values()])
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
