@@ -3,26 +3,18 @@
 Every propagation records the usage of its one LMMem call under its interaction id (the cause of
 its memory writes), so the audit history can say who wrote each version (``writer_of``) and the
 cost of propagation is kept (the calls, server tokens or estimates, retries, repairs, fallbacks).
-Its table is created on first use, so event logs written before it open unchanged.
+Its table is part of the event log schema (``event_db``; created when an older log is opened
+for writing); a read-only open of an older log reads no calls.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable
 
 from memory_store.event_db import EventDb
 from schemas.records import CallUsage
-
-_TABLE = """
-CREATE TABLE IF NOT EXISTS model_calls (
-    cause TEXT NOT NULL,
-    step TEXT NOT NULL,
-    usage TEXT NOT NULL,
-    at REAL NOT NULL,
-    PRIMARY KEY (cause, step)
-)
-"""
 
 
 def writer_label(usage: CallUsage | None) -> str:
@@ -38,35 +30,29 @@ def writer_label(usage: CallUsage | None) -> str:
 class CallLog(EventDb):
     """The model-call operations of :class:`EventLog`."""
 
-    _call_table_ready = False
-
-    def _ensure_call_table(self) -> None:
-        if not self._call_table_ready:
-            with self._tx() as conn:
-                conn.execute(_TABLE)
-            self._call_table_ready = True
-
     def record_call(self, cause: str, step: str, usage: CallUsage) -> None:
         """Keep the usage of ``step``'s model call for ``cause`` (a re-run replaces it)."""
-        self._ensure_call_table()
         with self._tx() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO model_calls(cause, step, usage, at) VALUES (?,?,?,?)",
+                "INSERT INTO model_calls(cause, step, usage, at) VALUES (?,?,?,?) "
+                "ON CONFLICT (cause, step) DO UPDATE SET usage=excluded.usage, at=excluded.at",
                 (cause, step, usage.model_dump_json(), self._clock()),
             )
 
     def calls_of(self, causes: Iterable[str], step: str = "propagate") -> dict[str, CallUsage]:
         """The recorded usage of ``step`` per cause (causes without a record are absent)."""
-        self._ensure_call_table()
         wanted = sorted(set(causes))
         out: dict[str, CallUsage] = {}
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._read(
-                f"SELECT cause, usage FROM model_calls WHERE step=? AND cause IN ({marks})",
-                (step, *chunk),
-            )
+            try:
+                rows = self._read(
+                    f"SELECT cause, usage FROM model_calls WHERE step=? AND cause IN ({marks})",
+                    (step, *chunk),
+                )
+            except sqlite3.OperationalError:  # an older log opened read-only: no table yet
+                return out
             for row in rows:
                 out[row["cause"]] = CallUsage.model_validate(json.loads(row["usage"]))
         return out

@@ -92,10 +92,24 @@ CREATE TABLE IF NOT EXISTS tombstones (
     user_code INTEGER,
     deleted_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS model_calls (
+    cause TEXT NOT NULL,
+    step TEXT NOT NULL,
+    usage TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (cause, step)
+);
 """
 
 
-_TABLES = frozenset({"meta", "interactions", "jobs", "audit", "privacy", "tombstones"})
+_TABLES = frozenset(
+    {"meta", "interactions", "jobs", "audit", "privacy", "tombstones", "model_calls"}
+)
+PRIVACY_MARK_SQL = (
+    "SELECT (SELECT COUNT(*) FROM tombstones), "
+    "(SELECT COALESCE(MAX(deleted_at), 0) FROM tombstones), "
+    "(SELECT COUNT(*) FROM privacy), (SELECT COALESCE(MAX(updated_at), 0) FROM privacy)"
+)
 
 
 class SchemaMismatch(RuntimeError):
@@ -302,11 +316,7 @@ class EventDb:
     def privacy_mark(self) -> tuple[float, ...]:
         """Changes whenever a privacy choice is recorded (cheap; see ``Workspace.sync``)."""
         try:
-            row = self._read(
-                "SELECT (SELECT COUNT(*) FROM tombstones), "
-                "(SELECT COALESCE(MAX(deleted_at), 0) FROM tombstones), "
-                "(SELECT COUNT(*) FROM privacy), (SELECT COALESCE(MAX(updated_at), 0) FROM privacy)"
-            )[0]
+            row = self._read(PRIVACY_MARK_SQL)[0]
         except sqlite3.OperationalError:  # a read-only log written before these tables existed
             return (0.0, 0.0, 0.0, 0.0)
         return tuple(float(v) for v in row)

@@ -18,10 +18,11 @@ import functools
 import hashlib
 import random
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from memory_store.audit import AuditLog
-from memory_store.event_db import SCHEMA_VERSION, EventDb, SchemaMismatch
+from memory_store.event_db import PRIVACY_MARK_SQL, SCHEMA_VERSION, EventDb, SchemaMismatch
 from memory_store.interactions import InteractionLog
 from memory_store.jobs import JobQueue
 from memory_store.record_locks import lock_slots
@@ -75,6 +76,13 @@ CREATE TABLE IF NOT EXISTS audit (
     UNIQUE (kind, entity_id, version)
 );
 CREATE INDEX IF NOT EXISTS audit_cause ON audit(cause);
+CREATE TABLE IF NOT EXISTS model_calls (
+    cause TEXT NOT NULL,
+    step TEXT NOT NULL,
+    usage TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (cause, step)
+);
 """
 
 
@@ -152,6 +160,17 @@ class PgEventDb(EventDb):
     def integrity_problem(self) -> str | None:
         """Postgres checks its own pages; a reachable database is sound for us."""
         return None
+
+    def privacy_mark(self) -> tuple[float, ...]:
+        """Privacy choices stay in the host's local file (``path``): its mark, as on SQLite."""
+        if not self.path.exists():
+            return (0.0, 0.0, 0.0, 0.0)
+        with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as conn:
+            try:
+                row = conn.execute(PRIVACY_MARK_SQL).fetchone()
+            except sqlite3.OperationalError:  # a local file without the privacy tables
+                return (0.0, 0.0, 0.0, 0.0)
+        return tuple(float(v) for v in row)
 
     def journal_mode(self) -> str:
         """Postgres has no journal mode; its WAL is always on."""

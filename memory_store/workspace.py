@@ -26,17 +26,17 @@ from memory_store import malloc_hygiene
 from memory_store.cached_store import CachedMemoryStore
 from memory_store.catalog import load_catalog
 from memory_store.embeddings import HashingEmbedding
-from memory_store.events import EventLog, ReadOnlyLog
-from memory_store.forgetting import apply_privacy_state
+from memory_store.events import EventLog
 from memory_store.graph import InteractionGraph, is_choice
 from memory_store.hooks import run_async_hooks
-from memory_store.manifest import DamagedStore, check_store_files, refresh_files, repair_command
+from memory_store.manifest import DamagedStore, check_store_files, refresh_files
 from memory_store.memories import MemoryKind, MemoryStore
 from memory_store.opening import load_or_damaged, open_chroma, open_events, refuse_writes
 from memory_store.privacy_epoch import PrivacyEpoch
-from memory_store.privacy_log import DeletedUsers, PrivacyState, read_privacy
+from memory_store.privacy_log import DeletedUsers
 from memory_store.ranker_index import RankerConfig, RankerIndex
 from memory_store.vectors import MemoryVectors
+from memory_store.workspace_guards import StoreGuards
 from memory_store.writer_lock import WriterLock, writer_lock
 from schemas.context import MemRecContext
 from schemas.ruleset import RuleSet, generic_rules
@@ -59,7 +59,7 @@ class UnknownEntity(LookupError):
         return str(self.args[0])
 
 
-class Workspace:
+class Workspace(StoreGuards):
     """One dataset's catalog, graph, memories, rules and event log, opened together."""
 
     def __init__(
@@ -167,53 +167,6 @@ class Workspace:
         self._rules[which] = rules
         return path
 
-    @property
-    def owns_files(self) -> bool:
-        """Whether the store files are this workspace's (not a clone reading another's)."""
-        return self.events.path.parent == self.directory
-
-    def repair_hint(self) -> str:
-        """The command that repairs this store."""
-        return repair_command(self.name)
-
-    # ------------------------------------------------------------------ one writer, many readers
-    def acquire_writer(self, wait_s: float | None = None) -> None:
-        """Take the store's writer lock now (writer commands do, so a refusal comes first)."""
-        if self.events.readonly:
-            raise ReadOnlyLog(f"{self.directory} was opened read-only; this command cannot write")
-        if self.writer is not None:
-            self.writer.acquire(wait_s)
-
-    def privacy_changed(self) -> bool:
-        """Whether another process recorded a privacy choice since the last sync (no I/O).
-
-        Without a mapped epoch file (a read-only folder) the answer is always "maybe".
-        """
-        if self._seen is None or not self.epoch.mapped:
-            return True
-        return self.epoch.value() != self._seen[0]
-
-    def sync(self) -> bool:
-        """Apply privacy choices recorded since the last call, by any process (free when none).
-
-        Every graph node gets its workspace through ``workspace_for`` / ``aworkspace_for``,
-        which call this when the store's privacy epoch moved (``privacy_epoch.py``: a memory
-        read), so a deletion is seen before the next read without a restart.
-        """
-        if not self.privacy_changed():
-            return False
-        epoch = self.epoch.value()
-        try:
-            mark = self.events.privacy_mark()
-        except (OSError, RuntimeError) as err:  # a closed or damaged log: the next read says so
-            log.debug("privacy sync skipped: %s", err)
-            return False
-        changed = self._seen is None or self._seen[1] != mark
-        self._seen = (epoch, mark)
-        if changed:
-            self.apply_privacy(read_privacy(self.events.path))
-        return changed
-
     def benchmark_lists(self) -> dict[tuple[str, int, int], dict[int, list[int]]]:
         """The candidate lists read so far (forgetting a user drops theirs)."""
         return self._candidates
@@ -285,10 +238,6 @@ class Workspace:
             ws.graph.remove_user(code)
         ws._candidates = self._candidates
         return ws
-
-    def apply_privacy(self, state: PrivacyState) -> None:
-        """Exclude opted-out and deleted users (the choices ``memory_store/privacy_log`` keeps)."""
-        apply_privacy_state(self, state)
 
     def replay_events(self, since_seq: int | None = None) -> int:
         """Append interactions recorded after indexing onto the graph; returns how many."""
