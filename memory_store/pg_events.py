@@ -30,6 +30,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from memory_store.audit import AuditLog
+from memory_store.call_log import CallLog
 from memory_store.event_db import PRIVACY_MARK_SQL, SCHEMA_VERSION, EventDb, SchemaMismatch
 from memory_store.interactions import InteractionLog
 from memory_store.jobs import JobQueue
@@ -231,7 +232,7 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-class PgEventLog(InteractionLog, JobQueue, AuditLog, PgEventDb):
+class PgEventLog(InteractionLog, JobQueue, AuditLog, CallLog, PgEventDb):
     """Interactions, their propagation jobs and the audit of memory writes in Postgres."""
 
 
