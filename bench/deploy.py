@@ -33,6 +33,7 @@ import psutil
 from bench.common import REPO, BenchOptions
 from bench.setup import ensure_index
 from dataio.paths import store_dir
+from memory_store.events import EventLog
 from services.index import build_index
 from tests.support.chroma_server import chroma_server, free_port
 from tests.support.postgres import missing_for_postgres, postgres_cluster
@@ -80,6 +81,7 @@ def _store_home(dataset: str, opts: BenchOptions, root: Path, chroma_url: str) -
         store_dir(dataset, home),
         ignore=shutil.ignore_patterns("events.sqlite*", "chroma"),
     )
+    EventLog(store_dir(dataset, home) / "events.sqlite").close()  # local privacy choices only
     build_index(dataset, data_dir=opts.data_dir, home=home, chroma_url=chroma_url)
     return home
 

@@ -37,6 +37,7 @@ from bench.common import (
 from bench.servers import model_server
 from bench.setup import context, ensure_index
 from dataio.paths import store_dir
+from memory_store.events import EventLog
 from memory_store.workspace import Workspace, get_workspace
 from nodes.record import record_interaction
 from schemas.context import MemRecContext
@@ -59,6 +60,7 @@ def _private_home(dataset: str, opts: BenchOptions, tmp: Path) -> Path:
     src = store_dir(dataset, opts.home)
     home = tmp / "home"
     shutil.copytree(src, store_dir(dataset, home), ignore=shutil.ignore_patterns("events.sqlite*"))
+    EventLog(store_dir(dataset, home) / "events.sqlite").close()  # a fresh, empty log on purpose
     return home
 
 

@@ -6,6 +6,7 @@ import functools
 import inspect
 import json
 import os
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -91,9 +92,17 @@ def model_options(fn: F) -> F:
             apply_model_options(given)
         return fn(*args, **kwargs)
 
-    params = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
+    # the command's own annotations resolved in its module (``Annotated[..., typer.Option]``
+    # written as strings under ``from __future__ import annotations`` would be read in this one)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    params = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in signature.parameters.values()
+        if p.kind != p.VAR_KEYWORD
+    ]
+    extra = [p.replace(annotation=str | None) for p in extra]
     wrapper.__signature__ = signature.replace(parameters=[*params, *extra])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {**fn.__annotations__, **{p.name: "str | None" for p in extra}}
+    wrapper.__annotations__ = {**hints, **{p.name: str | None for p in extra}}
     return wrapper  # type: ignore[return-value]
 
 

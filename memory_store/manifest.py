@@ -10,6 +10,7 @@ database that a completed step created and that is gone, is reported as :class:`
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,8 @@ def check_store_files(directory: Path, dataset: str, *, chroma_embedded: bool) -
         raise DamagedStore(
             directory / rel, f"{problem} (written by the {step} step)", repair_command(dataset)
         )
-    if manifest.done("events") and not (directory / EVENTS_FILE).exists():
+    in_postgres = bool(os.environ.get("MEMREC_DATABASE_URL"))  # the log lives there
+    if manifest.done("events") and not in_postgres and not (directory / EVENTS_FILE).exists():
         raise DamagedStore(
             directory / EVENTS_FILE,
             "the event log is missing (every interaction recorded since indexing was in it); it "

@@ -202,6 +202,12 @@ async def test_test_targets_never_reach_state_before_ranking(
         timeline.append(("write", (kind, entity_id)))
         return real_put(self, kind, entity_id, text, **kwargs)
 
+    real_put_many = InMemoryMemoryStore.put_many
+
+    def spy_put_many(self, kind, writes, **kwargs):  # propagation writes a job's memories batched
+        timeline.extend(("write", (kind, w[0])) for w in writes)
+        return real_put_many(self, kind, writes, **kwargs)
+
     async def spy_rank_one(ctx, ws, user, *args):
         timeline.append(("rank", ds.user_ids[user]))
         result = await real_rank_one(ctx, ws, user, *args)
@@ -212,6 +218,7 @@ async def test_test_targets_never_reach_state_before_ranking(
     monkeypatch.setattr(warmup, "record_interaction", spy_record)
     monkeypatch.setattr(warmup, "propagate_graph", SpyPropagate())
     monkeypatch.setattr(InMemoryMemoryStore, "put", spy_put)
+    monkeypatch.setattr(InMemoryMemoryStore, "put_many", spy_put_many)
     monkeypatch.setattr(ranking, "rank_one", spy_rank_one)
     result = await _run(home, tmp_path, "memrec")
 
@@ -242,7 +249,7 @@ async def test_leak_guard_stops_a_run_whose_warm_up_leaks(
         return stats
 
     monkeypatch.setattr(warmup, "warm_up", leaky)
-    with pytest.raises(LeakageError, match="test interactions"):
+    with pytest.raises(LeakageError, match=r"not warm-up \(validation\) interactions"):
         await _run(home, tmp_path, "memrec-no-read")
 
 

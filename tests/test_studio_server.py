@@ -28,6 +28,7 @@ import pytest
 from langgraph_sdk import get_client
 from mcp.client import Client
 
+from prompts.blocks import extract_block
 from services.index import build_index
 from tests.support.langgraph_dev import langgraph_dev, project_config
 from tests.support.openai_server import OpenAITestServer, RecordedRequest, Reply
@@ -195,8 +196,10 @@ async def test_only_the_reply_streams_as_chat_messages(server: Server) -> None:
     def handler(request: RecordedRequest) -> Reply | None:
         if request.task == "understand":
             return Reply(content=json.dumps(reading))
-        if request.task == "respond":
-            return Reply(content=text)
+        if request.task == "respond":  # a reply that presents the first pick, as asked
+            prompt = str(request.messages[-1].get("content", ""))
+            first = json.loads((extract_block(prompt, "PICKS") or "{}").splitlines()[0])
+            return Reply(content=f"{text} First, {first.get('title', '')}.")
         return None  # synthesize and rank: the test server's valid JSON
 
     client = get_client(url=server.url)

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from memory_store.chroma_client import TEXT_KEY
+
 ALICE, BOB, ADMIN = "tok-alice-0001-secret", "tok-bob-0002-secret", "tok-admin-0003-secret"
 TOKENS: dict[str, Any] = {ALICE: "1", BOB: "2", ADMIN: {"identity": "ops", "admin": True}}
 ALICE_ID, BOB_ID = "1", "2"
@@ -63,9 +65,9 @@ def memory_rows(store: Path, user_id: str) -> list[tuple[Any, ...]]:
 
 
 def memory_text(store: Path, user_id: str) -> str:
-    """The user's current memory document."""
+    """The user's current memory text (in the metadata, or the document of an older store)."""
     for row in memory_rows(store, user_id):
-        if row[0] == "row" and row[1] == "chroma:document":
+        if row[0] == "row" and row[1] in (TEXT_KEY, "chroma:document"):
             return str(row[2])
     raise LookupError(f"user {user_id} has no memory in {store}")
 
