@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 
 from dataio.dataset import Dataset
+from dataio.split import split_leave_one_out
 from roles.catalogue_eras import Eras
 from roles.catalogue_text import normalise, title_keys, word_forms
 from roles.catalogue_titles import MAX_MATCHES, TitleIndex, TitleMatch, TitleResolution
@@ -61,7 +62,10 @@ class CatalogueIndex:
         self.titles = list(dataset.item_titles)
         self.n_items = len(self.item_ids)
         attributes = dataset.item_attributes or [[] for _ in self.item_ids]
-        popularity = dataset.item_popularity().astype(np.float64)
+        # ties between title matches go to the popular item, counted on the train split only
+        # (nothing online reads a held-out interaction)
+        train = split_leave_one_out(dataset).train["item"].to_numpy()
+        popularity = np.bincount(train, minlength=self.n_items).astype(np.float64)
         self._titles = TitleIndex(self.item_ids, self.titles, popularity)
         self.vocabulary = Vocabulary(self.titles, attributes, dataset.item_texts)
         self.eras = Eras(self.item_ids, self._titles.years, attributes, dataset.item_texts)

@@ -145,6 +145,15 @@ def test_the_studio_seed_never_picks_a_held_out_item(ws) -> None:  # noqa: F811
         assert not items & set(ws.graph.user_items(user).tolist())
 
 
+def test_title_ties_use_train_popularity_only(ws) -> None:  # noqa: F811
+    from roles.catalogue_index import CatalogueIndex
+
+    train = np.bincount(ws.split.train["item"], minlength=ws.dataset.n_items)
+    index = CatalogueIndex(ws.dataset)
+    assert (index._titles.popularity == train).all()
+    assert (ws.dataset.item_popularity() > train).any()  # all interactions would include test
+
+
 def test_retrieval_popularity_counts_train_and_live_interactions_only(ws) -> None:  # noqa: F811
     train = np.bincount(ws.split.train["item"], minlength=ws.dataset.n_items)
     assert (ws.graph.item_degree == train).all()
