@@ -291,12 +291,19 @@ def test_identical_titles_resolve_to_the_most_popular_copy() -> None:
         [("a", "Dead Space 2", []), ("b", "Dead Space 2", []), ("c", "Dead Space", [])],
         False,
     )
+    # users 3-5 choose b first (train), then c and a (their held-out valid and test items)
     more = pd.DataFrame(
-        {"user": [0, 1, 2], "item": [1, 1, 1], "ts": [5, 5, 5], "rating": [np.nan] * 3}
+        {
+            "user": [u for u in (3, 4, 5) for _ in range(3)],
+            "item": [1, 2, 0] * 3,
+            "ts": [0, 1, 2] * 3,
+            "rating": [np.nan] * 9,
+        }
     )
-    ds.interactions = pd.concat([ds.interactions, more])  # b: 4 interactions, a: 3
+    ds.interactions = pd.concat([ds.interactions, more])
+    ds.user_ids = [*ds.user_ids, "u3", "u4", "u5"]
     (res,) = CatalogueIndex(ds).resolve_titles(["dead space 2"])
-    assert res.best is not None and res.best.item_id == "b"  # item b has the most interactions
+    assert res.best is not None and res.best.item_id == "b"  # b: 3 train interactions, a: 1
 
 
 def test_vocabulary_comes_from_the_catalogue(products: CatalogueIndex) -> None:
