@@ -191,7 +191,8 @@ def test_conflict_is_retried_with_the_text_recomputed(log: EventLog) -> None:
 @pytest.mark.parametrize("kind", ["dict", "inmemory"])
 def test_concurrent_writers_lose_no_update(log: EventLog, kind: str) -> None:
     store: MemoryStore = DictStore(read_delay_s=0.0005) if kind == "dict" else InMemoryMemoryStore()
-    apply_write(store, log, "item", "i1", "", cause="warmup", create=True)
+    # a non-empty first text: retention marks a pruned audit row as (no previous, empty text)
+    apply_write(store, log, "item", "i1", "seed:", cause="warmup", create=True)
     threads_n, writes_n = 4, 25
 
     def writer(t: int) -> None:
@@ -207,7 +208,7 @@ def test_concurrent_writers_lose_no_update(log: EventLog, kind: str) -> None:
         thread.join(timeout=60)
     final = store.get("item", "i1")
     assert final is not None
-    assert final.text == "x" * threads_n * writes_n
+    assert final.text == "seed:" + "x" * threads_n * writes_n
     assert final.version == threads_n * writes_n + 1
     if isinstance(store, DictStore):
         assert store.conflicts > 0  # the race really happened and was retried
