@@ -22,21 +22,16 @@ import scipy.sparse as sp
 from dataio.files import atomic_write_text, atomic_write_with
 from memory_store import similarity
 from memory_store.similarity import attribute_matrix
-from memory_store.sparse_rows import gather_rows
+from memory_store.sparse_rows import binary_csr, gather_rows
 
 log = logging.getLogger(__name__)
+TIE_STEP = 1e-5  # rows of one user at the same timestamp keep their order, this far apart
+TIE_SPAN = 0.01  # up to 1,000 such rows; an append at that time goes after them
 
 _SECONDS_PER_DAY = 86400.0
 SIMILAR_K = 50  # neighbours kept per item in the precomputed similarity
 SIMILAR_SHRINK = 10.0
 GRAPH_FILES = ("ui_ts.npz", "attributes.npz", "similar.npz", "attributes.txt", "meta.txt")
-
-
-def _binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    data = np.ones(len(rows), dtype=np.float32)
-    m = sp.csr_matrix((data, (rows, cols)), shape=shape, dtype=np.float32)
-    m.data[:] = 1.0  # duplicate pairs collapse to one edge
-    return m
 
 
 NOT_CHOSEN = ("negative", "skip", "dislike", "rating:1", "rating:2")
@@ -103,9 +98,9 @@ class InteractionGraph:
         """
         users = interactions["user"].to_numpy(np.int64)
         items = interactions["item"].to_numpy(np.int64)
-        ui = _binary_csr(users, items, (n_users, n_items))
+        ui = binary_csr(users, items, (n_users, n_items))
         same = interactions.groupby(["user", "ts"], sort=False).cumcount().to_numpy(np.float64)
-        times = interactions["ts"].to_numpy(np.float64) + 1.0 + same * 1e-5
+        times = interactions["ts"].to_numpy(np.float64) + 1.0 + same * TIE_STEP
         ts = sp.csr_matrix((times, (users, items)), shape=(n_users, n_items))
         ts.sum_duplicates()
         attrs, names = attribute_matrix(item_attributes, n_items)
@@ -119,7 +114,11 @@ class InteractionGraph:
         if item in self._delta_ui.get(user, {}) or self._ui[user, item] != 0:
             return False
         history = self.user_items(user)
-        self._delta_ui[user][item] = float(ts) + 1.0
+        stored = float(ts) + 1.0
+        last = float(self.user_last_ts[user])
+        if stored <= last < stored + TIE_SPAN:  # same time as the user's last rows: after them
+            stored = last + TIE_STEP
+        self._delta_ui[user][item] = stored
         self._delta_iu[item].append(user)
         co = self._delta_co
         co[item][item] += 1.0
@@ -128,8 +127,8 @@ class InteractionGraph:
             co[int(j)][item] += 1.0
         self.user_degree[user] += 1
         self.item_degree[item] += 1
-        self.user_last_ts[user] = max(self.user_last_ts[user], float(ts) + 1.0)
-        self.item_last_ts[item] = max(self.item_last_ts[item], float(ts) + 1.0)
+        self.user_last_ts[user] = max(self.user_last_ts[user], stored)
+        self.item_last_ts[item] = max(self.item_last_ts[item], stored)
         self._n_delta += 1
         for listener in self.listeners:
             listener.on_append(user, item)
@@ -182,7 +181,7 @@ class InteractionGraph:
                 cols.append(i)
                 tss.append(t)
         shape = (self.n_users, self.n_items)
-        self._ui = (self._ui + _binary_csr(np.array(rows), np.array(cols), shape)).tocsr()
+        self._ui = (self._ui + binary_csr(np.array(rows), np.array(cols), shape)).tocsr()
         self._ts = (self._ts + sp.csr_matrix((tss, (rows, cols)), shape=shape)).tocsr()
         self._iu = self._ui.T.tocsr()
         co_r, co_c, co_v = [], [], []

@@ -23,3 +23,11 @@ def gather_rows(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     offsets = np.cumsum(lengths) - lengths
     positions = np.arange(total) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
     return m.indices[positions], m.data[positions], row_pos
+
+
+def binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """A 0/1 CSR matrix with ones at (rows, cols); duplicate pairs collapse to one edge."""
+    data = np.ones(len(rows), dtype=np.float32)
+    m = sp.csr_matrix((data, (rows, cols)), shape=shape, dtype=np.float32)
+    m.data[:] = 1.0
+    return m

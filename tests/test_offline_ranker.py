@@ -153,6 +153,28 @@ def test_appends_keep_the_index_equal_to_a_rebuild() -> None:
     assert live["knn"] == pytest.approx(request_channels(rebuilt, None, 0, cands)["knn"])
 
 
+def test_an_append_at_the_time_of_the_last_rows_goes_after_them_without_a_rebuild() -> None:
+    """Rows at one timestamp keep their order (``TIE_STEP`` apart); an append at that same time
+    (a warm-up replaying its validation item) is the latest, as in the data: no index rebuild."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        [(0, 0, 5), (0, 1, 5), (0, 2, 5), (1, 1, 3)], columns=["user", "item", "ts"]
+    )
+    attrs = [[f"g{i % 3}"] for i in range(N_ITEMS)]
+    graph = InteractionGraph.build(frame, 2, N_ITEMS, attrs, has_clock=True)
+    index = RankerIndex(graph, PARAMS)
+    assert graph.append(0, 4, 5.0)
+    items, _ = graph.user_item_times(0)
+    assert items.tolist() == [0, 1, 2, 4]
+    assert not index._stale  # kept up to date incrementally, not marked for a rebuild
+    rebuilt = RankerIndex(graph, PARAMS)
+    cands = np.arange(N_ITEMS)
+    live, fresh = request_channels(index, None, 0, cands), request_channels(rebuilt, None, 0, cands)
+    for name in ("trans", "trans_back", "trend", "pop"):
+        assert live[name] == pytest.approx(fresh[name]), name
+
+
 def test_fit_weights_finds_the_informative_channel() -> None:
     rng = np.random.default_rng(3)
     n, m = 300, 10
