@@ -17,6 +17,12 @@ AuditValues = tuple[str, str, int, str | None, str, str, float]
 _AUDIT_COLUMNS = "a.id, a.kind, a.entity_id, a.version, a.previous_text, a.new_text, a.cause, a.at"
 
 
+_FILL_PREVIOUS = (  # a row audited for a write still in flight (exactly-once repair) gets its
+    # writer's previous text when the writer audits it (never a retention-pruned row)
+    "UPDATE audit SET previous_text=? WHERE kind=? AND entity_id=? AND version=? AND cause=?"
+    " AND previous_text IS NULL AND new_text != ''"
+)
+
 class AuditRow(BaseModel):
     """One audited memory write."""
 
@@ -61,6 +67,8 @@ class AuditLog(EventDb):
                     self._clock() if at is None else at,
                 ),
             ).rowcount
+            if not inserted and previous_text is not None:
+                conn.execute(_FILL_PREVIOUS, (previous_text, kind, entity_id, version, cause))
         return bool(inserted)
 
     def audit_writes(self, rows: Sequence[AuditValues]) -> None:
@@ -72,11 +80,13 @@ class AuditLog(EventDb):
             return
         with self._tx() as conn:
             for row in rows:
-                conn.execute(
+                inserted = conn.execute(
                     "INSERT OR IGNORE INTO audit(kind, entity_id, version, previous_text, new_text,"
                     " cause, at) VALUES (?,?,?,?,?,?,?)",
                     row,
-                )
+                ).rowcount
+                if not inserted and row[3] is not None:
+                    conn.execute(_FILL_PREVIOUS, (row[3], row[0], row[1], row[2], row[5]))
 
     def applied_records(self, cause: str) -> set[tuple[str, str]]:
         """The (kind, entity) memories ``cause`` has written already."""
