@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -176,12 +177,7 @@ def write_candidates(
 def read_candidates(path: Path, ds: Dataset) -> CandidateFile:
     """Read a candidate file written for ``ds``; ``ProtocolError`` if it belongs elsewhere."""
     path = Path(path)
-    raw = _read_json(path)
-    _check_header(path, raw, ds, CANDIDATES_FORMAT_VERSION)
-    try:
-        record = _CandidateRecord.model_validate(raw)
-    except ValidationError as exc:
-        raise ProtocolError(f"{path} is not a valid candidate file: {exc}") from exc
+    record = _read_record(path, ds, CANDIDATES_FORMAT_VERSION, _CandidateRecord, "candidate file")
     users = _codes(path, record.users.keys(), ds.user_index, "user")
     lists: dict[int, list[int]] = {}
     for user, (raw_user, items) in zip(users, record.users.items(), strict=True):
@@ -305,12 +301,7 @@ def write_user_sample(path: Path, ds: Dataset, users: list[int], seed: int) -> N
 def read_user_sample(path: Path, ds: Dataset) -> UserSample:
     """Read a user sample written for ``ds``; ``ProtocolError`` if it belongs elsewhere."""
     path = Path(path)
-    raw = _read_json(path)
-    _check_header(path, raw, ds, SAMPLE_FORMAT_VERSION)
-    try:
-        record = _SampleRecord.model_validate(raw)
-    except ValidationError as exc:
-        raise ProtocolError(f"{path} is not a valid user sample file: {exc}") from exc
+    record = _read_record(path, ds, SAMPLE_FORMAT_VERSION, _SampleRecord, "user sample file")
     users = _codes(path, record.users, ds.user_index, "user")
     return UserSample(
         dataset=record.dataset, fingerprint=record.fingerprint, seed=record.seed, users=users
@@ -379,3 +370,16 @@ def _codes(path: Path, ids: Iterable[str], index: dict[str, int], kind: str) -> 
             "belong to the loaded dataset"
         )
     return [index[i] for i in ids]
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def _read_record(path: Path, ds: Dataset, version: int, model: type[R], what: str) -> R:
+    """A JSON record written for ``ds`` in ``version``; ``ProtocolError`` naming ``what`` if not."""
+    raw = _read_json(path)
+    _check_header(path, raw, ds, version)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ProtocolError(f"{path} is not a valid {what}: {exc}") from exc

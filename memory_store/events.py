@@ -1,21 +1,8 @@
-"""Durable event log, propagation job queue and memory-write audit trail, in one SQLite file.
+"""Durable event log, propagation job queue, memory-write audit and model-call log, in one file.
 
-An interaction and its propagation job are committed in one transaction before the request that
-recorded them returns; a worker claims jobs under a lease, so a job whose worker died is picked up
-again after ``reclaim_expired``. Every memory write is audited (previous text, new text, cause,
-version), which makes writes idempotent per cause and lets any past version be restored.
-
-Durability: the database runs in WAL mode with ``synchronous=NORMAL`` (a commit survives a crash of
-the process; only an OS crash or power loss can drop the last commits), except the commit of an
-interaction, which runs with ``synchronous=FULL`` (fsync of the WAL on commit): an interaction is
-the one thing we promise to the caller and cannot recompute, whereas a lost job transition or
-audit row is repaired by re-running the idempotent job.
-
-Threading: one connection per ``EventLog`` guarded by a lock. SQLite serializes writers anyway and
-reads take microseconds; a single connection avoids leaking per-thread connections from the thread
-pools of asyncio (``to_thread``) and of request handlers. Several ``EventLog`` objects (or
-processes) on the same file coordinate through SQLite's own locks (``BEGIN IMMEDIATE`` plus
-``busy_timeout``).
+``EventLog`` composes the operations (``interactions``, ``jobs``, ``audit``, ``call_log``) over the
+SQLite storage of ``memory_store/event_db.py``, whose docstring says how durability and threading
+work; ``memory_store/pg_events.py`` composes the same operations over Postgres.
 """
 
 from __future__ import annotations
