@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -137,10 +139,18 @@ def step_row(step: str, done: StepOutcome, calls: list[CallRecord], wall_s: floa
 
 
 def _prepare_store(opts: BenchOptions, home: Path) -> None:
-    """A fresh MemRec store for the lane (its steps write rules, interactions and memories)."""
-    from services.index import build_index
+    """A fresh MemRec store for the lane (its steps write rules, interactions and memories).
 
-    build_index("ml-100k", data_dir=opts.data_dir, home=home)
+    Built by ``memrec index`` in a child process, as a user builds it: an in-process build would
+    keep the store's writer lock in this process, and every ``memrec`` step that writes would be
+    refused as a second writer.
+    """
+    exe = Path(sys.executable).parent / "memrec"
+    cmd = [str(exe), "index", "--dataset", "ml-100k", "--home", str(home)]
+    if opts.data_dir is not None:
+        cmd += ["--data-dir", str(opts.data_dir)]
+    env = {**os.environ, "LANGSMITH_TRACING": "false"}
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
 def run(opts: BenchOptions) -> BenchResult:

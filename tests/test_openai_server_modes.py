@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import openai
 import pytest
@@ -21,6 +22,7 @@ from langchain_openai import ChatOpenAI
 from prompts.blocks import data_block, json_lines
 from prompts.tokens import count_tokens
 from schemas.records import Ranking
+from tests.support.fixtures import data_dir, needs_data
 from tests.support.openai_server import OpenAITestServer, Reply, ServerMode
 
 pytestmark = pytest.mark.integration
@@ -346,3 +348,26 @@ async def test_lane_proxy_records_tokens_validity_and_abandoned_calls():
     assert abandoned.client_gone and abandoned.status is None
     assert not plain.client_gone and not streamed.client_gone
     assert server.generations[-1].outcome == "finished" and server.generations[-1].tokens == 100
+
+
+@pytest.mark.slow
+@needs_data
+def test_realmodel_lane_store_accepts_the_writing_steps(tmp_path) -> None:
+    """The lane's store is built so that its ``memrec feedback`` step is not a second writer."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bench.common import BenchOptions
+    from bench.realmodel import _prepare_store
+
+    home = tmp_path / "home"
+    _prepare_store(BenchOptions(data_dir=data_dir(), home=tmp_path), home)
+    exe = Path(sys.executable).parent / "memrec"
+    ran = subprocess.run(
+        [str(exe), "feedback", "--user", "1", "--item", "50", "--home", str(home), "--wait"],
+        env={**os.environ, "LANGSMITH_TRACING": "false", "MEMREC_DATA_DIR": str(data_dir())},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "recorded interaction" in ran.stdout
