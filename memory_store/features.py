@@ -116,8 +116,9 @@ def item_neighbour_features(
     n = len(codes)
     if n == 0:
         return NeighbourFeatures("item", codes, {})
-    co = graph.co_counts(codes)[codes] - graph.item_degree[codes]
-    cos = (graph.item_cosine(codes)[codes] - 1.0) / max(n - 1, 1)
+    co_sum, cos_sum = graph.co_within(codes)  # a user's items are distinct
+    co = co_sum - graph.item_degree[codes]
+    cos = (cos_sum - 1.0) / max(n - 1, 1)
     if graph.has_clock:
         inactive = np.maximum(times[-1] - times, 0.0) / 86400.0
         recency = np.exp(-inactive / RECENCY_DAYS)

@@ -263,6 +263,36 @@ class InteractionGraph:
         w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64)
         return self.co_counts(items, w / np.sqrt(deg[items])) / np.sqrt(deg)
 
+    def co_within(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each of the distinct ``items`` j, its co-counts and cosines summed over ``items``.
+
+        ``co_counts(items)[items]`` and ``item_cosine(items)[items]`` in one gather, without
+        dense rows over the whole catalogue: entries outside ``items`` are dropped before summing.
+        """
+        items = np.asarray(items, np.int64)
+        n = len(items)
+        lookup = np.full(self.n_items, -1, np.int64)
+        lookup[items] = np.arange(n)
+        cols, vals, pos = gather_rows(self._co, items)
+        j = lookup[cols]
+        keep = j >= 0
+        j, vals, pos = j[keep], vals[keep].astype(np.float64), pos[keep]
+        if self._delta_co:
+            extra_j, extra_v, extra_p = [j], [vals], [pos]
+            for r, i in enumerate(items.tolist()):
+                row = self._delta_co.get(i)
+                if row:
+                    jr = lookup[np.fromiter(row.keys(), np.int64)]
+                    hit = jr >= 0
+                    extra_j.append(jr[hit])
+                    extra_v.append(np.fromiter(row.values(), np.float64)[hit])
+                    extra_p.append(np.full(int(hit.sum()), r, np.int64))
+            j, vals, pos = (np.concatenate(a) for a in (extra_j, extra_v, extra_p))
+        deg = np.sqrt(np.maximum(self.item_degree[items], 1.0))
+        co = np.bincount(j, weights=vals, minlength=n)
+        cos = np.bincount(j, weights=vals / deg[pos], minlength=n) / deg
+        return co, cos
+
     @property
     def similar(self) -> sp.csr_matrix:
         """Pruned item-item cosine (top SIMILAR_K per item, shrunk), precomputed at index time.

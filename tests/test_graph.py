@@ -47,6 +47,12 @@ def test_append_matches_a_full_rebuild() -> None:
         rebuilt.votes(np.array([0, 3]), np.array([1.0, 0.5]), items),
     )
     assert np.allclose(appended.user_profiles(np.arange(4)), rebuilt.user_profiles(np.arange(4)))
+    some = np.array([2, 0, 5, 1])
+    for g in (appended, rebuilt):
+        co, cos = g.co_within(some)
+        assert np.allclose(co, g.co_counts(some)[some])
+        assert np.allclose(cos, g.item_cosine(some)[some])
+    assert np.allclose(appended.co_within(some)[1], rebuilt.co_within(some)[1])
     unit = np.array([0.6, 0.0, 0.8])
     users = np.array([3, 0, 2, 1, 0])  # appended users, one without appends, one repeated
     assert np.allclose(appended.profile_cosines(users, unit), rebuilt.profile_cosines(users, unit))
