@@ -7,6 +7,7 @@ Every agentic method runs through the same recommend graph; a method is nothing 
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -15,11 +16,14 @@ from schemas.context import MemRecContext
 # The classical baselines (``evaluation/baselines.py`` implements them under these names).
 BASELINES: tuple[str, ...] = ("random", "mostpop", "itemknn", "bpr", "als")
 # The strong simple baselines (``evaluation/strong.py``): `--method strong` runs them.
-STRONG_BASELINES: tuple[str, ...] = ("recency-knn", "transition", "ease")
+STRONG_BASELINES: tuple[str, ...] = ("recency-knn", "transition", "ease", "sasrec")
+# Strong baselines whose dependency is an optional extra: the name, and how to check for it.
+OPTIONAL_BASELINES: dict[str, str] = {"sasrec": "torch"}
 _STRONG_DESCRIPTIONS = {
     "recency-knn": "recency-weighted item kNN with a popularity prior (tuned on validation)",
     "transition": "first-order transitions with a popularity prior (tuned on validation)",
     "ease": "EASE, closed form (lambda tuned on validation)",
+    "sasrec": "SASRec, small, on CPU (epochs tuned on validation; needs `uv sync --extra sasrec`)",
 }
 
 
@@ -121,11 +125,32 @@ METHOD_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def expand_methods(spec: str) -> list[str]:
-    """Method names of a comma-separated spec (groups expanded, first occurrence kept)."""
+def missing_extra(name: str) -> str | None:
+    """Why an optional baseline cannot run here (its extra is not installed), else None."""
+    module = OPTIONAL_BASELINES.get(name)
+    if module is None or importlib.util.find_spec(module) is not None:
+        return None
+    return (
+        f"{name} needs {module}, an optional extra: run `uv sync --extra {name}` "
+        f"(or `uv pip install {module}`)"
+    )
+
+
+def expand_methods(spec: str, skipped: list[str] | None = None) -> list[str]:
+    """Method names of a comma-separated spec (groups expanded, first occurrence kept).
+
+    A group leaves out an optional baseline whose extra is missing and appends the reason to
+    ``skipped``; a method named on its own is kept (running it then names the install command).
+    """
     names: list[str] = []
     for part in (p.strip() for p in spec.split(",")):
-        for name in METHOD_GROUPS.get(part, (part,) if part else ()):
+        group = METHOD_GROUPS.get(part)
+        for name in group or ((part,) if part else ()):
+            reason = missing_extra(name) if group else None
+            if reason is not None:
+                if skipped is not None and reason not in skipped:
+                    skipped.append(reason)
+                continue
             if name not in names:
                 names.append(name)
     return names

@@ -6,12 +6,15 @@
 - ``transition``: first-order transitions ``P(next = c | h)`` counted within ``gap`` steps (in
   either order with ``direction="both"``), summed over the user's last ``window`` items decayed by
   ``decay`` per step back, plus a popularity prior;
-- ``ease``: Steck's closed form ``B = I - P / diag(P)``, ``P = (X'X + lambda I)^-1``.
+- ``ease``: Steck's closed form ``B = I - P / diag(P)``, ``P = (X'X + lambda I)^-1``;
+- ``sasrec``: self-attention over the recent sequence, small and on CPU, when PyTorch is installed
+  (``evaluation/sasrec.py``, the optional extra ``uv sync --extra sasrec``).
 
 The kNN and transition scores are the same functions the offline ranker's channels use
 (``memory_store/item_models.py``). Every model is tuned on the validation target (fit on train,
 rank the validation candidates; the whole grid in one sweep), refitted on train plus the evaluated
-users' validation items, and ranks the test candidates under the one tie rule.
+users' validation items (SASRec: its chosen checkpoint, not refitted), and ranks the test
+candidates under the one tie rule.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from dataio.split import Split
 from dataio.ties import target_ranks
 from evaluation.classical import ClassicalRun
 from evaluation.methods import STRONG_BASELINES
+from evaluation.sasrec import SASREC_GRID, sasrec_sweep
 from memory_store.item_models import (
     KNN_GRID,
     TRANSITION_GRID,
@@ -99,6 +103,8 @@ def sweep(
         return transition_sweep(seqs, users, cands, pop, points)
     if name == "ease":
         return ease_sweep(seqs, users, cands, points)
+    if name == "sasrec":
+        return sasrec_sweep(seqs, users, cands, points)
     raise ValueError(f"unknown strong baseline {name!r}; expected one of {STRONG_BASELINES}")
 
 
@@ -106,7 +112,7 @@ def default_grid(name: str, n_items: int) -> list[Params]:
     """The tuning grid of a strong baseline (EASE's is shorter on large catalogues)."""
     if name == "ease":
         return EASE_GRID if n_items <= EASE_FULL_GRID_MAX_ITEMS else EASE_GRID_LARGE
-    return {"recency-knn": KNN_GRID, "transition": TRANSITION_GRID}[name]
+    return {"recency-knn": KNN_GRID, "transition": TRANSITION_GRID, "sasrec": SASREC_GRID}[name]
 
 
 def split_sequences(ds: Dataset, split: Split, warm_users: list[int] | None = None) -> Ragged:
@@ -148,15 +154,22 @@ def run_strong(
     v_users = np.asarray(valid_users, np.int64)
     v_rows, v_targets = _rows(valid_cands, valid_users), _targets(split, "valid", valid_users)
     train = split_sequences(ds, split)
-    tuned = best_point(
-        sweep(name, train, v_users, v_rows, points), v_users, v_rows, v_targets, points
-    )
-    tune_seconds = time.perf_counter() - start
-    logger.info("%s: chose %s (valid H@1 %.4f)", name, tuned.params, tuned.valid_h1)
     warm = split_sequences(ds, split, users)
     t_users = np.asarray(users, np.int64)
     rows = _rows(test_cands, users)
-    ((_, scores),) = list(sweep(name, warm, t_users, rows, [tuned.params]))
+    test_scores: dict[int, np.ndarray] = {}
+    sweeping = (
+        sasrec_sweep(train, v_users, v_rows, points, (warm, t_users, rows), test_scores)
+        if name == "sasrec"  # its chosen checkpoint ranks the test (no refit)
+        else sweep(name, train, v_users, v_rows, points)
+    )
+    tuned = best_point(sweeping, v_users, v_rows, v_targets, points)
+    tune_seconds = time.perf_counter() - start
+    logger.info("%s: chose %s (valid H@1 %.4f)", name, tuned.params, tuned.valid_h1)
+    if id(tuned.params) in test_scores:
+        scores = test_scores[id(tuned.params)]
+    else:
+        ((_, scores),) = list(sweep(name, warm, t_users, rows, [tuned.params]))
     ranks = target_ranks(scores, t_users, rows, _targets(split, "test", users))
     run = ClassicalRun(
         name=name,
