@@ -11,12 +11,14 @@ clone is rebuilt from the index (``memory_store/index_copy.py``), never from the
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from dataio.dataset import Dataset
 from dataio.paths import resolve_home, store_dir
@@ -27,6 +29,7 @@ from graph.propagate import graph as propagate_graph
 from memory_store.index_copy import index_copy
 from memory_store.workspace import Workspace, get_workspace, register_workspace
 from nodes.record import record_interaction
+from roles.factory import role_specs, settings_for
 from schemas.context import MemRecContext
 from schemas.records import CallUsage
 
@@ -78,12 +81,26 @@ async def warmed_workspace(
     return ws, key, stats
 
 
+def warm_up_width(ctx: MemRecContext) -> int:
+    """Propagations in flight during the warm-up: 1 offline, the LMMem's model concurrency else.
+
+    The offline warm-up is deterministic only one event at a time (each propagation reads what
+    the previous one wrote), and it is fast; a model's answers are not reproducible anyway, so a
+    model-backed warm-up keeps as many calls in flight as its endpoint takes (1 on a single-slot
+    local server, more on a hosted one or vLLM).
+    """
+    spec = role_specs(ctx)[0]
+    settings = settings_for(ctx, "lmmem", spec)
+    return 1 if settings is None else max(1, settings.concurrency)
+
+
 async def warm_up(ws: Workspace, ctx: MemRecContext, split: Split, users: list[int]) -> WarmupStats:
     """Record and propagate every evaluated user's validation interaction, in time order.
 
-    Deterministic (fixed order, one event at a time), so a resumed run rebuilds the same state.
-    Every method records the interaction in the graph; what propagation then writes depends on
-    the method's write switches (``nodes/load_context.write_scope``).
+    Each interaction is recorded in time order; its propagation starts once fewer than
+    :func:`warm_up_width` earlier ones are still running (offline: one at a time, so a resumed run
+    rebuilds the same state). Every method records the interaction in the graph; what propagation
+    then writes depends on the method's write switches (``nodes/load_context.write_scope``).
     """
     start = time.perf_counter()
     usage = CallUsage.model_validate({})
@@ -91,13 +108,32 @@ async def warm_up(ws: Workspace, ctx: MemRecContext, split: Split, users: list[i
         ["ts", "user"], kind="stable"
     )
     ids = ws.dataset
-    for user, item, ts in zip(rows["user"], rows["item"], rows["ts"], strict=True):
-        event = record_interaction(
-            ws, ids.user_ids[user], ids.item_ids[item], "positive", float(ts)
-        )
-        out = await propagate_graph.ainvoke({"event": event}, context=ctx)
-        report = out["report"]
-        usage = usage.merged(report.usage)
+    slots = asyncio.Semaphore(warm_up_width(ctx))
+
+    async def propagate(event: Any) -> CallUsage:
+        try:
+            out = await propagate_graph.ainvoke({"event": event}, context=ctx)
+            return out["report"].usage
+        finally:
+            slots.release()
+
+    pending: set[asyncio.Task[CallUsage]] = set()
+    try:
+        for user, item, ts in zip(rows["user"], rows["item"], rows["ts"], strict=True):
+            await slots.acquire()
+            for task in [t for t in pending if t.done()]:
+                pending.discard(task)
+                usage = usage.merged(task.result())  # a failed propagation stops the warm-up
+            event = record_interaction(
+                ws, ids.user_ids[user], ids.item_ids[item], "positive", float(ts)
+            )
+            pending.add(asyncio.create_task(propagate(event)))
+        for task in list(pending):
+            usage = usage.merged(await task)
+            pending.discard(task)
+    finally:
+        for task in pending:
+            task.cancel()
     seconds = round(time.perf_counter() - start, 3)
     logger.info("warm-up: %d validation interactions in %.1f s", len(rows), seconds)
     return WarmupStats(events=len(rows), seconds=seconds, usage=usage)
