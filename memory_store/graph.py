@@ -9,6 +9,7 @@ grows past a fraction of the graph, so an append never rebuilds the graph.
 from __future__ import annotations
 
 import logging
+from array import array
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import partial
@@ -72,7 +73,9 @@ class InteractionGraph:
         self.item_last_ts = np.asarray(self._ts.T.tocsr().max(axis=1).todense()).ravel()
         self._delta_ui: dict[int, dict[int, float]] = defaultdict(dict)
         self._delta_iu: dict[int, list[int]] = defaultdict(list)
-        self._delta_co: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+        # appended co-interactions: per item, the partner item of each new pair (int32, repeats
+        # count); 4 bytes a pair, where a dict of float counts took about 25 times that
+        self._delta_co: dict[int, array] = {}
         self._n_delta = 0
         self._similar: sp.csr_matrix | None = None
         self._profiles: sp.csr_matrix | None = None
@@ -120,11 +123,12 @@ class InteractionGraph:
             stored = last + TIE_STEP
         self._delta_ui[user][item] = stored
         self._delta_iu[item].append(user)
-        co = self._delta_co
-        co[item][item] += 1.0
-        for j in history:
-            co[item][int(j)] += 1.0
-            co[int(j)][item] += 1.0
+        partners = np.asarray(history, np.int32)
+        own = self._co_partners(item)
+        own.append(item)
+        own.frombytes(partners.tobytes())
+        for j in partners.tolist():
+            self._co_partners(j).append(item)
         self.user_degree[user] += 1
         self.item_degree[item] += 1
         self.user_last_ts[user] = max(self.user_last_ts[user], stored)
@@ -135,6 +139,17 @@ class InteractionGraph:
         if self._n_delta > max(2000, self._ui.nnz // 20):
             self.compact()
         return True
+
+    def _co_partners(self, item: int) -> array:
+        row = self._delta_co.get(item)
+        if row is None:
+            row = self._delta_co[item] = array("i")
+        return row
+
+    def _delta_co_row(self, item: int) -> np.ndarray:
+        """The partners of an item's appended co-interactions (a repeated partner counts twice)."""
+        row = self._delta_co.get(item)
+        return np.frombuffer(row, np.int32) if row else np.zeros(0, np.int32)
 
     def reject(self, user: int, item: int) -> None:
         """Note a dislike: never an edge, only kept out of the user's suggestions."""
@@ -184,12 +199,10 @@ class InteractionGraph:
         self._ui = (self._ui + binary_csr(np.array(rows), np.array(cols), shape)).tocsr()
         self._ts = (self._ts + sp.csr_matrix((tss, (rows, cols)), shape=shape)).tocsr()
         self._iu = self._ui.T.tocsr()
-        co_r, co_c, co_v = [], [], []
-        for i, row in self._delta_co.items():
-            for j, v in row.items():
-                co_r.append(i)
-                co_c.append(j)
-                co_v.append(v)
+        co_items = list(self._delta_co)
+        co_r = np.repeat(co_items, [len(self._delta_co[i]) for i in co_items])
+        co_c = np.concatenate([self._delta_co_row(i) for i in co_items]) if co_items else co_r
+        co_v = np.ones(len(co_r))
         delta = sp.csr_matrix((co_v, (co_r, co_c)), shape=(self.n_items, self.n_items))
         self._co = (self._co + delta).tocsr()
         self._delta_ui.clear()
@@ -250,11 +263,9 @@ class InteractionGraph:
         cols, vals, pos = gather_rows(self._co, items)
         out = np.bincount(cols, weights=vals * w[pos], minlength=self.n_items).astype(np.float64)
         if self._delta_co:
-            for i, wi in zip(items.tolist(), w.tolist(), strict=True):
-                row = self._delta_co.get(i)
-                if row:
-                    cols = np.fromiter(row.keys(), np.int64)
-                    out[cols] += wi * np.fromiter(row.values(), np.float64)
+            for i, wi in zip(np.asarray(items).tolist(), w.tolist(), strict=True):
+                if i in self._delta_co:
+                    np.add.at(out, self._delta_co_row(i), wi)
         return out
 
     def item_cosine(self, items: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -280,12 +291,11 @@ class InteractionGraph:
         if self._delta_co:
             extra_j, extra_v, extra_p = [j], [vals], [pos]
             for r, i in enumerate(items.tolist()):
-                row = self._delta_co.get(i)
-                if row:
-                    jr = lookup[np.fromiter(row.keys(), np.int64)]
+                if i in self._delta_co:
+                    jr = lookup[self._delta_co_row(i)]
                     hit = jr >= 0
                     extra_j.append(jr[hit])
-                    extra_v.append(np.fromiter(row.values(), np.float64)[hit])
+                    extra_v.append(np.ones(int(hit.sum())))
                     extra_p.append(np.full(int(hit.sum()), r, np.int64))
             j, vals, pos = (np.concatenate(a) for a in (extra_j, extra_v, extra_p))
         deg = np.sqrt(np.maximum(self.item_degree[items], 1.0))
