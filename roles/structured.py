@@ -28,7 +28,7 @@ _REFUSAL = re.compile(
 _REFUSAL_STATUS = frozenset({400, 404, 415, 422, 500, 501})
 _DROP_ALWAYS = frozenset({"title", "default", "examples"})
 # Keywords OpenAI's strict mode rejects (it supports enum, const, anyOf, numeric bounds, items).
-_DROP_STRICT = _DROP_ALWAYS | {"minLength", "maxLength", "format"}
+_DROP_STRICT = _DROP_ALWAYS | {"minLength", "maxLength", "maxItems", "format"}
 
 
 def modes_for(provider: str) -> tuple[Mode, ...]:

@@ -7,7 +7,7 @@ Plain pydantic models with no behaviour beyond merging usage: the store persists
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -83,13 +83,35 @@ class NeighbourSnippet(BaseModel):
     title: str = Field(default="", description="the item's title (item neighbours only)")
 
 
+def _bounded_strings(max_items: int, max_length: int) -> dict[str, Any]:
+    """JSON-schema bounds of a list of short strings (see :data:`GRAMMAR_BOUNDS`)."""
+    return {"maxItems": max_items, "items": {"type": "string", "maxLength": max_length}}
+
+
+# Bounds that exist only in the JSON schema sent to the model, never in validation: a server that
+# turns the schema into a grammar (llama.cpp, vLLM) then closes every string and list in time, so
+# a small model's answer ends within the task's token budget instead of at the length limit (a
+# longer answer from a server without a grammar is still accepted). OpenAI's strict mode drops them.
+GRAMMAR_BOUNDS = {"name": 80, "description": 240, "rationale": 160, "item_id": 64}
+
+
 class Facet(BaseModel):
     """A named preference synthesized from collaborative neighbours."""
 
-    name: str = Field(description="short name of the preference, e.g. 'crime thrillers'")
-    description: str = Field(description="one or two sentences")
+    name: str = Field(
+        description="short name of the preference, e.g. 'crime thrillers'",
+        json_schema_extra={"maxLength": GRAMMAR_BOUNDS["name"]},
+    )
+    description: str = Field(
+        description="one or two sentences",
+        json_schema_extra={"maxLength": GRAMMAR_BOUNDS["description"]},
+    )
     confidence: float = Field(ge=0.0, le=1.0, description="how strongly the evidence supports it")
-    evidence: list[str] = Field(default_factory=list, description="neighbour refs supporting it")
+    evidence: list[str] = Field(
+        default_factory=list,
+        description="neighbour refs supporting it",
+        json_schema_extra=_bounded_strings(3, 48),
+    )
 
 
 class FacetSet(BaseModel):
@@ -114,10 +136,14 @@ class CandidateItem(BaseModel):
 class RankedItem(BaseModel):
     """One ranked candidate with its grounded rationale."""
 
-    item_id: str
+    item_id: str = Field(json_schema_extra={"maxLength": GRAMMAR_BOUNDS["item_id"]})
     score: float
-    rationale: str
-    evidence: list[str] = Field(default_factory=list, description="facet names / neighbour refs")
+    rationale: str = Field(json_schema_extra={"maxLength": GRAMMAR_BOUNDS["rationale"]})
+    evidence: list[str] = Field(
+        default_factory=list,
+        description="facet names / neighbour refs",
+        json_schema_extra=_bounded_strings(2, 48),
+    )
 
 
 class Ranking(BaseModel):

@@ -114,6 +114,28 @@ async def test_grammar_constrained_answers_are_valid_first_time():
     assert [i.item_id for i in outs[0].value.items] == IDS
 
 
+async def test_the_grammar_schema_bounds_strings_and_lists_but_validation_does_not():
+    """A grammar closes each string and list in time; a longer answer without one still counts."""
+    import json
+
+    from roles.structured import strict_schema
+    from schemas.records import GRAMMAR_BOUNDS, RankedItem, Ranking
+
+    with OpenAITestServer(mode=ServerMode.llama_cpp()) as server:
+        await _ranker(server).rank(RANK)
+        sent = [
+            b["response_format"]["schema"]
+            for b in _completions(server)
+            if "schema" in (b.get("response_format") or {})
+        ]
+    item = sent[0]["properties"]["items"]["items"]["properties"]
+    assert item["rationale"]["maxLength"] == GRAMMAR_BOUNDS["rationale"]
+    assert item["evidence"]["maxItems"] == 2 and item["evidence"]["items"]["maxLength"] == 48
+    assert "maxLength" not in json.dumps(strict_schema(Ranking))  # OpenAI strict rejects them
+    long = RankedItem(item_id="1", score=1.0, rationale="x" * 1000, evidence=["e" * 100] * 5)
+    assert len(long.rationale) == 1000 and len(long.evidence) == 5
+
+
 # --- structured output negotiated per endpoint --------------------------------------------------
 
 
