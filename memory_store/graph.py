@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from dataio.files import atomic_write_text, atomic_write_with
 from memory_store import similarity
+from memory_store.graph_profiles import AttributeProfiles
 from memory_store.similarity import attribute_matrix
 from memory_store.sparse_rows import binary_csr, gather_rows
 
@@ -43,7 +44,7 @@ def is_choice(kind: str) -> bool:
     return not kind.startswith(NOT_CHOSEN)
 
 
-class InteractionGraph:
+class InteractionGraph(AttributeProfiles):
     """User-item interactions with the collaborative features curation needs.
 
     Only choices are edges: an item a user disliked never counts as co-chosen with their likes
@@ -346,78 +347,6 @@ class InteractionGraph:
             for i in self._delta_ui.get(u, ()):
                 dense[i] += w[row]
         return dense[np.asarray(items, np.int64)]
-
-    def attribute_profile(self, items: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """L2-normalised attribute vector of a set of items (dense, one entry per attribute)."""
-        if len(items) == 0 or self.attributes.shape[1] == 0:
-            return np.zeros(self.attributes.shape[1])
-        w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64)
-        cols, vals, pos = gather_rows(self.attributes, items)
-        vec = np.bincount(cols, weights=vals * w[pos], minlength=self.attributes.shape[1])
-        norm = np.linalg.norm(vec)
-        return vec / norm if norm > 0 else vec
-
-    def _profile_entries(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Column, value and row position of every attribute sum in the users' profiles.
-
-        The base graph's user x attribute sums (computed once) plus, for users with appended
-        interactions, the attribute rows of the appended items, all gathered at once (entries of
-        one row may repeat a column; sums over them are the profile's).
-        """
-        if self._profiles is None:  # user x attribute sums of the base graph, computed once
-            self._profiles = (self._ui @ self.attributes).tocsr()
-        cols, vals, pos = gather_rows(self._profiles, users)
-        if not self._delta_ui:
-            return cols, vals, pos
-        rows, items = [], []
-        for row, u in enumerate(users.tolist()):
-            extra = self._delta_ui.get(u)
-            if extra:
-                rows += [row] * len(extra)
-                items += list(extra)
-        if not items:
-            return cols, vals, pos
-        dcols, dvals, dpos = gather_rows(self.attributes, np.asarray(items, np.int64))
-        drows = np.asarray(rows, np.int64)[dpos]
-        return (
-            np.concatenate([cols, dcols]),
-            np.concatenate([vals, dvals]).astype(np.float64),
-            np.concatenate([pos, drows]),
-        )
-
-    def user_profiles(self, users: np.ndarray) -> np.ndarray:
-        """L2-normalised attribute profiles of several users at once (dense rows)."""
-        if self.attributes.shape[1] == 0 or len(users) == 0:
-            return np.zeros((len(users), self.attributes.shape[1]))
-        cols, vals, pos = self._profile_entries(np.asarray(users, np.int64))
-        prof = np.zeros((len(users), self.attributes.shape[1]))
-        np.add.at(prof, (pos, cols), vals)
-        norms = np.linalg.norm(prof, axis=1)
-        norms[norms == 0] = 1.0
-        return prof / norms[:, None]
-
-    def profile_cosines(self, users: np.ndarray, profile: np.ndarray) -> np.ndarray:
-        """Cosine of each user's attribute profile with a unit ``profile``, without dense rows."""
-        if self.attributes.shape[1] == 0 or len(users) == 0:
-            return np.zeros(len(users))
-        users = np.asarray(users, np.int64)
-        cols, vals, pos = self._profile_entries(users)
-        dots = np.bincount(pos, weights=vals * profile[cols], minlength=len(users))
-        if len(pos) and self._delta_ui:  # repeated (row, column) entries: sum them before squaring
-            flat = pos * self.attributes.shape[1] + cols
-            _, inverse = np.unique(flat, return_inverse=True)
-            summed = np.bincount(inverse, weights=vals)
-            first = np.zeros(len(summed), np.int64)
-            first[inverse] = pos
-            norms = np.sqrt(np.bincount(first, weights=summed * summed, minlength=len(users)))
-        else:
-            norms = np.sqrt(np.bincount(pos, weights=vals * vals, minlength=len(users)))
-        return dots / np.where(norms > 0, norms, 1.0)
-
-    def attribute_dot(self, items: np.ndarray, vector: np.ndarray) -> np.ndarray:
-        """For each item, its (normalised) attribute row dotted with ``vector``."""
-        cols, vals, pos = gather_rows(self.attributes, items)
-        return np.bincount(pos, weights=vals * vector[cols], minlength=len(items))
 
     def days_between(self, later: float, earlier: float) -> float:
         """Days from ``earlier`` to ``later`` (0 for datasets without a clock)."""

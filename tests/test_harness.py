@@ -187,9 +187,12 @@ def test_concurrent_evaluations_index_once(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_method_groups_expand_without_duplicates() -> None:
-    assert expand_methods("strong") == ["recency-knn", "transition", "ease"]
+    from evaluation.sasrec import available
+
+    sasrec = ["sasrec"] if available() else []  # the optional extra: in `strong` when installed
+    assert expand_methods("strong") == ["recency-knn", "transition", "ease", *sasrec]
     names = expand_methods("all,strong,memrec")
-    assert len(names) == len(set(names)) == 15
+    assert len(names) == len(set(names)) == 15 + len(sasrec)
     assert set(METHOD_GROUPS["all"]).isdisjoint(METHOD_GROUPS["strong"])
 
 
