@@ -314,7 +314,7 @@ def test_methods_map_to_context_switches() -> None:
     assert get_method("naive-collab").switches == {"curation": "raw"}
     assert get_method("memrec-no-write").switches == {"collab_write": False}
     assert get_method("memrec-generic-rules").switches == {"rules": "generic"}
-    assert not get_method("als").agentic and len(METHODS) == 15
+    assert not get_method("als").agentic and len(METHODS) == 16  # SASRec included
     assert not get_method("ease").agentic and get_method("recency-knn").family == "classical"
 
 
