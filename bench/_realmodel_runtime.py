@@ -210,3 +210,29 @@ def llama_server(python: Path, gguf: Path, config: LaneConfig, log_name: str) ->
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+_PREFIX_HIT = re.compile(r"Llama\.generate: (\d+) prefix-match hit")
+_EVAL_RUNS = re.compile(r"llama_perf_context_print:\s+eval time =\s+[\d.]+ ms /\s+(\d+) runs")
+_TOTAL_TOKENS = re.compile(r"llama_perf_context_print:\s+total time =\s+[\d.]+ ms /\s+(\d+) tokens")
+
+
+def server_log_tokens(log: Path) -> list[tuple[int, int]]:
+    """(prompt, completion) tokens of every finished generation in a llama-cpp-python server log.
+
+    Streams carry no usage block, but the server prints its own counts after each generation:
+    the prompt is the cached prefix (``prefix-match hit``) plus the tokens evaluated (``total``
+    minus the generated ``runs``); the completion is the generated runs.
+    """
+    out: list[tuple[int, int]] = []
+    hit, runs = 0, None
+    text = log.read_text(errors="replace") if log.exists() else ""
+    for line in text.splitlines():
+        if m := _PREFIX_HIT.search(line):
+            hit = int(m[1])
+        elif m := _EVAL_RUNS.search(line):
+            runs = int(m[1])
+        elif (m := _TOTAL_TOKENS.search(line)) and runs is not None:
+            out.append((hit + int(m[1]) - runs, runs))
+            hit, runs = 0, None
+    return out

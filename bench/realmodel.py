@@ -49,6 +49,7 @@ from bench._realmodel_runtime import (
     LaneConfig,
     ensure_runtime,
     llama_server,
+    server_log_tokens,
 )
 from bench._realmodel_steps import STEPS, StepContext, StepOutcome
 from bench.common import BenchOptions, BenchResult, finish, new_result, pct
@@ -59,7 +60,8 @@ NAME = "realmodel"
 METHOD = (
     "llama-cpp-python's OpenAI-compatible server (--n_threads 1) with a GGUF model from PyPI, a "
     "fresh server per step behind a recording proxy. Server tokens are the server's usage block "
-    "(absent in streams); estimates are prompts/tokens.py over the same messages / reply. "
+    "(absent in streams); log tokens are the server's own counts per generation, from its log; "
+    "estimates are prompts/tokens.py over the same messages / reply. "
     "Repairs and fallbacks are what the memrec command reported. The machine is shared: latency "
     "figures carry its load (see machine.load_average_*)."
 )
@@ -77,6 +79,13 @@ class StepRow(BaseModel):
     server_out: int | None
     est_out: int
     unreported: int = Field(description="calls whose usage the server did not report")
+    log_in: int | None = Field(
+        None, description="prompt tokens of the generations in the server's own log (no probes)"
+    )
+    log_out: int | None = Field(None, description="completion tokens in the server's log")
+    log_vs_est_in: float | None = Field(
+        None, description="log_in / the estimate over the calls that generated (tokenizer ratio)"
+    )
     latency_p50_s: float | None
     latency_max_s: float | None
     length_stops: int = Field(description="calls that ended with finish_reason 'length'")
@@ -111,8 +120,17 @@ def lane_config(opts: BenchOptions) -> LaneConfig:
 # ------------------------------------------------------------------ the table
 
 
-def step_row(step: str, done: StepOutcome, calls: list[CallRecord], wall_s: float) -> StepRow:
-    """Aggregate a step's calls into its row."""
+def step_row(
+    step: str,
+    done: StepOutcome,
+    calls: list[CallRecord],
+    wall_s: float,
+    logged: list[tuple[int, int]] | None = None,
+) -> StepRow:
+    """Aggregate a step's calls into its row (``logged``: the server log's counts per call)."""
+    generations = [(i, o) for i, o in logged or [] if o > 1]  # the one-token probes left out
+    generated = [c for c in calls if (c.status or 200) < 400 and c.est_out > 1]
+    est_generated = sum(c.est_in for c in generated)
     reported = [c for c in calls if c.server_in is not None]
     structured = [c for c in calls if c.valid is not None]
     latencies = [c.latency_s for c in calls]
@@ -126,6 +144,13 @@ def step_row(step: str, done: StepOutcome, calls: list[CallRecord], wall_s: floa
         server_out=sum(c.server_out or 0 for c in reported) if reported else None,
         est_out=sum(c.est_out for c in calls),
         unreported=len(calls) - len(reported),
+        log_in=sum(i for i, _ in generations) if generations else None,
+        log_out=sum(o for _, o in generations) if generations else None,
+        log_vs_est_in=(
+            round(sum(i for i, _ in generations) / est_generated, 2)
+            if generations and est_generated
+            else None
+        ),
         latency_p50_s=pct(latencies, 50) if latencies else None,
         latency_max_s=max(latencies) if latencies else None,
         length_stops=sum(c.finish_reason == "length" for c in calls),
@@ -180,7 +205,8 @@ def run(opts: BenchOptions) -> BenchResult:
                     done = StepOutcome(f"error: {type(err).__name__}: {str(err)[:160]}")
                 wall = time.perf_counter() - started
                 calls = proxy.take()
-            row = step_row(step, done, calls, wall)
+            logged = server_log_tokens(config.home / "logs" / f"{step}.log")
+            row = step_row(step, done, calls, wall, logged)
             result.rows.append(row.model_dump(exclude={"answer"}))
             result.notes.append(f"{step}: {row.outcome}; answer: {row.answer}")
             result.notes += ctx.notes

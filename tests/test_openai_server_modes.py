@@ -371,3 +371,36 @@ def test_realmodel_lane_store_accepts_the_writing_steps(tmp_path) -> None:
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     assert "recorded interaction" in ran.stdout
+
+
+LLAMA_LOG = """\
+llama_perf_context_print: prompt eval time =       0.04 ms /    32 tokens (    0.00 ms per token)
+llama_perf_context_print:        eval time =       0.00 ms /     1 runs   (    0.00 ms per token)
+llama_perf_context_print:       total time =     470.52 ms /    33 tokens
+INFO:     127.0.0.1:50222 - "POST /v1/chat/completions HTTP/1.1" 500 Internal Server Error
+Llama.generate: 3 prefix-match hit, remaining 1549 prompt tokens to eval
+llama_perf_context_print: prompt eval time =    7295.23 ms /  1549 tokens (    4.71 ms per token)
+llama_perf_context_print:        eval time =    1549.33 ms /    58 runs   (   26.71 ms per token)
+llama_perf_context_print:       total time =   13782.84 ms /  1607 tokens
+"""
+
+
+def test_lane_reads_token_counts_from_the_llama_server_log(tmp_path) -> None:
+    """Streams carry no usage: the lane counts tokens from the server's own log lines."""
+    from bench._model_proxy import CallRecord
+    from bench._realmodel_runtime import server_log_tokens
+    from bench._realmodel_steps import StepOutcome
+    from bench.realmodel import step_row
+
+    log = tmp_path / "step.log"
+    log.write_text(LLAMA_LOG)
+    logged = server_log_tokens(log)
+    assert logged == [(32, 1), (3 + 1549, 58)]  # the cached prefix counts as prompt
+    calls = [
+        CallRecord(task=None, stream=False, est_in=30, est_out=1, status=200, latency_s=0.5),
+        CallRecord(task="rules", stream=True, est_in=1300, est_out=50, status=200, latency_s=13.8),
+    ]
+    row = step_row("rules", StepOutcome("ok"), calls, 15.0, logged)
+    assert (row.log_in, row.log_out) == (1552, 58)  # the one-token probe left out
+    assert row.log_vs_est_in == round(1552 / 1300, 2)
+    assert server_log_tokens(tmp_path / "missing.log") == []
