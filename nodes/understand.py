@@ -35,7 +35,7 @@ from nodes.chat_turn import (
     resolve_feedback,
     resolve_steering,
 )
-from roles.catalogue_index import CatalogueIndex, catalogue_index
+from roles.catalogue_index import CatalogueIndex, catalogue_index, normalise
 from roles.ground_reading import ground_reading
 from roles.notices import fallback_notice
 from roles.offline_understand import MAX_MESSAGE_CHARS, read_offline
@@ -128,7 +128,34 @@ async def read_message(
         logger.warning("LMMem could not read the chat message; the offline reader answers")
         usage.fallbacks += 1
         return offline, usage
-    return ground_reading(value, index), usage
+    return _not_the_whole_message(ground_reading(value, index), offline, text, index), usage
+
+
+def _not_the_whole_message(
+    reading: Understanding, offline: Understanding, text: str, index: CatalogueIndex
+) -> Understanding:
+    """The model's reading without "titles" that are the whole message and name nothing.
+
+    A small model reads a request ("something light and funny for tonight") as a title to rate
+    or to match; kept only if the offline reader saw the same mention or the catalogue has it.
+    """
+    whole = normalise(text)
+    seen = {normalise(t) for t in [*offline.skip, *offline.similar_to]}
+    seen |= {normalise(m.text) for m in offline.feedback}
+
+    def misread(title: str) -> bool:
+        key = normalise(title)
+        if key != whole or key in seen:
+            return False
+        return not index.resolve_titles([title])[0].matches
+
+    return reading.model_copy(
+        update={
+            "feedback": [m for m in reading.feedback if not misread(m.text)],
+            "skip": [t for t in reading.skip if not misread(t)],
+            "similar_to": [t for t in reading.similar_to if not misread(t)],
+        }
+    )
 
 
 # ------------------------------------------------------------------------------ the node
@@ -180,7 +207,7 @@ async def understand(state: ChatState, runtime: Runtime[MemRecContext]) -> dict[
             index, old, reading.constraints, picks, new_topic=bool(similar)
         ),
         "matched_feedback": out.feedback,
-        "unmatched": out.unmatched + missed + unknown,
+        "unmatched": list(dict.fromkeys(out.unmatched + missed + unknown)),  # one line each
         "already_rated": out.already_rated,
         "pending": out.pending,
         "rejected": list(dict.fromkeys([*(state.get("rejected") or []), *skipped])),

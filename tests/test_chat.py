@@ -406,3 +406,41 @@ def test_chat_prompts_declare_their_placeholders_and_fence_user_text() -> None:
     assert "<<<MESSAGE\n" in text and text.count(">>>MESSAGE") == 1  # the fake close is defused
     assert "TASK: understand" in messages[0].content
     assert "'not that one' is a skip, not a dislike" in messages[0].content
+
+
+async def test_a_request_the_model_reads_as_a_title_is_answered_as_a_request(ws, ctx, chat) -> None:
+    """SmolLM2 read "something light and funny for tonight" as a title to rate and to match."""
+    message = "something light and funny for tonight"
+    reading = {
+        "intent": "recommend",
+        "feedback": [{"text": message, "sentiment": "positive"}],
+        "similar_to": [message],
+        "count": 2,
+    }
+
+    def handler(request: RecordedRequest) -> Reply | None:
+        return Reply(content=json.dumps(reading)) if request.task == "understand" else None
+
+    with OpenAITestServer(handler) as server:
+        out = await say(chat, _llm_ctx(ctx, server), message, thread="misread")
+    state = (await chat.aget_state({"configurable": {"thread_id": "misread"}})).values
+    assert state["unmatched"] == [] and state["matched_feedback"] == []
+    assert out["recorded"] == [] and state["candidates"]  # answered as a request
+
+
+async def test_an_unknown_title_named_twice_gets_one_line(ws, ctx, chat) -> None:
+    message = "I loved Zzzqqq Returns, give me more like Zzzqqq Returns"
+    reading = {
+        "intent": "recommend",
+        "feedback": [{"text": "Zzzqqq Returns", "sentiment": "positive"}],
+        "similar_to": ["Zzzqqq Returns"],
+    }
+
+    def handler(request: RecordedRequest) -> Reply | None:
+        return Reply(content=json.dumps(reading)) if request.task == "understand" else None
+
+    with OpenAITestServer(handler) as server:
+        out = await say(chat, _llm_ctx(ctx, server), message, thread="twice")
+    state = (await chat.aget_state({"configurable": {"thread_id": "twice"}})).values
+    assert state["unmatched"] == ["Zzzqqq Returns"]  # one "could not find" line, not two
+    assert out["recorded"] == []
