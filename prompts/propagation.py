@@ -13,17 +13,12 @@ from langchain_core.prompts import ChatPromptTemplate
 from prompts.blocks import DATA_BLOCKS_NOTE, data_block, json_lines, schema_text
 from prompts.domain import domain_words
 from prompts.tokens import truncate_to_tokens
-from schemas.records import (
-    GRAMMAR_BOUNDS,
-    InteractionEvent,
-    PropagationInput,
-    PropagationResult,
-)
+from schemas.records import InteractionEvent, PropagationInput, PropagationResult
 
 TASK_MARKER = "TASK: propagate"
-USER_MEMORY_MAX_CHARS = GRAMMAR_BOUNDS["memory"]  # the grammar's bounds, stated in the prompt
-ITEM_MEMORY_MAX_CHARS = GRAMMAR_BOUNDS["memory"]
-PATCH_NOTE_MAX_CHARS = GRAMMAR_BOUNDS["note"]
+USER_MEMORY_MAX_CHARS = 1200
+ITEM_MEMORY_MAX_CHARS = 1200
+PATCH_NOTE_MAX_CHARS = 300
 
 # What each feedback kind means, in plain words (schemas.recommend_state.FEEDBACK_KINDS).
 FEEDBACK_KINDS: dict[str, str] = {

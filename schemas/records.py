@@ -92,14 +92,7 @@ def _bounded_strings(max_items: int, max_length: int) -> dict[str, Any]:
 # turns the schema into a grammar (llama.cpp, vLLM) then closes every string and list in time, so
 # a small model's answer ends within the task's token budget instead of at the length limit (a
 # longer answer from a server without a grammar is still accepted). OpenAI's strict mode drops them.
-GRAMMAR_BOUNDS = {
-    "name": 80,
-    "description": 240,
-    "rationale": 160,
-    "item_id": 64,
-    "memory": 1200,  # a rewritten user or item memory (the propagation prompt states it too)
-    "note": 300,  # a note propagation adds to a neighbour's memory
-}
+GRAMMAR_BOUNDS = {"name": 80, "description": 240, "rationale": 160, "item_id": 64}
 
 
 class Facet(BaseModel):
@@ -162,27 +155,15 @@ class Ranking(BaseModel):
 class NeighbourPatch(BaseModel):
     """A note propagation adds to one neighbour's memory."""
 
-    ref: str = Field(
-        description="'user:<id>' or 'item:<id>' of the neighbour",
-        json_schema_extra={"maxLength": GRAMMAR_BOUNDS["item_id"] + 5},
-    )
-    note: str = Field(
-        description="the text to add to that neighbour's memory",
-        json_schema_extra={"maxLength": GRAMMAR_BOUNDS["note"]},
-    )
+    ref: str = Field(description="'user:<id>' or 'item:<id>' of the neighbour")
+    note: str = Field(description="the text to add to that neighbour's memory")
 
 
 class PropagationResult(BaseModel):
     """The output of the one propagation call."""
 
-    user_memory: str = Field(
-        description="self-reflection rewrite of the user's memory",
-        json_schema_extra={"maxLength": GRAMMAR_BOUNDS["memory"]},
-    )
-    item_memory: str = Field(
-        description="updated memory of the item",
-        json_schema_extra={"maxLength": GRAMMAR_BOUNDS["memory"]},
-    )
+    user_memory: str = Field(description="self-reflection rewrite of the user's memory")
+    item_memory: str = Field(description="updated memory of the item")
     neighbour_patches: list[NeighbourPatch] = Field(default_factory=list)
 
 
