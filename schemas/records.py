@@ -93,6 +93,10 @@ def _bounded_strings(max_items: int, max_length: int) -> dict[str, Any]:
 # a small model's answer ends within the task's token budget instead of at the length limit (a
 # longer answer from a server without a grammar is still accepted). OpenAI's strict mode drops them.
 GRAMMAR_BOUNDS = {"name": 80, "description": 240, "rationale": 160, "item_id": 64}
+# llama.cpp refuses a grammar whose repetitions exceed its limit ("number of rules that are going
+# to be repeated ... exceeds sane defaults"): a string bounded at 1,200 characters took the lane's
+# server down. No bound goes past this.
+MAX_GRAMMAR_LENGTH = 500
 
 
 class Facet(BaseModel):

@@ -9,6 +9,7 @@ the chat reply checked before it is shown.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -287,3 +288,19 @@ async def test_an_openai_spec_sent_to_another_server_gets_max_tokens(monkeypatch
     assert make_model_client("openai:gpt-4o", api_key="x")._max_key == "max_tokens"  # env URL
     monkeypatch.delenv("OPENAI_BASE_URL")
     assert make_model_client("openai:gpt-4o", api_key="x")._max_key == "max_completion_tokens"
+
+
+def test_no_grammar_bound_exceeds_what_llama_cpp_parses() -> None:
+    """llama.cpp's grammar parser rejects long repetitions ("number of rules that are going to be
+    repeated ... exceeds sane defaults"): a 1,200-character bound took the lane's server down."""
+    import json
+
+    from roles.structured import plain_schema
+    from schemas.chat_state import Understanding
+    from schemas.records import MAX_GRAMMAR_LENGTH, FacetSet, PropagationResult, Ranking
+    from schemas.ruleset import RuleSet
+
+    for model in (Ranking, FacetSet, PropagationResult, RuleSet, Understanding):
+        text = json.dumps(plain_schema(model))
+        bounds = [int(n) for n in re.findall(r'"max(?:Length|Items)": (\d+)', text)]
+        assert all(n <= MAX_GRAMMAR_LENGTH for n in bounds), (model.__name__, bounds)
