@@ -153,11 +153,12 @@ def _run_in_processes(groups: list[list[str]], out: Path) -> list[Any]:
     import time
 
     from evaluation.results import load_run
+    from evaluation.sasrec import THREADS_ENV
 
     started = time.time()
     base = _strip_options(sys.argv[1:], ("--method", "--jobs"))
     share = str(max(1, (os.cpu_count() or 1) // len(groups)))  # torch threads per process
-    env = {**os.environ, "MEMREC_TORCH_THREADS": os.environ.get("MEMREC_TORCH_THREADS", share)}
+    env = {**os.environ, THREADS_ENV: os.environ.get(THREADS_ENV, share)}
     procs = [
         subprocess.Popen(
             [sys.argv[0], *base, "--method", ",".join(g), "--jobs", "1"],

@@ -17,8 +17,13 @@ from schemas.context import MemRecContext
 BASELINES: tuple[str, ...] = ("random", "mostpop", "itemknn", "bpr", "als")
 # The strong simple baselines (``evaluation/strong.py``): `--method strong` runs them.
 STRONG_BASELINES: tuple[str, ...] = ("recency-knn", "transition", "ease", "sasrec")
-# Strong baselines whose dependency is an optional extra: the name, and how to check for it.
-OPTIONAL_BASELINES: dict[str, str] = {"sasrec": "torch"}
+# Strong baselines whose dependency is an optional extra: the module it needs, an install hint.
+OPTIONAL_BASELINES: dict[str, tuple[str, str]] = {
+    "sasrec": (
+        "torch",
+        "a CPU-only build: `uv pip install torch --index-url https://download.pytorch.org/whl/cpu`",
+    )
+}
 _STRONG_DESCRIPTIONS = {
     "recency-knn": "recency-weighted item kNN with a popularity prior (tuned on validation)",
     "transition": "first-order transitions with a popularity prior (tuned on validation)",
@@ -127,13 +132,12 @@ METHOD_GROUPS: dict[str, tuple[str, ...]] = {
 
 def missing_extra(name: str) -> str | None:
     """Why an optional baseline cannot run here (its extra is not installed), else None."""
-    module = OPTIONAL_BASELINES.get(name)
-    if module is None or importlib.util.find_spec(module) is not None:
+    if name not in OPTIONAL_BASELINES:
         return None
-    return (
-        f"{name} needs {module}, an optional extra: run `uv sync --extra {name}` "
-        f"(or `uv pip install {module}`)"
-    )
+    module, hint = OPTIONAL_BASELINES[name]
+    if importlib.util.find_spec(module) is not None:
+        return None
+    return f"{name} needs {module}, an optional extra: run `uv sync --extra {name}` ({hint})"
 
 
 def expand_methods(spec: str, skipped: list[str] | None = None) -> list[str]:

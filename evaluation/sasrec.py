@@ -2,7 +2,7 @@
 
 PyTorch is an optional extra (``uv sync --extra sasrec``); without it ``--method strong`` runs the
 other strong baselines and says SASRec was skipped, and ``--method sasrec`` stops with the install
-command (:data:`INSTALL`).
+command (``evaluation/methods.missing_extra``).
 
 The model: the user's last ``max_len`` items (left-padded; training cuts longer histories into
 windows of that length), learned item and position embeddings,
@@ -21,7 +21,6 @@ the histories with the warm-up item appended, as SASRec's own protocol does, whi
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import time
@@ -30,15 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.methods import missing_extra
 from memory_store.item_models import Params, grid
 from memory_store.sequences import Ragged
 
 logger = logging.getLogger(__name__)
 
-INSTALL = (
-    "SASRec needs PyTorch, an optional extra: run `uv sync --extra sasrec` "
-    "(a CPU-only build: `uv pip install torch --index-url https://download.pytorch.org/whl/cpu`)"
-)
 SEED = 0
 # Torch threads: every core, or the share `memrec eval --jobs N` gives each of its processes.
 THREADS_ENV = "MEMREC_TORCH_THREADS"
@@ -61,12 +57,13 @@ class SASRecUnavailable(RuntimeError):
 
 def available() -> bool:
     """Whether PyTorch can be imported here."""
-    return importlib.util.find_spec("torch") is not None
+    return missing_extra("sasrec") is None
 
 
 def _torch() -> Any:
-    if not available():
-        raise SASRecUnavailable(INSTALL)
+    reason = missing_extra("sasrec")
+    if reason is not None:
+        raise SASRecUnavailable(reason)
     import torch
 
     return torch

@@ -30,39 +30,39 @@ class AttributeProfiles:
         norm = np.linalg.norm(vec)
         return vec / norm if norm > 0 else vec
 
-    def _profile_entries(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _profile_entries(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """Column, value and row position of every attribute sum in the users' profiles.
 
-        The base graph's user x attribute sums (computed once) plus, for users with appended
-        interactions, the attribute rows of the appended items, all gathered at once (entries of
-        one row may repeat a column; sums over them are the profile's).
+        The base graph's user x attribute sums (computed once), then, for users with appended
+        interactions, the attribute rows of the appended items, all gathered at once; the last
+        value is where those appended entries start (a row's columns repeat only past it).
         """
         if self._profiles is None:  # user x attribute sums of the base graph, computed once
             self._profiles = (self._ui @ self.attributes).tocsr()
         cols, vals, pos = gather_rows(self._profiles, users)
-        if not self._delta_ui:
-            return cols, vals, pos
         rows, items = [], []
-        for row, u in enumerate(users.tolist()):
-            extra = self._delta_ui.get(u)
-            if extra:
-                rows += [row] * len(extra)
-                items += list(extra)
+        if self._delta_ui:
+            for row, u in enumerate(users.tolist()):
+                extra = self._delta_ui.get(u)
+                if extra:
+                    rows += [row] * len(extra)
+                    items += list(extra)
         if not items:
-            return cols, vals, pos
+            return cols, vals, pos, len(cols)
         dcols, dvals, dpos = gather_rows(self.attributes, np.asarray(items, np.int64))
         drows = np.asarray(rows, np.int64)[dpos]
         return (
             np.concatenate([cols, dcols]),
             np.concatenate([vals, dvals]).astype(np.float64),
             np.concatenate([pos, drows]),
+            len(cols),
         )
 
     def user_profiles(self, users: np.ndarray) -> np.ndarray:
         """L2-normalised attribute profiles of several users at once (dense rows)."""
         if self.attributes.shape[1] == 0 or len(users) == 0:
             return np.zeros((len(users), self.attributes.shape[1]))
-        cols, vals, pos = self._profile_entries(np.asarray(users, np.int64))
+        cols, vals, pos, _ = self._profile_entries(np.asarray(users, np.int64))
         prof = np.zeros((len(users), self.attributes.shape[1]))
         np.add.at(prof, (pos, cols), vals)
         norms = np.linalg.norm(prof, axis=1)
@@ -74,17 +74,18 @@ class AttributeProfiles:
         if self.attributes.shape[1] == 0 or len(users) == 0:
             return np.zeros(len(users))
         users = np.asarray(users, np.int64)
-        cols, vals, pos = self._profile_entries(users)
+        cols, vals, pos, n_base = self._profile_entries(users)
         dots = np.bincount(pos, weights=vals * profile[cols], minlength=len(users))
-        if len(pos) and self._delta_ui:  # repeated (row, column) entries: sum them before squaring
-            flat = pos * self.attributes.shape[1] + cols
-            _, inverse = np.unique(flat, return_inverse=True)
-            summed = np.bincount(inverse, weights=vals)
-            first = np.zeros(len(summed), np.int64)
-            first[inverse] = pos
-            norms = np.sqrt(np.bincount(first, weights=summed * summed, minlength=len(users)))
-        else:
-            norms = np.sqrt(np.bincount(pos, weights=vals * vals, minlength=len(users)))
+        squares = np.bincount(pos[:n_base], weights=vals[:n_base] ** 2, minlength=len(users))
+        if n_base < len(cols):  # rows with appended items: sum repeated columns before squaring
+            touched = np.isin(pos, pos[n_base:])
+            flat = pos[touched] * self.attributes.shape[1] + cols[touched]
+            keys, inverse = np.unique(flat, return_inverse=True)
+            summed = np.bincount(inverse, weights=vals[touched])
+            rows = keys // self.attributes.shape[1]
+            squares[np.unique(rows)] = 0.0
+            squares += np.bincount(rows, weights=summed**2, minlength=len(users))
+        norms = np.sqrt(squares)
         return dots / np.where(norms > 0, norms, 1.0)
 
     def attribute_dot(self, items: np.ndarray, vector: np.ndarray) -> np.ndarray:

@@ -92,7 +92,9 @@ def _bounded_strings(max_items: int, max_length: int) -> dict[str, Any]:
 # turns the schema into a grammar (llama.cpp, vLLM) then closes every string and list in time, so
 # a small model's answer ends within the task's token budget instead of at the length limit (a
 # longer answer from a server without a grammar is still accepted). OpenAI's strict mode drops them.
-GRAMMAR_BOUNDS = {"name": 80, "description": 240, "rationale": 160, "item_id": 64}
+GRAMMAR_BOUNDS = {"name": 80, "description": 240, "rationale": 160}
+# Ids are not bounded (any indexed id, however long, must stay writable); an evidence entry is a
+# facet name or a neighbour ref, so it gets a name's bound.
 # llama.cpp refuses a grammar whose repetitions exceed its limit ("number of rules that are going
 # to be repeated ... exceeds sane defaults"): a string bounded at 1,200 characters took the lane's
 # server down. No bound goes past this.
@@ -114,7 +116,7 @@ class Facet(BaseModel):
     evidence: list[str] = Field(
         default_factory=list,
         description="neighbour refs supporting it",
-        json_schema_extra=_bounded_strings(3, 48),
+        json_schema_extra=_bounded_strings(3, GRAMMAR_BOUNDS["name"]),
     )
 
 
@@ -140,13 +142,13 @@ class CandidateItem(BaseModel):
 class RankedItem(BaseModel):
     """One ranked candidate with its grounded rationale."""
 
-    item_id: str = Field(json_schema_extra={"maxLength": GRAMMAR_BOUNDS["item_id"]})
+    item_id: str
     score: float
     rationale: str = Field(json_schema_extra={"maxLength": GRAMMAR_BOUNDS["rationale"]})
     evidence: list[str] = Field(
         default_factory=list,
         description="facet names / neighbour refs",
-        json_schema_extra=_bounded_strings(2, 48),
+        json_schema_extra=_bounded_strings(2, GRAMMAR_BOUNDS["name"]),
     )
 
 

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 from dataio.candidates import candidates_path, read_candidates
 from dataio.ties import target_ranks
 from evaluation import methods
-from evaluation.sasrec import INSTALL, SASRecUnavailable, available, sasrec_sweep
+from evaluation.sasrec import SASRecUnavailable, available, sasrec_sweep
 from evaluation.strong import default_grid, run_strong
 from memory_store.item_models import grid
 from memory_store.sequences import as_ragged
 from tests.support.fixtures import TINY_MOVIES, base_workspace
 
-needs_torch = pytest.mark.skipif(not available(), reason=INSTALL)
+needs_torch = pytest.mark.skipif(not available(), reason=str(methods.missing_extra("sasrec")))
 
 N_ITEMS = 30
 
