@@ -291,7 +291,7 @@ def memory_rollback(
         ws = _open(dataset, home, readonly=False)
         _check_known(ws, kind, entity)
         rec = rollback(ws.memories, ws.events, kind, entity, version)
-        ws.on_memory_write(kind, entity, rec.text)
+        ws.on_memory_write(kind, entity, rec.text, version=rec.version)
         facet_cache_for(ws).invalidate(kind, entity)
         console.print(f"{kind}:{entity} restored version {version} as version {rec.version}")
 

@@ -157,7 +157,7 @@ def _revert(ws: Workspace, row: AuditRow, tomb: str, report: DeletionReport) -> 
         bucket = report.notes_removed
     record = apply_write(ws.memories, ws.events, kind, row.entity_id, text, cause=cause)
     if record is not None:
-        ws.on_memory_write(kind, row.entity_id, record.text)
+        ws.on_memory_write(kind, row.entity_id, record.text, version=record.version)
         facet_cache_for(ws).invalidate(kind, row.entity_id)
     bucket.append(ref)
 

@@ -6,6 +6,7 @@ Curation's ``memory_sim`` feature reads them; every memory write refreshes its r
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -25,13 +26,35 @@ class MemoryVectors:
     users: np.ndarray
     items: np.ndarray
     embedding: HashingEmbedding = field(default_factory=HashingEmbedding)
+    # the memory version each row was last refreshed to, in this process
+    _versions: dict[tuple[str, int], int] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def refresh(
-        self, kind: MemoryKind, code: int, text: str, vector: np.ndarray | None = None
-    ) -> None:
-        """Re-embed one memory after a write (``vector``: its embedding, already computed)."""
-        target = self.users if kind == "user" else self.items
-        target[code] = self.embedding.embed_texts([text])[0] if vector is None else vector
+        self,
+        kind: MemoryKind,
+        code: int,
+        text: str,
+        vector: np.ndarray | None = None,
+        *,
+        version: int | None = None,
+    ) -> bool:
+        """Re-embed one memory after a write (``vector``: its embedding, already computed).
+
+        With ``version``, a refresh older than the row's last one is ignored: two writers of one
+        memory may report their writes in the other order than they were made, and the row must
+        end as the embedding of the newest text. Returns whether the row was refreshed.
+        """
+        row = self.embedding.embed_texts([text])[0] if vector is None else vector
+        with self._lock:
+            key = (kind, code)
+            if version is not None:
+                if version < self._versions.get(key, 0):
+                    return False
+                self._versions[key] = version
+            target = self.users if kind == "user" else self.items
+            target[code] = row
+        return True
 
     def save(self, directory: Path) -> list[Path]:
         """Write both arrays, each atomically; returns the files."""

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,24 @@ logger = logging.getLogger(__name__)
 
 NewText = str | Callable[[str], str]
 WARMUP_SOURCE = "warmup"  # the indexed version 1 of every memory: written before auditing began
+
+# Causes of this process between their store write and its audit row: another writer of the
+# same memory finds such a write unaudited, and its repair is then routine, not a crash's trace.
+_in_flight: set[str] = set()
+_in_flight_lock = threading.Lock()
+
+
+@contextmanager
+def _writing(cause: str) -> Iterator[None]:
+    with _in_flight_lock:
+        fresh = cause not in _in_flight
+        _in_flight.add(cause)
+    try:
+        yield
+    finally:
+        if fresh:
+            with _in_flight_lock:
+                _in_flight.discard(cause)
 
 
 class UnknownMemory(KeyError):
@@ -140,11 +160,12 @@ def apply_writes(
     texts = [text for plan in plans for text in plan.texts]
     vectors = embed(texts) if embed is not None and texts else None
     offset = 0
-    for plan in plans:
-        rows = None if vectors is None else vectors[offset : offset + len(plan.texts)]
-        offset += len(plan.texts)
-        for n, written in _commit_kind(store, log, plan, writes, rows, cause, max_retries):
-            out[n] = written
+    with _writing(cause):
+        for plan in plans:
+            rows = None if vectors is None else vectors[offset : offset + len(plan.texts)]
+            offset += len(plan.texts)
+            for n, written in _commit_kind(store, log, plan, writes, rows, cause, max_retries):
+                out[n] = written
     return out
 
 
@@ -347,22 +368,23 @@ def _cas_loop(
         previous = current.text if current is not None else ""
         text = new_text(previous) if callable(new_text) else new_text
         expected = current.version if current is not None else 0
-        try:
-            record = store.put(kind, entity_id, text, expected_version=expected, source=cause)
-        except VersionConflict as conflict:
-            last = conflict
-            if attempt < max_retries:
-                time.sleep(min(0.1, backoff_s * 2**attempt) * random.uniform(0.5, 1.5))
-            continue
-        log.audit_write(
-            kind,
-            entity_id,
-            record.version,
-            current.text if current is not None else None,
-            record.text,
-            cause,
-            at=record.updated_at,
-        )
+        with _writing(cause):
+            try:
+                record = store.put(kind, entity_id, text, expected_version=expected, source=cause)
+            except VersionConflict as conflict:
+                last = conflict
+                if attempt < max_retries:
+                    time.sleep(min(0.1, backoff_s * 2**attempt) * random.uniform(0.5, 1.5))
+                continue
+            log.audit_write(
+                kind,
+                entity_id,
+                record.version,
+                current.text if current is not None else None,
+                record.text,
+                cause,
+                at=record.updated_at,
+            )
         return record
     assert last is not None  # the loop ran at least once and every attempt conflicted
     raise WriteContention(last, kind, entity_id, max_retries + 1)
@@ -390,8 +412,12 @@ def _repair_audit(log: EventLog, current: MemoryRecord) -> None:
         current.source,
         at=current.updated_at,
     )
-    logger.warning(
-        "%s: write by %s found without its audit row; audit repaired, not rewritten",
+    with _in_flight_lock:
+        in_flight = current.source in _in_flight
+    logger.log(
+        logging.DEBUG if in_flight else logging.WARNING,
+        "%s: write by %s found without its audit row; audit repaired, not rewritten%s",
         current.record_id,
         current.source,
+        " (that write is in flight in this process)" if in_flight else "",
     )

@@ -140,7 +140,9 @@ def _write_all(ws: Workspace, report: PropagationReport, writes: list[PlannedWri
         if out is None:
             report.skipped += 1
             continue
-        ws.on_memory_write(w.kind, w.entity_id, out.record.text, out.vector)
+        ws.on_memory_write(
+            w.kind, w.entity_id, out.record.text, out.vector, version=out.record.version
+        )
         cache.invalidate(w.kind, w.entity_id)
         report.writes.append(MemoryWrite(ref=f"{w.kind}:{w.entity_id}", version=out.record.version))
 

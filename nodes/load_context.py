@@ -148,7 +148,7 @@ def already_propagated(ws: Workspace, event: InteractionEvent) -> bool:
         return False
     # written but not audited (the process died in between): apply_write repairs the audit row
     apply_write(ws.memories, ws.events, "user", event.user_id, current.text, cause=current.source)
-    ws.on_memory_write("user", event.user_id, current.text)
+    ws.on_memory_write("user", event.user_id, current.text, version=current.version)
     return True
 
 

@@ -142,8 +142,9 @@ class MemRecStore(BaseStore):
             raise MemoryStoreError(f"no {kind} {op.key!r} in the {ws.name} data")
         cause = f"store:{uuid.uuid4().hex}"
         with ws.lock:
-            apply_write(ws.memories, ws.events, kind, op.key, text.strip(), cause=cause)
-            ws.on_memory_write(kind, op.key, text.strip())
+            record = apply_write(ws.memories, ws.events, kind, op.key, text.strip(), cause=cause)
+            if record is not None:
+                ws.on_memory_write(kind, op.key, record.text, version=record.version)
 
     def _search(self, op: SearchOp) -> list[SearchItem]:
         prefix = op.namespace_prefix

@@ -1,0 +1,97 @@
+"""The vector cache ends as the embedding of each memory's newest text, whatever the order in
+which concurrent writers report their writes (curation's memory_sim and the harness's leak check
+read it); a concurrent writer's unaudited in-flight write is repaired quietly.
+"""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests/support/fixtures.py are parameters)
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+import pytest
+
+from memory_store.workspace import Workspace
+from memory_store.writes import PlannedWrite, apply_write, apply_writes
+from tests.support.fixtures import TINY_MOVIES, workspace_fixtures
+
+ws, ctx = workspace_fixtures(TINY_MOVIES)
+
+
+def _row(ws: Workspace, item: str) -> np.ndarray:
+    return ws.vectors.items[ws.item_code(item)]
+
+
+def _embedding(ws: Workspace, text: str) -> np.ndarray:
+    return ws.vectors.embedding.embed_texts([text])[0]
+
+
+def test_a_late_report_of_an_older_write_does_not_overwrite_the_newer_vector(ws: Workspace) -> None:
+    item = ws.dataset.item_ids[0]
+    first = apply_write(ws.memories, ws.events, "item", item, "older text", cause="a")
+    second = apply_write(ws.memories, ws.events, "item", item, "newer text", cause="b")
+    assert first is not None and second is not None and second.version > first.version
+    # writer b reports first, writer a (the older write) reports last
+    ws.on_memory_write("item", item, second.text, version=second.version)
+    ws.on_memory_write("item", item, first.text, version=first.version)
+    assert np.allclose(_row(ws, item), _embedding(ws, "newer text"))
+    assert ws.memory_text("item", item) == "newer text"
+
+
+def test_concurrent_batched_writers_leave_every_vector_in_step_with_its_memory(
+    ws: Workspace,
+) -> None:
+    items = ws.dataset.item_ids[:3]  # every writer writes all three: maximal contention
+    barrier = threading.Barrier(6)
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        for round_ in range(6):
+            cause = f"writer-{n}-{round_}"
+            writes = [PlannedWrite("item", i, f"{i} by {cause}") for i in items]
+            out = apply_writes(
+                ws.memories, ws.events, writes, cause=cause, embed=ws.embedder(), max_retries=20
+            )
+            for w, done in zip(writes, out, strict=True):
+                assert done is not None
+                ws.on_memory_write(
+                    "item", w.entity_id, done.record.text, done.vector, version=done.record.version
+                )
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    for item in items:
+        record = ws.memories.get("item", item)
+        assert record is not None and record.version == 1 + 6 * 6
+        assert np.allclose(_row(ws, item), _embedding(ws, record.text), atol=1e-5), item
+
+
+def test_an_unaudited_write_still_in_flight_is_repaired_without_a_crash_warning(
+    ws: Workspace, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memory_store import writes
+
+    item = ws.dataset.item_ids[1]
+    current = ws.memories.get("item", item)
+    assert current is not None
+    # cause "alive" wrote and has not audited yet (it is between the two, in this process) ...
+    ws.memories.put("item", item, "alive's text", expected_version=current.version, source="alive")
+    monkeypatch.setattr(writes, "_in_flight", {"alive"})
+    with caplog.at_level(logging.DEBUG, logger="memory_store.writes"):
+        apply_write(ws.memories, ws.events, "item", item, "next", cause="other")
+    repaired = [r for r in caplog.records if "found without its audit row" in r.getMessage()]
+    assert len(repaired) == 1 and repaired[0].levelno == logging.DEBUG
+    assert ws.events.version_text("item", item, current.version + 1) == "alive's text"
+    # ... while a write whose cause is not running here (a crashed job) is still a warning
+    ws.memories.put("item", item, "crashed", expected_version=current.version + 2, source="gone")
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="memory_store.writes"):
+        apply_write(ws.memories, ws.events, "item", item, "after", cause="third")
+    repaired = [r for r in caplog.records if "found without its audit row" in r.getMessage()]
+    assert len(repaired) == 1 and repaired[0].levelno == logging.WARNING
