@@ -120,14 +120,25 @@ class DevServer:
 
     def rss_mb(self) -> float:
         """Resident memory of the server process and its children (MB)."""
+        return self.memory_mb()["rss_mb"]
+
+    def memory_mb(self) -> dict[str, float]:
+        """Resident memory of the server and its children (MB): all, and file-backed pages.
+
+        File-backed pages (``shared``: mapped libraries and files, e.g. an index read through
+        mmap) are the kernel's page cache and can be dropped under pressure; the rest (anonymous
+        memory: heaps, arenas) is what a leak grows.
+        """
         proc = psutil.Process(self.pid)
-        total = proc.memory_info().rss
-        for child in proc.children(recursive=True):
+        rss = file = 0
+        for p in (proc, *proc.children(recursive=True)):
             try:
-                total += child.memory_info().rss
+                info = p.memory_info()
             except psutil.NoSuchProcess:
                 continue
-        return total / 1e6
+            rss += info.rss
+            file += getattr(info, "shared", 0)
+        return {"rss_mb": rss / 1e6, "anon_mb": (rss - file) / 1e6, "file_mb": file / 1e6}
 
     def kill(self) -> None:
         """SIGKILL the server's process group (a crash)."""

@@ -60,9 +60,12 @@ async def _load(
 
 
 def _sample(server: DevServer, proc: psutil.Process, start: float, sent: int) -> dict[str, float]:
+    memory = server.memory_mb()
     return {
         "t_s": round(time.monotonic() - start, 1),
-        "rss_mb": round(server.rss_mb(), 1),
+        "rss_mb": round(memory["rss_mb"], 1),
+        "anon_mb": round(memory["anon_mb"], 1),
+        "file_mb": round(memory["file_mb"], 1),
         "threads": proc.num_threads(),
         "open_files": proc.num_fds(),
         "requests": sent,
@@ -88,10 +91,11 @@ def soak(
     finally:
         server.stop()
     after = [s for s in series if s["t_s"] >= warmup_s]
-    slope = float("nan")
+    slope = anon_slope = float("nan")
     if len(after) >= 3:
         t = np.array([s["t_s"] for s in after]) / 60.0
         slope = float(np.polyfit(t, np.array([s["rss_mb"] for s in after]), 1)[0])
+        anon_slope = float(np.polyfit(t, np.array([s["anon_mb"] for s in after]), 1)[0])
     return {
         "series": series,
         "requests": sent,
@@ -103,4 +107,5 @@ def soak(
         if after
         else None,
         "slope_mb_per_min": round(slope, 2),
+        "anon_slope_mb_per_min": round(anon_slope, 2),
     }

@@ -278,30 +278,34 @@ class InteractionGraph(AttributeProfiles):
     def co_within(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each of the distinct ``items`` j, its co-counts and cosines summed over ``items``.
 
-        ``co_counts(items)[items]`` and ``item_cosine(items)[items]`` in one gather, without
-        dense rows over the whole catalogue: entries outside ``items`` are dropped before summing.
+        ``co_counts(items)[items]`` and ``item_cosine(items)[items]``, computed through the users
+        of ``items`` instead of their co-count rows: co(i, j) counts the users of both, so
+        ``sum_i co(i, j)`` is the sum, over j's users, of how many of ``items`` each one has. That
+        gathers one entry per (item, user) edge where the co-count rows hold one per co-occurring
+        item pair (the whole catalogue, for a popular item).
         """
         items = np.asarray(items, np.int64)
         n = len(items)
-        lookup = np.full(self.n_items, -1, np.int64)
-        lookup[items] = np.arange(n)
-        cols, vals, pos = gather_rows(self._co, items)
-        j = lookup[cols]
-        keep = j >= 0
-        j, vals, pos = j[keep], vals[keep].astype(np.float64), pos[keep]
-        if self._delta_co:
-            extra_j, extra_v, extra_p = [j], [vals], [pos]
+        users, _, pos = gather_rows(self._iu, items)
+        if self._delta_iu:
+            extra_u, extra_p = [users], [pos]
             for r, i in enumerate(items.tolist()):
-                if i in self._delta_co:
-                    jr = lookup[self._delta_co_row(i)]
-                    hit = jr >= 0
-                    extra_j.append(jr[hit])
-                    extra_v.append(np.ones(int(hit.sum())))
-                    extra_p.append(np.full(int(hit.sum()), r, np.int64))
-            j, vals, pos = (np.concatenate(a) for a in (extra_j, extra_v, extra_p))
+                appended = self._delta_iu.get(i)
+                if appended:
+                    extra_u.append(np.asarray(appended, users.dtype))
+                    extra_p.append(np.full(len(appended), r, np.int64))
+            users, pos = np.concatenate(extra_u), np.concatenate(extra_p)
+        if not len(users):
+            return np.zeros(n), np.zeros(n)
         deg = np.sqrt(np.maximum(self.item_degree[items], 1.0))
-        co = np.bincount(j, weights=vals, minlength=n)
-        cos = np.bincount(j, weights=vals / deg[pos], minlength=n) / deg
+        if self.n_users <= 16 * len(users):  # a dense count over every user is the cheaper
+            inverse = users
+        else:
+            _, inverse = np.unique(users, return_inverse=True)
+        held = np.bincount(inverse)  # per user: how many of ``items`` they have
+        weighted = np.bincount(inverse, weights=1.0 / deg[pos])  # ... each over sqrt(degree)
+        co = np.bincount(pos, weights=held[inverse], minlength=n).astype(np.float64)
+        cos = np.bincount(pos, weights=weighted[inverse], minlength=n) / deg
         return co, cos
 
     @property

@@ -19,9 +19,16 @@ def gather_rows(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     if total == 0:
         empty = np.zeros(0, np.int64)
         return empty, np.zeros(0, m.dtype), empty
+    if len(rows) == 1:  # one row: a slice
+        start = int(starts[0])
+        return (
+            m.indices[start : start + total],
+            m.data[start : start + total],
+            np.zeros(total, np.int64),
+        )
     row_pos = np.repeat(np.arange(len(rows)), lengths)
-    offsets = np.cumsum(lengths) - lengths
-    positions = np.arange(total) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
+    shift = starts - (np.cumsum(lengths) - lengths)  # entry k of row r sits at k + shift[r]
+    positions = np.arange(total) + shift[row_pos]
     return m.indices[positions], m.data[positions], row_pos
 
 

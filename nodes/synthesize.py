@@ -16,7 +16,6 @@ from langgraph.runtime import Runtime
 
 from memory_store.facet_cache import FacetKey, facet_cache_for
 from memory_store.workspace import Workspace, aworkspace_for
-from prompts.synthesis import neighbour_lines
 from prompts.tokens import count_tokens
 from roles.factory import build_roles, role_specs
 from roles.notices import fallback_notices
@@ -66,10 +65,25 @@ def snippet_tokens(snippet: NeighbourSnippet) -> int:
     """Tokens of the snippet's rendered line, plus its newline: an upper bound, cheap to compute.
 
     The memory text is counted on its own (cached: memories repeat across requests) and the
-    JSON around it separately; splitting a text never lowers the estimated count.
+    line around it (``neighbour_lines`` with an empty text, built here without a model copy)
+    separately; splitting a text never lowers the estimated count.
     """
-    wrapper = neighbour_lines([snippet.model_copy(update={"text": ""})])
+    wrapper = json.dumps(
+        {"ref": snippet.ref, "score": round(snippet.score, 2), "text": ""},
+        ensure_ascii=False,
+        separators=(", ", ": "),
+    )
     return count_tokens(wrapper) + count_tokens(json.dumps(snippet.text, ensure_ascii=False)) + 1
+
+
+def _rules_digest(ws: Workspace, which: Any) -> str:
+    """A digest of the rule set in use, computed once per rule set object (rules change rarely)."""
+    ruleset = ws.rules(which)
+    cached = ws.derived.get(f"rules_digest:{which}")
+    if cached is None or cached[0] is not ruleset:
+        digest = hashlib.sha1(ruleset.model_dump_json().encode()).hexdigest()[:16]
+        cached = ws.derived[f"rules_digest:{which}"] = (ruleset, digest)
+    return cached[1]
 
 
 def facet_key(
@@ -82,7 +96,7 @@ def facet_key(
 ) -> FacetKey:
     """What the facets depend on: versions of the memories used, rules, budgets, model, request."""
     user = ws.memories.get("user", user_id)
-    rules = hashlib.sha1(ws.rules(ctx.rules).model_dump_json().encode()).hexdigest()[:16]
+    rules = _rules_digest(ws, ctx.rules)
     return (
         user_id,
         user.version if user is not None else 0,

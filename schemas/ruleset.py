@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
@@ -109,7 +109,7 @@ class RuleSet(BaseModel):
         for w in self.weights:
             if w.neighbour_type == neighbour_type and w.feature in features:
                 scores += w.weight * np.asarray(features[w.feature], np.float64)
-        fired: list[list[str]] = [[] for _ in range(n)]
+        masks: list[tuple[str, np.ndarray]] = []
         for rule in self.rules:
             if rule.neighbour_type not in ("any", neighbour_type):
                 continue
@@ -119,9 +119,8 @@ class RuleSet(BaseModel):
                 scores = np.where(mask, scores * rule.value, scores)
             else:
                 scores = np.where(mask, scores + rule.value, scores)
-            for idx in np.flatnonzero(mask).tolist():
-                fired[idx].append(rule.name)
-        return scores, fired
+            masks.append((rule.name, mask))
+        return scores, FiredRules(n, masks)
 
     def save(self, path: Path) -> None:
         """Write the rule set as JSON."""
@@ -132,6 +131,34 @@ class RuleSet(BaseModel):
     def load(cls, path: Path) -> RuleSet:
         """Read and validate a saved rule set."""
         return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+class FiredRules(Sequence[list[str]]):
+    """Per neighbour, the names of the rules that fired, listed when read.
+
+    Curation keeps the top k of a pool of hundreds: naming the rules of every pool member up
+    front cost more than scoring them.
+    """
+
+    def __init__(self, n: int, masks: list[tuple[str, np.ndarray]]) -> None:
+        self._n = n
+        self._masks = masks
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, index: int) -> list[str]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[list[str]]: ...
+
+    def __getitem__(self, index: int | slice) -> list[str] | list[list[str]]:
+        if isinstance(index, slice):
+            return [self[j] for j in range(*index.indices(self._n))]
+        if not -self._n <= index < self._n:
+            raise IndexError(index)
+        return [name for name, mask in self._masks if mask[index]]
 
 
 def generic_rules() -> RuleSet:

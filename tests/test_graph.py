@@ -116,3 +116,26 @@ def test_remove_user_matches_a_rebuild_without_them() -> None:
     assert np.allclose(appended.item_degree, rebuilt.item_degree)
     assert np.allclose(appended.shared_counts(items), rebuilt.shared_counts(items))
     assert np.allclose(appended.user_profiles(np.arange(4)), rebuilt.user_profiles(np.arange(4)))
+
+
+def test_co_within_equals_the_co_count_rows_on_a_random_graph_with_appends() -> None:
+    rng = np.random.default_rng(7)
+    n_users, n_items = 60, 40
+    pairs = {
+        (int(u), int(i))
+        for u, i in zip(rng.integers(0, n_users, 500), rng.integers(0, n_items, 500), strict=True)
+    }
+    rows = [(u, i, float(t)) for t, (u, i) in enumerate(sorted(pairs))]
+    base, extra = rows[: len(rows) - 40], rows[len(rows) - 40 :]
+    attrs = [["x"]] * n_items
+    appended = InteractionGraph.build(_frame(base), n_users, n_items, attrs)
+    for u, i, t in extra:
+        appended.append(u, i, t + 1000.0)
+    rebuilt = InteractionGraph.build(_frame(rows), n_users, n_items, attrs)
+    for _ in range(20):
+        some = rng.choice(n_items, size=int(rng.integers(1, 25)), replace=False)
+        for g in (appended, rebuilt):
+            co, cos = g.co_within(some)
+            assert np.array_equal(co, g.co_counts(some)[some])
+            assert np.allclose(cos, g.item_cosine(some)[some], rtol=1e-12, atol=0)
+        assert np.array_equal(appended.co_within(some)[0], rebuilt.co_within(some)[0])
