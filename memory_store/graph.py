@@ -256,7 +256,16 @@ class InteractionGraph(AttributeProfiles):
 
     def has(self, user: int, item: int) -> bool:
         """Whether the user interacted with the item."""
-        return item in self._delta_ui.get(user, {}) or self._ui[user, item] != 0
+        if not (0 <= user < self.n_users and 0 <= item < self.n_items):
+            raise IndexError(f"user {user} / item {item} outside the graph")
+        if item in self._delta_ui.get(user, {}):
+            return True
+        ui = self._ui  # a CSR row lookup without scipy's per-call index validation
+        row = ui.indices[ui.indptr[user] : ui.indptr[user + 1]]
+        if ui.has_sorted_indices:
+            at = int(np.searchsorted(row, item))
+            return at < len(row) and int(row[at]) == item
+        return bool((row == item).any())
 
     def co_counts(self, items: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """Weighted sum of co-interaction rows: for every item j, sum_i w_i * C[i, j]."""

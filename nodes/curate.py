@@ -94,6 +94,13 @@ def curate_neighbours(
         else:
             scores, fired = rules.score_many(nf.kind, nf.features)
             order = np.lexsort((nf.codes, -scores))
+        kept = order[: ctx.k]
+        names = list(nf.features)
+        # the kept rows' features, rounded at once: one list of values per kept neighbour
+        rows = zip(
+            *(np.round(np.asarray(nf.features[f], np.float64)[kept], 4).tolist() for f in names),
+            strict=True,
+        )
         pools.append(
             [
                 CuratedNeighbour(
@@ -101,9 +108,9 @@ def curate_neighbours(
                     kind=nf.kind,  # type: ignore[arg-type]
                     score=round(float(scores[j]), 4),
                     rules=fired[j],
-                    features={f: round(float(v[j]), 4) for f, v in nf.features.items()},
+                    features=dict(zip(names, row, strict=True)),
                 )
-                for j in order[: ctx.k]
+                for j, row in zip(kept.tolist(), rows, strict=True)
             ]
         )
     return _mix(pools, ctx)
