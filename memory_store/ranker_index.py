@@ -240,6 +240,24 @@ class RankerIndex:
             out += np.bincount(cols, weights=vals * np.asarray(base_w)[pos], minlength=n_attr)
         return out
 
+    def profile_matrix(self, users: np.ndarray) -> np.ndarray:
+        """Each user's attribute profile as a dense row (``profile_rows`` of one user, batched)."""
+        users = np.asarray(users, np.int64)
+        out = np.zeros((len(users), self.profiles.shape[1]))
+        base: list[int] = []
+        with self._lock:
+            for j, u in enumerate(users.tolist()):
+                row = self._profile_rows.get(u)
+                if row is not None:
+                    out[j] = row
+                else:
+                    base.append(j)
+        if base:
+            at = np.asarray(base, np.int64)
+            cols, vals, pos = gather_rows(self.profiles, users[at])
+            out[at[pos], cols] = vals
+        return out
+
     def affinity(self, history: np.ndarray, users: np.ndarray) -> np.ndarray:
         """Weight of each neighbour user v for a user with this history (time order).
 

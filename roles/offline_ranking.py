@@ -257,12 +257,7 @@ def _user_facets(
 ) -> FacetSet:
     """Facets from the neighbour users' profiles, each weighted by its affinity (vectorised)."""
     codes, affinity, refs = voters(ws, index, user, users)
-    shares = np.stack(
-        [
-            a * index.profile_rows(np.array([c]), np.ones(1))
-            for c, a in zip(codes, affinity, strict=True)
-        ]
-    )
+    shares = affinity[:, None] * index.profile_matrix(codes)
     totals = shares.sum(axis=0)
     names = np.asarray(ws.graph.attribute_names)
     positive = np.flatnonzero(totals > 0)

@@ -153,6 +153,17 @@ def test_appends_keep_the_index_equal_to_a_rebuild() -> None:
     assert live["knn"] == pytest.approx(request_channels(rebuilt, None, 0, cands)["knn"])
 
 
+def test_profile_matrix_rows_are_each_users_profile_with_and_without_appends() -> None:
+    graph = _graph(SEQS)
+    index = RankerIndex(graph, PARAMS)
+    assert graph.append(0, 3, 10.0) and graph.append(3, 1, 11.0)  # users 0 and 3: live rows
+    users = np.array([3, 1, 0, 4, 1])  # appended users, others, a repeat
+    matrix = index.profile_matrix(users)
+    for j, u in enumerate(users.tolist()):
+        assert np.array_equal(matrix[j], index.profile_rows(np.array([u]), np.ones(1))), u
+    assert np.abs(matrix).sum(axis=1).all()  # every one of these users has a profile
+
+
 def test_an_append_at_the_time_of_the_last_rows_goes_after_them_without_a_rebuild() -> None:
     """Rows at one timestamp keep their order (``TIE_STEP`` apart); an append at that same time
     (a warm-up replaying its validation item) is the latest, as in the data: no index rebuild."""
