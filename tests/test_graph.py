@@ -141,6 +141,4 @@ def test_co_within_equals_the_co_count_rows_on_a_random_graph_with_appends() -> 
         assert np.array_equal(appended.co_within(some)[0], rebuilt.co_within(some)[0])
     edges = {(u, i) for u, i, _ in rows}
     for g in (appended, rebuilt):
-        assert all(
-            g.has(u, i) == ((u, i) in edges) for u in range(n_users) for i in range(n_items)
-        )
+        assert all(g.has(u, i) == ((u, i) in edges) for u in range(n_users) for i in range(n_items))
