@@ -201,7 +201,7 @@ def _rewrite_files(ws: Workspace, code: int, user_id: str) -> list[str]:
     )
     graph_files = graph.save(directory / "graph")
     with ws.lock:
-        ws.vectors.users[code] = 0.0
+        ws.vectors.clear("user", code)
         vector_files = ws.vectors.save(directory)
     refresh_files(directory, "catalog", written[:1])
     refresh_files(directory, "candidates", written[1:])

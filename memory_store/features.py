@@ -43,6 +43,24 @@ def _cosine_rows(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
     return (matrix @ vector) / norms
 
 
+def _cosine_to(
+    matrix: np.ndarray, norms: np.ndarray | None, codes: np.ndarray, vector: np.ndarray
+) -> np.ndarray:
+    """``_cosine_rows(matrix[codes], vector)`` with the rows' norms known (``MemoryVectors.norms``).
+
+    When the codes are a good share of the rows, one product over the whole matrix is cheaper
+    than gathering them (the rows are wide).
+    """
+    if norms is None:
+        return _cosine_rows(matrix[codes], vector)
+    if not len(codes):
+        return np.zeros(0)
+    dots = (matrix @ vector)[codes] if 4 * len(codes) >= len(matrix) else matrix[codes] @ vector
+    scale = norms[codes] * (np.linalg.norm(vector) or 1.0)
+    scale[scale == 0] = 1.0
+    return dots / scale
+
+
 def bounded_pool(shared: np.ndarray, user: int, pool: int = USER_POOL) -> np.ndarray:
     """Codes of the users with shared items: all of them, or a bounded, seeded mix (see above)."""
     positive = np.flatnonzero(shared > 0)
@@ -61,6 +79,7 @@ def user_neighbour_features(
     *,
     pool: int = USER_POOL,
     user_vectors: np.ndarray | None = None,
+    user_norms: np.ndarray | None = None,
     excluded: Collection[int] = (),
 ) -> NeighbourFeatures:
     """Features of the users sharing items with ``user`` (bounded by ``bounded_pool``)."""
@@ -82,7 +101,7 @@ def user_neighbour_features(
     profile_u = graph.attribute_profile(history)
     text = graph.profile_cosines(codes, profile_u)
     memory = (
-        _cosine_rows(user_vectors[codes], user_vectors[user])
+        _cosine_to(user_vectors, user_norms, codes, user_vectors[user])
         if user_vectors is not None and len(codes)
         else np.zeros(len(codes))
     )

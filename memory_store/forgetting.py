@@ -41,7 +41,7 @@ def forget_codes(ws: Any, codes: set[int]) -> None:
     placeholders = {}
     for code in sorted(codes):
         ws.graph.remove_user(code)
-        ws.vectors.users[code] = 0.0
+        ws.vectors.clear("user", code)
         user_id = ws.dataset.user_ids[code]
         placeholders[code] = user_id if is_placeholder(user_id) else placeholder_id(user_id)
     ws.dataset = redact_dataset(ws.dataset, placeholders)

@@ -29,6 +29,8 @@ class MemoryVectors:
     # the memory version each row was last refreshed to, in this process
     _versions: dict[tuple[str, int], int] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # row norms per kind, with the array they were computed on (see ``norms``)
+    _norms: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def refresh(
         self,
@@ -54,7 +56,32 @@ class MemoryVectors:
                 self._versions[key] = version
             target = self.users if kind == "user" else self.items
             target[code] = row
+            self._set_norm(kind, target, code)
         return True
+
+    def clear(self, kind: MemoryKind, code: int) -> None:
+        """Zero one row (a deleted user's): no similarity to anyone."""
+        with self._lock:
+            target = self.users if kind == "user" else self.items
+            target[code] = 0.0
+            self._set_norm(kind, target, code)
+
+    def norms(self, kind: MemoryKind) -> np.ndarray:
+        """The L2 norm of every row, kept in step by ``refresh`` and ``clear`` (do not write).
+
+        Rows written another way are not tracked; an array replaced as a whole is recomputed.
+        """
+        target = self.users if kind == "user" else self.items
+        with self._lock:
+            cached = self._norms.get(kind)
+            if cached is None or cached[0] is not target:
+                cached = self._norms[kind] = (target, np.linalg.norm(target, axis=1))
+            return cached[1]
+
+    def _set_norm(self, kind: str, target: np.ndarray, code: int) -> None:
+        cached = self._norms.get(kind)
+        if cached is not None and cached[0] is target:  # in place, as the row itself
+            cached[1][code] = np.linalg.norm(target[code : code + 1], axis=1)[0]
 
     def save(self, directory: Path) -> list[Path]:
         """Write both arrays, each atomically; returns the files."""

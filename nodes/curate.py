@@ -76,7 +76,11 @@ def curate_neighbours(
 ) -> list[CuratedNeighbour]:
     """Top-k neighbours (at least min_users users and min_items items) scored by the rule set."""
     users = user_neighbour_features(
-        ws.graph, user, user_vectors=ws.vectors.users, excluded=ws.opted_out
+        ws.graph,
+        user,
+        user_vectors=ws.vectors.users,
+        user_norms=ws.vectors.norms("user"),
+        excluded=ws.opted_out,
     )
     items = item_neighbour_features(
         ws.graph, user, user_vector=ws.vectors.users[user], item_vectors=ws.vectors.items

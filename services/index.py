@@ -390,5 +390,5 @@ def _vectors(directory: Path, store: MemoryStore, dataset: Dataset) -> list[Path
     )
     for code, user_id in enumerate(dataset.user_ids):
         if is_placeholder(user_id):
-            vectors.users[code] = 0.0
+            vectors.clear("user", code)
     return vectors.save(directory)

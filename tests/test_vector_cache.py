@@ -95,3 +95,27 @@ def test_an_unaudited_write_still_in_flight_is_repaired_without_a_crash_warning(
         apply_write(ws.memories, ws.events, "item", item, "after", cause="third")
     repaired = [r for r in caplog.records if "found without its audit row" in r.getMessage()]
     assert len(repaired) == 1 and repaired[0].levelno == logging.WARNING
+
+
+def test_row_norms_follow_refreshes_clears_and_a_replaced_array(ws: Workspace) -> None:
+    vectors = ws.vectors
+    norms = vectors.norms("user")
+    assert np.allclose(norms, np.linalg.norm(vectors.users, axis=1))
+    ws.on_memory_write("user", ws.dataset.user_ids[2], "a brand new memory text", version=99)
+    vectors.clear("user", 3)
+    assert np.allclose(vectors.norms("user"), np.linalg.norm(vectors.users, axis=1))
+    assert vectors.norms("user")[3] == 0.0
+    vectors.users = vectors.users * 2.0  # a whole new array (as an evaluation copy makes)
+    assert np.allclose(vectors.norms("user"), np.linalg.norm(vectors.users, axis=1))
+
+
+def test_cosines_with_known_norms_equal_the_gathered_ones(ws: Workspace) -> None:
+    from memory_store.features import _cosine_rows, _cosine_to
+
+    matrix, norms = ws.vectors.users, ws.vectors.norms("user")
+    vector = matrix[0]
+    rng = np.random.default_rng(0)
+    for size in (0, 1, 3, len(matrix) // 2, len(matrix)):  # both branches, empty included
+        codes = rng.choice(len(matrix), size=size, replace=False)
+        expected = _cosine_rows(matrix[codes], vector)
+        assert np.allclose(_cosine_to(matrix, norms, codes, vector), expected, atol=1e-6)
