@@ -261,11 +261,7 @@ class InteractionGraph(AttributeProfiles):
         if item in self._delta_ui.get(user, {}):
             return True
         ui = self._ui  # a CSR row lookup without scipy's per-call index validation
-        row = ui.indices[ui.indptr[user] : ui.indptr[user + 1]]
-        if ui.has_sorted_indices:
-            at = int(np.searchsorted(row, item))
-            return at < len(row) and int(row[at]) == item
-        return bool((row == item).any())
+        return bool((ui.indices[ui.indptr[user] : ui.indptr[user + 1]] == item).any())
 
     def co_counts(self, items: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """Weighted sum of co-interaction rows: for every item j, sum_i w_i * C[i, j]."""
@@ -287,11 +283,9 @@ class InteractionGraph(AttributeProfiles):
     def co_within(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each of the distinct ``items`` j, its co-counts and cosines summed over ``items``.
 
-        ``co_counts(items)[items]`` and ``item_cosine(items)[items]``, computed through the users
-        of ``items`` instead of their co-count rows: co(i, j) counts the users of both, so
-        ``sum_i co(i, j)`` is the sum, over j's users, of how many of ``items`` each one has. That
-        gathers one entry per (item, user) edge where the co-count rows hold one per co-occurring
-        item pair (the whole catalogue, for a popular item).
+        ``co_counts(items)[items]`` and ``item_cosine(items)[items]`` through the items' users:
+        ``sum_i co(i, j)`` is the sum, over j's users, of how many of ``items`` each one has (one
+        entry per edge gathered, where co-count rows hold one per co-occurring pair).
         """
         items = np.asarray(items, np.int64)
         n = len(items)

@@ -173,21 +173,11 @@ class Workspace(StoreGuards):
 
     # ------------------------------------------------------------------ writes
     def on_memory_write(
-        self,
-        kind: MemoryKind,
-        entity_id: str,
-        text: str,
-        vector: Any = None,
-        *,
-        version: int | None = None,
+        self, kind: MemoryKind, entity_id: str, text: str, vector: Any = None, version: int = 0
     ) -> None:
-        """Keep the vector cache in step with a memory write (``vector``: from ``embedder``).
-
-        ``version`` (the written record's) keeps a late report of an older write from
-        overwriting a newer one's vector.
-        """
+        """Keep the vector cache in step with a write (``MemoryVectors.refresh``; 0: unknown)."""
         code = self.user_code(entity_id) if kind == "user" else self.item_code(entity_id)
-        self.vectors.refresh(kind, code, text, vector, version=version)
+        self.vectors.refresh(kind, code, text, vector, version=version or None)
 
     def embedder(self) -> Callable[[list[str]], Any] | None:
         """Embeds texts once for both the memory store and the vector cache, when they agree.

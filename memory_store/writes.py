@@ -15,39 +15,19 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from memory_store.audit import AuditValues
+from memory_store.audit_repair import is_caused, repair_audit, writing
 from memory_store.events import EventLog
 from memory_store.memories import MemoryKind, MemoryRecord, MemoryStore, VersionConflict
 
 logger = logging.getLogger(__name__)
 
 NewText = str | Callable[[str], str]
-WARMUP_SOURCE = "warmup"  # the indexed version 1 of every memory: written before auditing began
-
-# Causes of this process between their store write and its audit row: another writer of the
-# same memory finds such a write unaudited, and its repair is then routine, not a crash's trace.
-_in_flight: set[str] = set()
-_in_flight_lock = threading.Lock()
-
-
-@contextmanager
-def _writing(cause: str) -> Iterator[None]:
-    with _in_flight_lock:
-        fresh = cause not in _in_flight
-        _in_flight.add(cause)
-    try:
-        yield
-    finally:
-        if fresh:
-            with _in_flight_lock:
-                _in_flight.discard(cause)
 
 
 class UnknownMemory(KeyError):
@@ -160,7 +140,7 @@ def apply_writes(
     texts = [text for plan in plans for text in plan.texts]
     vectors = embed(texts) if embed is not None and texts else None
     offset = 0
-    with _writing(cause):
+    with writing(cause):
         for plan in plans:
             rows = None if vectors is None else vectors[offset : offset + len(plan.texts)]
             offset += len(plan.texts)
@@ -196,7 +176,7 @@ def _plan_kind(
     missing = [entity_id for entity_id in first if entity_id not in current]
     if missing:
         raise UnknownMemory(kind, missing[0])
-    caused = {e: r.version for e, r in current.items() if _caused(r)}
+    caused = {e: r.version for e, r in current.items() if is_caused(r)}
     audited = log.audited_versions(kind, caused) if caused else set()
     batch = []
     for entity_id, n in first.items():
@@ -204,7 +184,7 @@ def _plan_kind(
         if entity_id in caused and entity_id not in audited:
             # A write whose audit row was lost (its job crashed in between): audit it before
             # anything else happens, so that job's retry sees it as applied.
-            _repair_audit(log, record)
+            repair_audit(log, record)
         if record.source != cause:
             batch.append(n)
     texts = [_text_of(writes[n].new_text, current[writes[n].entity_id].text) for n in batch]
@@ -359,16 +339,16 @@ def _cas_loop(
             raise UnknownMemory(kind, entity_id)
         if (
             current is not None
-            and _caused(current)
+            and is_caused(current)
             and log.version_text(kind, entity_id, current.version) is None
         ):
-            _repair_audit(log, current)  # its job crashed before auditing: see _repair_audit
+            repair_audit(log, current)  # its job crashed before auditing: see repair_audit
         if idempotent and current is not None and current.source == cause:
             return None
         previous = current.text if current is not None else ""
         text = new_text(previous) if callable(new_text) else new_text
         expected = current.version if current is not None else 0
-        with _writing(cause):
+        with writing(cause):
             try:
                 record = store.put(kind, entity_id, text, expected_version=expected, source=cause)
             except VersionConflict as conflict:
@@ -388,36 +368,3 @@ def _cas_loop(
         return record
     assert last is not None  # the loop ran at least once and every attempt conflicted
     raise WriteContention(last, kind, entity_id, max_retries + 1)
-
-
-def _caused(record: MemoryRecord) -> bool:
-    """Whether a cause wrote this version (so it must be audited): all but the indexed warm-up."""
-    return record.version > 1 or record.source != WARMUP_SOURCE
-
-
-def _repair_audit(log: EventLog, current: MemoryRecord) -> None:
-    """Audit a write the store holds without its audit row (its job crashed between the two).
-
-    Done before the memory is overwritten and when the writing cause retries: otherwise another
-    cause's write would hide it, and the crashed cause's retry, finding no row of its own, would
-    apply its patch a second time.
-    """
-    previous = log.version_text(current.kind, current.entity_id, current.version - 1)
-    log.audit_write(
-        current.kind,
-        current.entity_id,
-        current.version,
-        previous,
-        current.text,
-        current.source,
-        at=current.updated_at,
-    )
-    with _in_flight_lock:
-        in_flight = current.source in _in_flight
-    logger.log(
-        logging.DEBUG if in_flight else logging.WARNING,
-        "%s: write by %s found without its audit row; audit repaired, not rewritten%s",
-        current.record_id,
-        current.source,
-        " (that write is in flight in this process)" if in_flight else "",
-    )

@@ -75,14 +75,14 @@ def test_concurrent_batched_writers_leave_every_vector_in_step_with_its_memory(
 def test_an_unaudited_write_still_in_flight_is_repaired_without_a_crash_warning(
     ws: Workspace, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from memory_store import writes
+    from memory_store import audit_repair
 
     item = ws.dataset.item_ids[1]
     current = ws.memories.get("item", item)
     assert current is not None
     # cause "alive" wrote and has not audited yet (it is between the two, in this process) ...
     ws.memories.put("item", item, "alive's text", expected_version=current.version, source="alive")
-    monkeypatch.setattr(writes, "_in_flight", {"alive"})
+    monkeypatch.setattr(audit_repair, "_in_flight", {"alive"})
     with caplog.at_level(logging.DEBUG, logger="memory_store.writes"):
         apply_write(ws.memories, ws.events, "item", item, "next", cause="other")
     repaired = [r for r in caplog.records if "found without its audit row" in r.getMessage()]
