@@ -8,6 +8,7 @@ used a memory it wrote (``invalidate``), so dead entries do not pile up.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -15,7 +16,9 @@ from collections.abc import Hashable
 
 from schemas.records import Facet
 
-MAX_ENTRIES = 4096
+ENTRIES_ENV = "MEMREC_FACET_CACHE_ENTRIES"
+# a few KB an entry: the default bounds the cache to a few MB, reached within hours of serving
+MAX_ENTRIES = int(os.environ.get(ENTRIES_ENV) or 1024)
 
 FacetKey = tuple[Hashable, ...]
 

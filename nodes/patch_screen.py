@@ -119,7 +119,7 @@ def _copied(
     return None
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=8)  # the propagations in flight; each entry holds word runs
 def _distinct(
     sources: tuple[tuple[str, str, int], ...], names: tuple[str, ...]
 ) -> dict[str, frozenset[tuple[str, ...]]]:

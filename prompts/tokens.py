@@ -11,6 +11,7 @@ non-Latin scripts it is rougher. Use it for budgets and reports, never for billi
 from __future__ import annotations
 
 import math
+import os
 import re
 from functools import lru_cache
 
@@ -29,7 +30,13 @@ _PIECE_CHARS = 4  # rare / long words split into pieces of about this many chara
 _PUNCT_CHARS = 3  # punctuation runs merge into tokens of about this many characters
 
 
-@lru_cache(maxsize=1 << 16)  # pre-tokens (words with their space, punctuation runs) repeat
+# Cache sizes: counted texts (memories, prompt pieces; up to a few KB each) and pre-tokens
+# (words with their space, punctuation runs). Bounded so a server's memory levels off.
+CACHE_ENV = "MEMREC_TOKEN_CACHE"
+_TEXTS = int(os.environ.get(CACHE_ENV) or 4096)
+
+
+@lru_cache(maxsize=16384)
 def _piece_tokens(piece: str) -> int:
     """Estimated tokens of one pre-token."""
     core = piece.strip()
@@ -44,7 +51,7 @@ def _piece_tokens(piece: str) -> int:
     return math.ceil(len(core) / _PUNCT_CHARS)
 
 
-@lru_cache(maxsize=65536)  # memories repeat across requests; counting is the hot part
+@lru_cache(maxsize=_TEXTS)  # memories repeat across requests; counting is the hot part
 def count_tokens(text: str) -> int:
     """Estimated cl100k token count of ``text`` (0 for the empty string)."""
     return sum(map(_piece_tokens, _PRETOKEN.findall(text)))
