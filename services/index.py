@@ -26,7 +26,7 @@ from dataio.files import atomic_write_text
 from dataio.paths import store_dir as default_store_dir
 from dataio.redact import redact_dataset
 from dataio.split import Split, dataset_fingerprint, split_leave_one_out
-from memory_store.bulk_load import BackgroundLoad
+from memory_store.bulk_load import BackgroundLoad, ChildLoad, shared_hashing
 from memory_store.catalog import save_catalog
 from memory_store.embeddings import HashingEmbedding
 from memory_store.events import EventLog
@@ -45,6 +45,7 @@ from memory_store.memories import MemoryKind, MemoryStore
 from memory_store.opening import open_chroma
 from memory_store.privacy_epoch import PrivacyEpoch
 from memory_store.privacy_log import PrivacyState, is_placeholder, placeholder_id, read_privacy
+from memory_store.ranker_index import RankerConfig
 from memory_store.recovery import restore_from_audit
 from memory_store.summaries import user_summary
 from memory_store.vectors import MemoryVectors
@@ -77,6 +78,7 @@ class IndexReport(BaseModel):
     skipped_candidates: list[str] = []  # candidate files the catalogue is too small for
     profiles: ProfileRun | None = None  # with an LLM LMMem: who wrote the user memories
     ranker: dict[str, Any] = {}  # the offline ranker's tuning on validation (ranker.json)
+    loader_peak_rss_mb: float | None = None  # a first build's memory-loading child process
 
 
 def user_memory_texts(dataset: Dataset, graph: InteractionGraph) -> list[tuple[str, str]]:
@@ -154,27 +156,26 @@ def build_index(
         progress("split", 1, 1)
         store = memories or open_chroma(directory, chroma_url)
         restored = restore_from_audit(store, events)  # a lost store gets its audited versions
-        load = _start_load(store, dataset, graph, lmmem, restored, progress)  # on a thread
-        skipped = _candidate_files(directory, manifest, dataset, split)
-        _step(directory, manifest, "rules", lambda: _rules(directory, dataset, graph))
+        owned = memories is None and chroma_url is None  # an embedded store opened here
+        load = _start_load(store, dataset, graph, lmmem, restored, progress, owned, directory)
         profiles: list[ProfileRun] = []
         ctx = model_ctx or MemRecContext(roles="offline", lmmem=lmmem)
-        if load is not None:  # a first build: the vectors come with the load
-            created = load.join()
-            record_step(
-                directory, manifest, "memories", chroma="server" if chroma_url else "embedded"
+        chroma = "server" if chroma_url else "embedded"
+        if load is not None:  # a first build: the vectors come with the load, which runs beside
+            skipped, ranker, created, vector_files = _beside_load(
+                directory, manifest, dataset, split, graph, load, progress
             )
-            vectors = MemoryVectors(load.vectors["user"], load.vectors["item"])
-            record_step(directory, manifest, "vectors", vectors.save(directory))
+            record_step(directory, manifest, "memories", chroma=chroma)
+            record_step(directory, manifest, "vectors", vector_files)
         else:
+            skipped = _candidate_files(directory, manifest, dataset, split)
+            _step(directory, manifest, "rules", lambda: _rules(directory, dataset, graph))
             created = restored + _memories(store, dataset, graph, progress, lmmem, ctx, profiles)
-            record_step(
-                directory, manifest, "memories", chroma="server" if chroma_url else "embedded"
-            )
+            record_step(directory, manifest, "memories", chroma=chroma)
             _step(directory, manifest, "vectors", lambda: _vectors(directory, store, dataset))
-        progress("ranker", 0, 1)
-        ranker = ensure_ranker(directory, dataset, split, graph, store)
-        progress("ranker", 1, 1)
+            progress("ranker", 0, 1)
+            ranker = ensure_ranker(directory, dataset, split, graph, store)
+            progress("ranker", 1, 1)
         PrivacyEpoch(directory).close()  # the counter every process maps (privacy_epoch.py)
         record_step(directory, manifest, "events")
         _write_marker(marker, dataset, fingerprint, split)
@@ -192,7 +193,38 @@ def build_index(
         ranker={"tuned": ranker.tuned, "weights": ranker.weights, **ranker.report},
         seconds=round(time.perf_counter() - start, 2),
         profiles=profiles[0] if profiles else None,
+        loader_peak_rss_mb=getattr(load, "peak_rss_mb", None),
     )
+
+
+def _beside_load(
+    directory: Path,
+    manifest: Manifest,
+    dataset: Dataset,
+    split: Split,
+    graph: InteractionGraph,
+    load: BackgroundLoad,
+    progress: Progress,
+) -> tuple[list[str], RankerConfig, int, list[Path]]:
+    """A first build's other steps while its memories load; the load's outcome at the end.
+
+    Returns the skipped candidate files, the ranker, the memories created and the vectors files.
+    The vectors file is written from the load's embeddings (recorded once the memories are) and
+    the ranker is tuned on the load's texts, so nothing waits for the store. A failure kills the
+    load's child process (``ChildLoad.abort``).
+    """
+    try:
+        skipped = _candidate_files(directory, manifest, dataset, split)
+        _step(directory, manifest, "rules", lambda: _rules(directory, dataset, graph))
+        vectors = MemoryVectors(load.vectors["user"], load.vectors["item"])
+        vector_files = vectors.save(directory)
+        progress("ranker", 0, 1)
+        ranker = ensure_ranker(directory, dataset, split, graph, load.memories())
+        progress("ranker", 1, 1)
+        return skipped, ranker, load.join(), vector_files
+    except BaseException:
+        load.abort()
+        raise
 
 
 def _event_log(directory: Path, dataset_name: str) -> EventLog:
@@ -360,12 +392,17 @@ def _start_load(
     lmmem: str,
     restored: int,
     progress: Progress,
+    owned: bool,
+    directory: Path,
 ) -> BackgroundLoad | None:
-    """A first build's offline memories, embedded once and added on a thread (else None).
+    """A first build's offline memories, embedded once and added beside the build (else None).
 
     Only for an empty store with nothing restored and no deleted user: the load's vectors are
-    then exactly the vectors file. Any other build writes what is missing (``_memories``) and
-    embeds the store's current texts (``_vectors``).
+    then exactly the vectors file, and its texts are what the ranker's tuning reads. An embedded
+    Chroma store opened here (``owned``) that embeds with the same hashing is closed and loaded by
+    a child process holding the writer lock with this one (``bulk_load.ChildLoad``: Chroma's add
+    holds the GIL); any other store on a thread. Any other build writes what is missing
+    (``_memories``) and embeds the store's current texts (``_vectors``).
     """
     empty = store.count("item") == 0 and store.count("user") == 0
     if lmmem != "offline" or restored or not empty or any(map(is_placeholder, dataset.user_ids)):
@@ -375,7 +412,16 @@ def _start_load(
         ("item", items),
         ("user", user_memory_texts(dataset, graph)),
     ]
-    return BackgroundLoad(store, work, progress=progress).start()
+    embedding = HashingEmbedding()
+    path = getattr(store, "path", None)
+    lock = writer_lock(directory).fileno()
+    if owned and path is not None and lock is not None and shared_hashing(store, embedding):
+        close = getattr(store, "close", None)
+        if callable(close):
+            close()  # the child opens the folder; this process does not touch it meanwhile
+        child = ChildLoad(store, work, embedding, progress=progress, path=path, keep_fds=(lock,))
+        return child.start()
+    return BackgroundLoad(store, work, embedding, progress=progress).start()
 
 
 def _vectors(directory: Path, store: MemoryStore, dataset: Dataset) -> list[Path]:
