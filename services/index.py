@@ -26,7 +26,7 @@ from dataio.files import atomic_write_text
 from dataio.paths import store_dir as default_store_dir
 from dataio.redact import redact_dataset
 from dataio.split import Split, dataset_fingerprint, split_leave_one_out
-from memory_store.bulk_load import BackgroundLoad, ChildLoad, shared_hashing
+from memory_store.bulk_load import BackgroundLoad
 from memory_store.catalog import save_catalog
 from memory_store.embeddings import HashingEmbedding
 from memory_store.events import EventLog
@@ -41,13 +41,12 @@ from memory_store.manifest import (
     repair_command,
     step_intact,
 )
-from memory_store.memories import MemoryKind, MemoryStore
+from memory_store.memories import MemoryStore
 from memory_store.opening import open_chroma
 from memory_store.privacy_epoch import PrivacyEpoch
 from memory_store.privacy_log import PrivacyState, is_placeholder, placeholder_id, read_privacy
 from memory_store.ranker_index import RankerConfig
 from memory_store.recovery import restore_from_audit
-from memory_store.summaries import user_summary
 from memory_store.vectors import MemoryVectors
 from memory_store.workspace import INDEX_MARKER
 from memory_store.writer_lock import writer_lock
@@ -56,6 +55,7 @@ from roles.offline_rules import offline_rules
 from schemas.context import MemRecContext
 from schemas.records import ProfileInput
 from schemas.ruleset import RuleSet, generic_rules
+from services.first_load import start_load, user_memory_texts
 from services.profiles import ProfileRun, write_profiles
 from services.ranker_tuning import ensure_ranker
 
@@ -79,17 +79,6 @@ class IndexReport(BaseModel):
     profiles: ProfileRun | None = None  # with an LLM LMMem: who wrote the user memories
     ranker: dict[str, Any] = {}  # the offline ranker's tuning on validation (ranker.json)
     loader_peak_rss_mb: float | None = None  # a first build's memory-loading child process
-
-
-def user_memory_texts(dataset: Dataset, graph: InteractionGraph) -> list[tuple[str, str]]:
-    """Warm-up user memories (offline LMMem): a summary of each user's train history."""
-    out = []
-    for u in range(dataset.n_users):
-        items, _ = graph.user_item_times(u)
-        titles = [dataset.item_titles[i] for i in items]
-        attrs = [dataset.item_attributes[i] for i in items] if dataset.item_attributes else []
-        out.append((dataset.user_ids[u], user_summary(titles, attrs)))
-    return out
 
 
 def profile_inputs(dataset: Dataset, graph: InteractionGraph) -> list[ProfileInput]:
@@ -157,7 +146,7 @@ def build_index(
         store = memories or open_chroma(directory, chroma_url)
         restored = restore_from_audit(store, events)  # a lost store gets its audited versions
         owned = memories is None and chroma_url is None  # an embedded store opened here
-        load = _start_load(store, dataset, graph, lmmem, restored, progress, owned, directory)
+        load = start_load(store, dataset, graph, lmmem, restored, progress, owned, directory)
         profiles: list[ProfileRun] = []
         ctx = model_ctx or MemRecContext(roles="offline", lmmem=lmmem)
         chroma = "server" if chroma_url else "embedded"
@@ -383,45 +372,6 @@ def _bulk(
         created += store.bulk_init(kind, pairs[start : start + step], "warmup")  # type: ignore[arg-type]
         progress("memories", offset + min(start + step, len(pairs)), total)
     return created
-
-
-def _start_load(
-    store: MemoryStore,
-    dataset: Dataset,
-    graph: InteractionGraph,
-    lmmem: str,
-    restored: int,
-    progress: Progress,
-    owned: bool,
-    directory: Path,
-) -> BackgroundLoad | None:
-    """A first build's offline memories, embedded once and added beside the build (else None).
-
-    Only for an empty store with nothing restored and no deleted user: the load's vectors are
-    then exactly the vectors file, and its texts are what the ranker's tuning reads. An embedded
-    Chroma store opened here (``owned``) that embeds with the same hashing is closed and loaded by
-    a child process holding the writer lock with this one (``bulk_load.ChildLoad``: Chroma's add
-    holds the GIL); any other store on a thread. Any other build writes what is missing
-    (``_memories``) and embeds the store's current texts (``_vectors``).
-    """
-    empty = store.count("item") == 0 and store.count("user") == 0
-    if lmmem != "offline" or restored or not empty or any(map(is_placeholder, dataset.user_ids)):
-        return None
-    items = list(zip(dataset.item_ids, dataset.item_texts, strict=True))
-    work: list[tuple[MemoryKind, list[tuple[str, str]]]] = [
-        ("item", items),
-        ("user", user_memory_texts(dataset, graph)),
-    ]
-    embedding = HashingEmbedding()
-    path = getattr(store, "path", None)
-    lock = writer_lock(directory).fileno()
-    if owned and path is not None and lock is not None and shared_hashing(store, embedding):
-        close = getattr(store, "close", None)
-        if callable(close):
-            close()  # the child opens the folder; this process does not touch it meanwhile
-        child = ChildLoad(store, work, embedding, progress=progress, path=path, keep_fds=(lock,))
-        return child.start()
-    return BackgroundLoad(store, work, embedding, progress=progress).start()
 
 
 def _vectors(directory: Path, store: MemoryStore, dataset: Dataset) -> list[Path]:
