@@ -28,8 +28,11 @@ SYNTHETIC = [250_000, 500_000, 1_000_000]
 METHOD = (
     "One subprocess per build, fresh temporary home, cold imports. wall_s = the child's wall "
     "time seen by the parent (interpreter start and imports included); build_s = build_index "
-    "alone; cpu_s = its CPU (all threads), x_ref = cpu_s / the same-run reference workload; "
-    "peak_rss_mb = the child's own VmHWM (/proc/self/status). Synthetic graphs are "
+    "alone; cpu_s = its CPU (all threads, its loader process too), x_ref = cpu_s / the same-run "
+    "reference workload; "
+    "peak_rss_mb = the child's own VmHWM (/proc/self/status); loader_rss_mb = the VmHWM of "
+    "the process a first build loads the embedded Chroma store with (the RSS target is on "
+    "their sum, both may peak at once). Synthetic graphs are "
     "generic-format folders written with numpy before the timer starts."
 )
 
@@ -64,6 +67,7 @@ def _row(name: str, payload: dict[str, Any], interactions: int, ref_ms: float) -
         "cpu_s": payload.get("cpu_s"),
         "x_ref": round(payload.get("cpu_s", 0.0) * 1000.0 / ref_ms, 1),
         "peak_rss_mb": payload["peak_rss_mb"],
+        "loader_rss_mb": payload.get("loader_peak_rss_mb") or 0.0,
         "us_per_interaction": round(payload["build_s"] * 1e6 / max(1, interactions), 1),
     }
 
@@ -100,13 +104,9 @@ def _targets(result: BenchResult) -> None:
         result.targets.append(
             target("amazon-games index time (s)", "<= 60", games["wall_s"], games["wall_s"] <= 60)
         )
+        rss = games["peak_rss_mb"] + games["loader_rss_mb"]
         result.targets.append(
-            target(
-                "amazon-games index peak RSS (MB)",
-                "<= 2048",
-                games["peak_rss_mb"],
-                games["peak_rss_mb"] <= 2048,
-            )
+            target("amazon-games index peak RSS, with its loader (MB)", "<= 2048", rss, rss <= 2048)
         )
     synth = [r for r in result.rows if r["dataset"].startswith("synthetic")]
     if len(synth) >= 2:

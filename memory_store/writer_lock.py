@@ -135,6 +135,10 @@ class WriterLock:
             pass
         return fd
 
+    def fileno(self) -> int | None:
+        """The locked file's descriptor while held (a child given it keeps the lock held too)."""
+        return self._fd
+
     def release(self) -> None:
         """Give the lock up (processes normally keep it until they exit)."""
         with self._mutex:

@@ -41,12 +41,12 @@ from memory_store.manifest import (
     repair_command,
     step_intact,
 )
-from memory_store.memories import MemoryKind, MemoryStore
+from memory_store.memories import MemoryStore
 from memory_store.opening import open_chroma
 from memory_store.privacy_epoch import PrivacyEpoch
 from memory_store.privacy_log import PrivacyState, is_placeholder, placeholder_id, read_privacy
+from memory_store.ranker_index import RankerConfig
 from memory_store.recovery import restore_from_audit
-from memory_store.summaries import user_summary
 from memory_store.vectors import MemoryVectors
 from memory_store.workspace import INDEX_MARKER
 from memory_store.writer_lock import writer_lock
@@ -55,6 +55,7 @@ from roles.offline_rules import offline_rules
 from schemas.context import MemRecContext
 from schemas.records import ProfileInput
 from schemas.ruleset import RuleSet, generic_rules
+from services.first_load import start_load, user_memory_texts
 from services.profiles import ProfileRun, write_profiles
 from services.ranker_tuning import ensure_ranker
 
@@ -77,17 +78,7 @@ class IndexReport(BaseModel):
     skipped_candidates: list[str] = []  # candidate files the catalogue is too small for
     profiles: ProfileRun | None = None  # with an LLM LMMem: who wrote the user memories
     ranker: dict[str, Any] = {}  # the offline ranker's tuning on validation (ranker.json)
-
-
-def user_memory_texts(dataset: Dataset, graph: InteractionGraph) -> list[tuple[str, str]]:
-    """Warm-up user memories (offline LMMem): a summary of each user's train history."""
-    out = []
-    for u in range(dataset.n_users):
-        items, _ = graph.user_item_times(u)
-        titles = [dataset.item_titles[i] for i in items]
-        attrs = [dataset.item_attributes[i] for i in items] if dataset.item_attributes else []
-        out.append((dataset.user_ids[u], user_summary(titles, attrs)))
-    return out
+    loader_peak_rss_mb: float | None = None  # a first build's memory-loading child process
 
 
 def profile_inputs(dataset: Dataset, graph: InteractionGraph) -> list[ProfileInput]:
@@ -154,27 +145,26 @@ def build_index(
         progress("split", 1, 1)
         store = memories or open_chroma(directory, chroma_url)
         restored = restore_from_audit(store, events)  # a lost store gets its audited versions
-        load = _start_load(store, dataset, graph, lmmem, restored, progress)  # on a thread
-        skipped = _candidate_files(directory, manifest, dataset, split)
-        _step(directory, manifest, "rules", lambda: _rules(directory, dataset, graph))
+        owned = memories is None and chroma_url is None  # an embedded store opened here
+        load = start_load(store, dataset, graph, lmmem, restored, progress, owned, directory)
         profiles: list[ProfileRun] = []
         ctx = model_ctx or MemRecContext(roles="offline", lmmem=lmmem)
-        if load is not None:  # a first build: the vectors come with the load
-            created = load.join()
-            record_step(
-                directory, manifest, "memories", chroma="server" if chroma_url else "embedded"
+        chroma = "server" if chroma_url else "embedded"
+        if load is not None:  # a first build: the vectors come with the load, which runs beside
+            skipped, ranker, created, vector_files = _beside_load(
+                directory, manifest, dataset, split, graph, load, progress
             )
-            vectors = MemoryVectors(load.vectors["user"], load.vectors["item"])
-            record_step(directory, manifest, "vectors", vectors.save(directory))
+            record_step(directory, manifest, "memories", chroma=chroma)
+            record_step(directory, manifest, "vectors", vector_files)
         else:
+            skipped = _candidate_files(directory, manifest, dataset, split)
+            _step(directory, manifest, "rules", lambda: _rules(directory, dataset, graph))
             created = restored + _memories(store, dataset, graph, progress, lmmem, ctx, profiles)
-            record_step(
-                directory, manifest, "memories", chroma="server" if chroma_url else "embedded"
-            )
+            record_step(directory, manifest, "memories", chroma=chroma)
             _step(directory, manifest, "vectors", lambda: _vectors(directory, store, dataset))
-        progress("ranker", 0, 1)
-        ranker = ensure_ranker(directory, dataset, split, graph, store)
-        progress("ranker", 1, 1)
+            progress("ranker", 0, 1)
+            ranker = ensure_ranker(directory, dataset, split, graph, store)
+            progress("ranker", 1, 1)
         PrivacyEpoch(directory).close()  # the counter every process maps (privacy_epoch.py)
         record_step(directory, manifest, "events")
         _write_marker(marker, dataset, fingerprint, split)
@@ -192,7 +182,38 @@ def build_index(
         ranker={"tuned": ranker.tuned, "weights": ranker.weights, **ranker.report},
         seconds=round(time.perf_counter() - start, 2),
         profiles=profiles[0] if profiles else None,
+        loader_peak_rss_mb=getattr(load, "peak_rss_mb", None),
     )
+
+
+def _beside_load(
+    directory: Path,
+    manifest: Manifest,
+    dataset: Dataset,
+    split: Split,
+    graph: InteractionGraph,
+    load: BackgroundLoad,
+    progress: Progress,
+) -> tuple[list[str], RankerConfig, int, list[Path]]:
+    """A first build's other steps while its memories load; the load's outcome at the end.
+
+    Returns the skipped candidate files, the ranker, the memories created and the vectors files.
+    The vectors file is written from the load's embeddings (recorded once the memories are) and
+    the ranker is tuned on the load's texts, so nothing waits for the store. A failure kills the
+    load's child process (``ChildLoad.abort``).
+    """
+    try:
+        skipped = _candidate_files(directory, manifest, dataset, split)
+        _step(directory, manifest, "rules", lambda: _rules(directory, dataset, graph))
+        vectors = MemoryVectors(load.vectors["user"], load.vectors["item"])
+        vector_files = vectors.save(directory)
+        progress("ranker", 0, 1)
+        ranker = ensure_ranker(directory, dataset, split, graph, load.memories())
+        progress("ranker", 1, 1)
+        return skipped, ranker, load.join(), vector_files
+    except BaseException:
+        load.abort()
+        raise
 
 
 def _event_log(directory: Path, dataset_name: str) -> EventLog:
@@ -351,31 +372,6 @@ def _bulk(
         created += store.bulk_init(kind, pairs[start : start + step], "warmup")  # type: ignore[arg-type]
         progress("memories", offset + min(start + step, len(pairs)), total)
     return created
-
-
-def _start_load(
-    store: MemoryStore,
-    dataset: Dataset,
-    graph: InteractionGraph,
-    lmmem: str,
-    restored: int,
-    progress: Progress,
-) -> BackgroundLoad | None:
-    """A first build's offline memories, embedded once and added on a thread (else None).
-
-    Only for an empty store with nothing restored and no deleted user: the load's vectors are
-    then exactly the vectors file. Any other build writes what is missing (``_memories``) and
-    embeds the store's current texts (``_vectors``).
-    """
-    empty = store.count("item") == 0 and store.count("user") == 0
-    if lmmem != "offline" or restored or not empty or any(map(is_placeholder, dataset.user_ids)):
-        return None
-    items = list(zip(dataset.item_ids, dataset.item_texts, strict=True))
-    work: list[tuple[MemoryKind, list[tuple[str, str]]]] = [
-        ("item", items),
-        ("user", user_memory_texts(dataset, graph)),
-    ]
-    return BackgroundLoad(store, work, progress=progress).start()
 
 
 def _vectors(directory: Path, store: MemoryStore, dataset: Dataset) -> list[Path]:
