@@ -4,9 +4,11 @@ Put this folder on ``PYTHONPATH`` and set ``MEMREC_MEMTRACE_DIR``: the interpret
 ``tracemalloc`` after ``MEMREC_MEMTRACE_WARMUP_S`` seconds (tracing start-up would slow it
 several-fold) and a daemon thread writes, every ``MEMREC_MEMTRACE_EVERY_S`` seconds, the
 allocations that grew most since its first snapshot to ``<dir>/growth-<n>.txt``, grouped by the
-lines that allocated them (4 frames).
+lines that allocated them (4 frames). ``MEMREC_GC_LOG=<file>`` (alone or with the above) appends
+one line per full collection: when, how many objects it freed, how long it took.
 """
 
+import gc
 import os
 import threading
 import time
@@ -33,6 +35,24 @@ def _loop(directory: str, warmup_s: float, every_s: float) -> None:
         with open(os.path.join(directory, f"growth-{n}.txt"), "w") as fh:
             fh.write("\n".join(lines) + "\n")
 
+
+_GC_LOG = os.environ.get("MEMREC_GC_LOG")  # a file: one line per full (generation 2) collection
+_gc_started: dict[str, float] = {}
+
+
+def _log_gc(phase: str, info: dict) -> None:
+    if info.get("generation") != 2 or not _GC_LOG:
+        return
+    if phase == "start":
+        _gc_started["t"] = time.monotonic()
+        return
+    took = time.monotonic() - _gc_started.get("t", time.monotonic())
+    with open(_GC_LOG, "a") as fh:
+        fh.write(f"{time.time():.1f} collected={info.get('collected')} took_ms={took * 1e3:.1f}\n")
+
+
+if _GC_LOG:
+    gc.callbacks.append(_log_gc)
 
 if _DIR:
     os.makedirs(_DIR, exist_ok=True)
