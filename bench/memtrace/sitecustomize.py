@@ -48,7 +48,8 @@ def _log_gc(phase: str, info: dict) -> None:
         return
     took = time.monotonic() - _gc_started.get("t", time.monotonic())
     with open(_GC_LOG, "a") as fh:
-        fh.write(f"{os.getpid()} {time.time():.1f} collected={info.get('collected')} took_ms={took * 1e3:.1f}\n")
+        freed = info.get("collected")
+        fh.write(f"{os.getpid()} {time.time():.1f} collected={freed} took_ms={took * 1e3:.1f}\n")
 
 
 if _GC_LOG:
