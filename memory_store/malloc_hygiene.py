@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
 import logging
 import os
 import threading
@@ -28,7 +27,6 @@ logger = logging.getLogger(__name__)
 ARENAS_ENV = "MEMREC_MALLOC_ARENAS"
 GLIBC_ARENAS_ENV = "MALLOC_ARENA_MAX"  # read by glibc when the process starts
 TRIM_ENV = "MEMREC_MALLOC_TRIM_S"
-FREEZE_ENV = "MEMREC_GC_FREEZE"
 _M_ARENA_MAX = -8  # glibc malloc.h
 
 _started = False
@@ -86,23 +84,6 @@ def start() -> bool:
         )
         thread.start()
         return True
-
-
-def freeze_heap() -> bool:
-    """Move the loaded heap (dataset, graph, caches) out of the cyclic collector's sight, once.
-
-    CPython runs a full collection only when the objects that survived since the last one reach
-    a quarter of all long-lived objects; with a dataset loaded that takes minutes of requests, and
-    the cyclic garbage of every request (LangGraph runs, tasks, futures) piles up in between: RSS
-    rose about 1 MB/min and fell back every 8-10 minutes. Frozen (``gc.freeze``), the loaded heap
-    no longer counts, so full collections come early and cost little. ``MEMREC_GC_FREEZE=0``
-    disables it. Returns whether it froze.
-    """
-    if _setting(FREEZE_ENV, 1.0) <= 0:
-        return False
-    gc.collect()
-    gc.freeze()
-    return True
 
 
 def _trim_forever(libc: ctypes.CDLL, every_s: float) -> None:

@@ -369,7 +369,6 @@ def _warm(ws: Workspace) -> None:
     except (OSError, ValueError, RuntimeError) as err:  # only costs speed, never answers
         log.warning("memory cache warm-up stopped: %s", err)
         return
-    malloc_hygiene.freeze_heap()  # what is loaded now lives as long as the process
     ws.warm.set()
     log.info("memory cache warm: %d records in %.1f s", n, time.perf_counter() - start)
 
