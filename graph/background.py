@@ -25,6 +25,7 @@ The builders hand :func:`schedule_propagation` to the nodes that record (`record
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -33,6 +34,7 @@ from typing import Any, Literal
 
 import httpx
 
+from dataio.paths import store_dir
 from graph.propagate import graph as propagate_graph
 from memory_store.job_runner import (
     Handler,
@@ -41,7 +43,7 @@ from memory_store.job_runner import (
     stop_shared_runners,
     wake_shared_runner,
 )
-from memory_store.workspace import Workspace, workspace_for
+from memory_store.workspace import INDEX_MARKER, Workspace, workspace_for
 from schemas.context import MemRecContext
 from schemas.propagate_state import PropagationReport
 from schemas.records import InteractionEvent
@@ -141,6 +143,31 @@ def _start_sweeper(ctx: MemRecContext) -> None:
     runner.min_age_s = ORPHAN_AGE_S
     runner.poll_s = max(runner.poll_s, 5.0)
     runner.start()
+
+
+async def recover_jobs(ctx: MemRecContext | None = None) -> int:
+    """At server start: sweep the jobs a killed server left running or pending; how many.
+
+    Without it they wait for the next feedback to start the sweeper, and a server restarted into
+    a quiet hour keeps them for good. Only the server's default store (``MEMREC_DATASET`` /
+    ``MEMREC_HOME``), and only if it is indexed; another store's jobs are swept from its next
+    feedback on. The store is opened in a thread, after the server has started.
+    """
+    ctx = ctx or MemRecContext()
+    if propagation_mode() != "server":
+        return 0
+    if not (store_dir(ctx.dataset, ctx.home) / INDEX_MARKER).exists():
+        return 0
+    try:
+        ws = await asyncio.to_thread(workspace_for, ctx)
+        busy = await asyncio.to_thread(ws.events.busy_jobs)
+    except (OSError, ValueError, RuntimeError) as err:  # a damaged store: doctor says so
+        logger.warning("job recovery at start skipped: %s", err)
+        return 0
+    if busy:
+        logger.info("%d propagation job(s) left by an earlier run: sweeping them", busy)
+        _start_sweeper(ctx)
+    return busy
 
 
 async def schedule_propagation(ctx: MemRecContext, events: list[InteractionEvent]) -> None:
