@@ -69,6 +69,13 @@ class BackgroundLoad:
 
     def start(self) -> BackgroundLoad:
         """Embed every text here, then add them on a thread; returns self."""
+        self._embed()
+        self._thread = threading.Thread(target=self._run, name="memrec-bulk-load", daemon=True)
+        self._thread.start()
+        return self
+
+    def _embed(self) -> None:
+        """Each kind's texts embedded once (the store's vectors and the vectors file)."""
         for kind, pairs in self.work:
             texts = [text for _, text in pairs]
             self.vectors[kind] = (
@@ -76,9 +83,6 @@ class BackgroundLoad:
                 if texts
                 else np.zeros((0, self.embedding.dim), np.float32)
             )
-        self._thread = threading.Thread(target=self._run, name="memrec-bulk-load", daemon=True)
-        self._thread.start()
-        return self
 
     def join(self) -> int:
         """Wait for the load; how many memories were created (its error, raised here)."""
@@ -158,13 +162,7 @@ class ChildLoad(BackgroundLoad):
         """Embed every text here, then start the child and feed it on a thread; returns self."""
         if self.path is None:
             raise ValueError("ChildLoad needs the Chroma folder (path)")
-        for kind, pairs in self.work:
-            texts = [text for _, text in pairs]
-            self.vectors[kind] = (
-                self.embedding.embed_texts(texts)
-                if texts
-                else np.zeros((0, self.embedding.dim), np.float32)
-            )
+        self._embed()
         self._proc = subprocess.Popen(  # from this thread: the child's parent-death signal
             [sys.executable, "-m", "memory_store.bulk_load", str(os.getpid())],
             stdin=subprocess.PIPE,
