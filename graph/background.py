@@ -36,6 +36,7 @@ import httpx
 
 from dataio.paths import store_dir
 from graph.propagate import graph as propagate_graph
+from memory_store.events import EventLog
 from memory_store.job_runner import (
     Handler,
     JobRunner,
@@ -150,18 +151,26 @@ async def recover_jobs(ctx: MemRecContext | None = None) -> int:
 
     Without it they wait for the next feedback to start the sweeper, and a server restarted into
     a quiet hour keeps them for good. Only the server's default store (``MEMREC_DATASET`` /
-    ``MEMREC_HOME``), and only if it is indexed; another store's jobs are swept from its next
-    feedback on. The store is opened in a thread, after the server has started.
+    ``MEMREC_HOME``) with an event log file of its own; another store's jobs are swept from its
+    next feedback on. The log is read in a thread, and the store opened only if there are jobs.
     """
     ctx = ctx or MemRecContext()
     if propagation_mode() != "server":
         return 0
-    if not (store_dir(ctx.dataset, ctx.home) / INDEX_MARKER).exists():
+    store = store_dir(ctx.dataset, ctx.home)
+    events_path = store / "events.sqlite"
+    if not (store / INDEX_MARKER).exists() or not events_path.exists():
         return 0
+
+    def busy_jobs() -> int:
+        with EventLog(events_path, readonly=True) as log:
+            return log.busy_jobs()
+
     try:
-        ws = await asyncio.to_thread(workspace_for, ctx)
-        busy = await asyncio.to_thread(ws.events.busy_jobs)
-    except (OSError, ValueError, RuntimeError) as err:  # a damaged store: doctor says so
+        busy = await asyncio.to_thread(busy_jobs)
+        if busy:
+            await asyncio.to_thread(workspace_for, ctx)
+    except Exception as err:  # noqa: BLE001 - best effort at start-up; doctor names the damage
         logger.warning("job recovery at start skipped: %s", err)
         return 0
     if busy:
