@@ -8,17 +8,17 @@ used a memory it wrote (``invalidate``), so dead entries do not pile up.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
 
+from schemas.context import env_count
 from schemas.records import Facet
 
 ENTRIES_ENV = "MEMREC_FACET_CACHE_ENTRIES"
 # a few KB an entry: the default bounds the cache to a few MB, reached within hours of serving
-MAX_ENTRIES = int(os.environ.get(ENTRIES_ENV) or 1024)
+MAX_ENTRIES = env_count(ENTRIES_ENV, 1024)
 
 FacetKey = tuple[Hashable, ...]
 

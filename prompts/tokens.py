@@ -11,9 +11,10 @@ non-Latin scripts it is rougher. Use it for budgets and reports, never for billi
 from __future__ import annotations
 
 import math
-import os
 import re
 from functools import lru_cache
+
+from schemas.context import env_count
 
 # cl100k's pattern with \p{L} written as [^\W\d_] and \p{N} as \d (Python's re has no \p{...}).
 _PRETOKEN = re.compile(
@@ -33,7 +34,7 @@ _PUNCT_CHARS = 3  # punctuation runs merge into tokens of about this many charac
 # Cache sizes: counted texts (memories, prompt pieces; up to a few KB each) and pre-tokens
 # (words with their space, punctuation runs). Bounded so a server's memory levels off.
 CACHE_ENV = "MEMREC_TOKEN_CACHE"
-_TEXTS = int(os.environ.get(CACHE_ENV) or 4096)
+_TEXTS = env_count(CACHE_ENV, 4096)
 
 
 @lru_cache(maxsize=16384)

@@ -33,6 +33,23 @@ def _env_number(name: str, kind: type[float] | type[int], minimum: float = 1e-9)
     return value
 
 
+def env_count(name: str, default: int) -> int:
+    """A whole number >= 1 from the environment (``default`` when unset), e.g. a cache size.
+
+    A bad value raises ValueError naming the variable.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number (unset it for {default})") from None
+    if value < 1:
+        raise ValueError(f"{name}={raw!r} must be at least 1 (unset it for {default})")
+    return value
+
+
 def _env_role_settings() -> dict[str, dict[str, float]]:
     """Per-role model settings from ``MEMREC_ROLE_SETTINGS`` (JSON), e.g. a slower LMMem."""
     raw = os.environ.get("MEMREC_ROLE_SETTINGS", "").strip()

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import nodes.synthesize as synthesize_node
@@ -75,3 +77,23 @@ async def test_repeat_request_skips_synthesis_until_a_write(
     assert len(cache) < entries  # the entries built from those memories were dropped
     third = await graph.ainvoke(inp, context=ctx)
     assert role.calls == 4 and third["usage"]["synthesize"].model != "cache"
+
+
+@pytest.mark.parametrize(
+    ("variable", "module"),
+    [
+        ("MEMREC_FACET_CACHE_ENTRIES", "memory_store.facet_cache"),
+        ("MEMREC_TOKEN_CACHE", "prompts.tokens"),
+    ],
+)
+def test_a_bad_cache_size_names_its_variable(variable: str, module: str) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, variable: "lots"}
+    out = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode != 0 and f"{variable}='lots' is not a whole number" in out.stderr
+    env[variable] = "64"
+    assert subprocess.run([sys.executable, "-c", f"import {module}"], env=env).returncode == 0
