@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dataio.files import DiskFull, is_disk_full
+from schemas.context import env_number
 
 LOCK_FILE = "writer.lock"
 WAIT_ENV = "MEMREC_LOCK_WAIT_S"
@@ -56,16 +57,7 @@ class StoreLocked(RuntimeError):
 
 def lock_wait_s() -> float:
     """How long a writer waits for the lock (``MEMREC_LOCK_WAIT_S``)."""
-    raw = os.environ.get(WAIT_ENV)
-    if raw is None or not raw.strip():
-        return DEFAULT_WAIT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{WAIT_ENV}={raw!r} is not a number of seconds") from None
-    if value < 0:
-        raise ValueError(f"{WAIT_ENV}={raw!r}: must be >= 0 seconds")
-    return value
+    return float(env_number(WAIT_ENV, float, DEFAULT_WAIT_S, 0, "a number of seconds"))
 
 
 def _command() -> str:

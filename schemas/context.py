@@ -16,38 +16,35 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
-def _env_number(name: str, kind: type[float] | type[int], minimum: float = 1e-9) -> Any:
-    """A number from the environment (None when unset); a bad value names the variable."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ValueError(
-            f"{name}={raw!r} is not a number; set a plain {kind.__name__} (per role: use "
-            'MEMREC_ROLE_SETTINGS, e.g. \'{"lmmem": {"timeout_s": 600}}\')'
-        ) from None
-    if value < minimum:
-        raise ValueError(f"{name}={raw!r} must be at least {minimum:g}")
-    return value
+def env_number(name: str, kind: Any, default: Any, minimum: float, what: str) -> Any:
+    """A number from the environment (``default`` when unset); a bad value names the variable.
 
-
-def env_count(name: str, default: int) -> int:
-    """A whole number >= 1 from the environment (``default`` when unset), e.g. a cache size.
-
-    A bad value raises ValueError naming the variable.
+    ``kind`` converts the text (int or float), ``what`` says what was expected.
     """
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a whole number (unset it for {default})") from None
-    if value < 1:
-        raise ValueError(f"{name}={raw!r} must be at least 1 (unset it for {default})")
+        raise ValueError(f"{name}={raw!r} is not {what}") from None
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r} must be at least {minimum:g}")
     return value
+
+
+def _env_number(name: str, kind: type[float] | type[int], minimum: float = 1e-9) -> Any:
+    """A model setting from the environment (None when unset)."""
+    what = (
+        f"a number; set a plain {kind.__name__} (per role: use MEMREC_ROLE_SETTINGS, e.g. "
+        """'{"lmmem": {"timeout_s": 600}}')"""
+    )
+    return env_number(name, kind, None, minimum, what)
+
+
+def env_count(name: str, default: int) -> int:
+    """A whole number >= 1 from the environment (``default`` when unset), e.g. a cache size."""
+    return int(env_number(name, int, default, 1, f"a whole number (unset it for {default})"))
 
 
 def _env_role_settings() -> dict[str, dict[str, float]]:
