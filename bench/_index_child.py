@@ -11,21 +11,7 @@ import resource
 import sys
 import time
 
-
-def peak_rss_kb() -> int:
-    """Peak RSS of the process in KiB: ``VmHWM`` where /proc has it, else ``ru_maxrss``.
-
-    Linux keeps ``ru_maxrss`` across ``execve``, so a child forked from a large parent would
-    report the parent's size; ``VmHWM`` belongs to the address space the exec created.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from memory_store.bulk_load import peak_rss_kb
 
 
 def _cpu_s() -> float:

@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -154,20 +155,20 @@ async def recover_jobs(ctx: MemRecContext | None = None) -> int:
     ``MEMREC_HOME``) with an event log file of its own; another store's jobs are swept from its
     next feedback on. The log is read in a thread, and the store opened only if there are jobs.
     """
-    ctx = ctx or MemRecContext()
-    if propagation_mode() != "server":
-        return 0
-    store = store_dir(ctx.dataset, ctx.home)
-    events_path = store / "events.sqlite"
-    if not (store / INDEX_MARKER).exists() or not events_path.exists():
-        return 0
 
-    def busy_jobs() -> int:
+    def busy_jobs(events_path: Path) -> int:
         with EventLog(events_path, readonly=True) as log:
             return log.busy_jobs()
 
     try:
-        busy = await asyncio.to_thread(busy_jobs)
+        ctx = ctx or MemRecContext()
+        if propagation_mode() != "server":
+            return 0
+        store = store_dir(ctx.dataset, ctx.home)
+        events_path = store / "events.sqlite"
+        if not (store / INDEX_MARKER).exists() or not events_path.exists():
+            return 0
+        busy = await asyncio.to_thread(busy_jobs, events_path)
         if busy:
             await asyncio.to_thread(workspace_for, ctx)
     except Exception as err:  # noqa: BLE001 - best effort at start-up; doctor names the damage

@@ -280,15 +280,26 @@ def child_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _peak_rss_mb() -> float | None:
+def peak_rss_kb() -> int:
+    """Peak RSS of this process in KiB: ``VmHWM`` where /proc has it, else ``ru_maxrss``.
+
+    Linux keeps ``ru_maxrss`` across ``execve``, so a child started from a large parent would
+    report the parent's size; ``VmHWM`` belongs to the address space the exec created.
+    """
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:
                 if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
+                    return int(line.split()[1])
     except OSError:
         pass
-    return None
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _peak_rss_mb() -> float:
+    return round(peak_rss_kb() / 1024, 1)
 
 
 if __name__ == "__main__":
