@@ -15,6 +15,7 @@ from rich.text import Text
 
 from cli.options import DATASET, HOME, ROLES, CliError, context, model_options, run_cli
 from schemas.context import MemRecContext
+from services.event_loop import run as run_async
 
 REPO = Path(__file__).resolve().parents[1]
 QUIT = ("/quit", "/exit")
@@ -101,7 +102,7 @@ def chat(
 
     def go() -> None:
         ctx = context(dataset, home, roles)
-        asyncio.run(chat_loop(ctx, user, thread or default_thread(dataset, user), sys.stdin))
+        run_async(chat_loop(ctx, user, thread or default_thread(dataset, user), sys.stdin))
 
     run_cli(go)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from cli.options import (
 )
 from dataio.paths import resolve_data_dir
 from schemas.context import MemRecContext
+from services.event_loop import run as run_async
 
 if TYPE_CHECKING:
     from schemas.recommend_state import RecommendInput
@@ -187,7 +187,7 @@ def rules_generate(
 
     def go() -> None:
         ctx = context(dataset, home, roles)
-        out = asyncio.run(graph.ainvoke({}, context=ctx))
+        out = run_async(graph.ainvoke({}, context=ctx))
         console.print(f"[green]saved[/] {out['path']}")
         _print_rules(out["rules"])
         for note in out.get("notes") or []:
@@ -273,7 +273,7 @@ def recommend(
         inp: RecommendInput = {"user_id": user, "request": request}
         if candidates is not None:
             inp["candidates"] = [c.strip() for c in candidates.split(",") if c.strip()]
-        out = asyncio.run(_recommend(ctx, inp))
+        out = run_async(_recommend(ctx, inp))
         if as_json:
             typer.echo(json.dumps(_jsonable(out), indent=2))
         else:
@@ -327,10 +327,10 @@ def demo(
             "never chose). Their test candidates stay unseen, so the feedback recorded below can "
             "never be the held-out test target."
         )
-        out = asyncio.run(_recommend(ctx, {"user_id": user, "candidates": cands}))
+        out = run_async(_recommend(ctx, {"user_id": user, "candidates": cands}))
         print_ranking(out, ctx)
         top = out["ranking"][0].item_id
-        asyncio.run(_feedback_and_show(ctx, user, top))
+        run_async(_feedback_and_show(ctx, user, top))
 
     run_cli(go)
 

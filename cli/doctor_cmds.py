@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.options import DATA_DIR, DATASET, HOME, context, user_errors
+from services.event_loop import run as run_async
 
 if TYPE_CHECKING:
     from memory_store.workspace import Workspace
@@ -129,8 +130,6 @@ def _privacy(
     api_key: str | None = None,
 ) -> None:
     """Run a privacy action here, or in the server that holds the store (``--server``)."""
-    import asyncio
-
     from memory_store.writer_lock import StoreLocked
     from services.privacy import delete_on_server, delete_user_threads, run_action
 
@@ -138,7 +137,7 @@ def _privacy(
         user = validate_user_id(user)
         if server:
             context = {"dataset": dataset, **({"home": home} if home else {})}
-            report = asyncio.run(
+            report = run_async(
                 delete_on_server(server, user, context, action=action, api_key=api_key)
             )
         else:
@@ -151,7 +150,7 @@ def _privacy(
             typer.echo(f"user {user}: {action} recorded")
             return
         if server:
-            report["server_threads_deleted"] = asyncio.run(
+            report["server_threads_deleted"] = run_async(
                 delete_user_threads(server, user, api_key=api_key)
             )
         typer.echo(json.dumps(report, indent=2))

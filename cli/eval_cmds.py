@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +18,7 @@ from evaluation.methods import (
     missing_extra,
     write_switches,
 )
+from services.event_loop import run as run_async
 
 _console = Console()
 
@@ -93,7 +93,7 @@ def eval_command(
             names = []
         for name in names:
             results.append(
-                asyncio.run(
+                run_async(
                     run_eval(
                         dataset,
                         name,

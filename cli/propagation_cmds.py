@@ -20,6 +20,7 @@ from rich.table import Table
 from cli.options import DATASET, HOME, ITEM, USER, model_options, user_errors
 from roles.notices import fallback_notice
 from schemas.context import MemRecContext
+from services.event_loop import run as run_async
 
 if TYPE_CHECKING:
     from memory_store.memories import MemoryKind, MemoryRecord
@@ -119,7 +120,7 @@ def feedback(
         console.print("propagation queued (run `memrec worker` to apply it)")
         return
     try:
-        job = asyncio.run(_drain_for(ws, ctx, event.interaction_id, wait, timeout_s))
+        job = run_async(_drain_for(ws, ctx, event.interaction_id, wait, timeout_s))
         console.print(f"job {event.interaction_id}: {job}")
         usage = ws.events.calls_of([event.interaction_id]).get(event.interaction_id)
         notice = fallback_notice("propagate", usage) if usage is not None else None
@@ -322,7 +323,7 @@ def worker(
         runner = PropagationWorker(ws, ctx, poll_s=poll_s, in_flight=in_flight)
         console.print(f"worker {runner.owner} draining {ws.name}; Ctrl-C to stop")
         try:
-            asyncio.run(_forever(runner))
+            run_async(_forever(runner))
         except KeyboardInterrupt:
             pass
         console.print(f"stopped: {runner.stats.model_dump()}")

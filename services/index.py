@@ -8,7 +8,6 @@ The ``index.json`` marker is written last.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -55,6 +54,7 @@ from roles.offline_rules import offline_rules
 from schemas.context import MemRecContext
 from schemas.records import ProfileInput
 from schemas.ruleset import RuleSet, generic_rules
+from services.event_loop import run as run_async
 from services.first_load import start_load, user_memory_texts
 from services.profiles import ProfileRun, write_profiles
 from services.ranker_tuning import ensure_ranker
@@ -348,7 +348,7 @@ def _memories(
         else:
             existing = set(store.ids("user"))
             todo = [p for p in profile_inputs(dataset, graph) if p.user_id not in existing]
-            run = asyncio.run(write_profiles(store, todo, ctx, progress))  # stored as they come
+            run = run_async(write_profiles(store, todo, ctx, progress))  # stored as they come
             profiles.append(run)
             texts = []
             created += run.written

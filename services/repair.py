@@ -13,7 +13,6 @@ memories whose vector is stale, and finishes interrupted deletions. It diagnoses
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 import time
@@ -33,6 +32,7 @@ from memory_store.writes import apply_write
 from schemas.context import MemRecContext
 from services.doctor import DoctorReport, check_workspace, vector_mismatches
 from services.doctor_files import BLOCKING, check_files
+from services.event_loop import run as run_async
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def _drain(ws: Workspace, ctx: MemRecContext) -> int:
     async def go() -> int:
         return await PropagationWorker(ws, ctx).drain()
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def compact(ctx: MemRecContext, policy: RetentionPolicy | None = None) -> dict[str, float]:
