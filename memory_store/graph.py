@@ -79,7 +79,7 @@ class InteractionGraph(AttributeProfiles):
         self._delta_co: dict[int, array] = {}
         self._n_delta = 0
         self._similar: sp.csr_matrix | None = None
-        self._profiles: sp.csr_matrix | None = None
+        self._profiles: tuple[sp.csr_matrix, np.ndarray] | None = None  # graph_profiles
         # derived structures kept up to date: on_append(user, item) after an append, on_compact()
         # when the base matrices are rewritten (memory_store/ranker_index.RankerIndex)
         self.listeners: list[Any] = []

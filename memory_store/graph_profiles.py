@@ -17,7 +17,7 @@ class AttributeProfiles:
 
     attributes: sp.csr_matrix  # item x attribute, rows L2-normalised
     _ui: sp.csr_matrix
-    _profiles: sp.csr_matrix | None
+    _profiles: tuple[sp.csr_matrix, np.ndarray] | None  # base user x attribute sums, row squares
     _delta_ui: dict[int, dict[int, float]]
 
     def attribute_profile(self, items: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -30,6 +30,16 @@ class AttributeProfiles:
         norm = np.linalg.norm(vec)
         return vec / norm if norm > 0 else vec
 
+    def _base_profiles(self) -> tuple[sp.csr_matrix, np.ndarray]:
+        """User x attribute sums of the base graph and each row's squared norm, computed once."""
+        base = self._profiles
+        if base is None:
+            sums = (self._ui @ self.attributes).tocsr()
+            rows = np.repeat(np.arange(sums.shape[0]), np.diff(sums.indptr))
+            squares = np.bincount(rows, weights=sums.data**2, minlength=sums.shape[0])
+            base = self._profiles = (sums, squares)
+        return base
+
     def _profile_entries(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """Column, value and row position of every attribute sum in the users' profiles.
 
@@ -37,9 +47,7 @@ class AttributeProfiles:
         interactions, the attribute rows of the appended items, all gathered at once; the last
         value is where those appended entries start (a row's columns repeat only past it).
         """
-        if self._profiles is None:  # user x attribute sums of the base graph, computed once
-            self._profiles = (self._ui @ self.attributes).tocsr()
-        cols, vals, pos = gather_rows(self._profiles, users)
+        cols, vals, pos = gather_rows(self._base_profiles()[0], users)
         rows, items = [], []
         if self._delta_ui:
             for row, u in enumerate(users.tolist()):
@@ -70,22 +78,38 @@ class AttributeProfiles:
         return prof / norms[:, None]
 
     def profile_cosines(self, users: np.ndarray, profile: np.ndarray) -> np.ndarray:
-        """Cosine of each user's attribute profile with a unit ``profile``, without dense rows."""
+        """Cosine of each user's attribute profile with a unit ``profile``, without dense rows.
+
+        From the base profiles and their precomputed norms; the users with appended interactions
+        are then recomputed exactly (``_appended_cosines``).
+        """
         if self.attributes.shape[1] == 0 or len(users) == 0:
             return np.zeros(len(users))
         users = np.asarray(users, np.int64)
+        sums, squares = self._base_profiles()
+        if 4 * len(users) >= sums.shape[0]:  # a good share of the users: one product over all
+            dots = (sums @ profile)[users]
+        else:
+            cols, vals, pos = gather_rows(sums, users)
+            dots = np.bincount(pos, weights=vals * profile[cols], minlength=len(users))
+        norms = np.sqrt(squares[users])
+        out = dots / np.where(norms > 0, norms, 1.0)
+        if self._delta_ui:
+            appended = [r for r, u in enumerate(users.tolist()) if u in self._delta_ui]
+            if appended:
+                rows = np.asarray(appended, np.int64)
+                out[rows] = self._appended_cosines(users[rows], profile)
+        return out
+
+    def _appended_cosines(self, users: np.ndarray, profile: np.ndarray) -> np.ndarray:
+        """``profile_cosines`` for users with appended interactions (repeated columns summed)."""
         cols, vals, pos, n_base = self._profile_entries(users)
         dots = np.bincount(pos, weights=vals * profile[cols], minlength=len(users))
-        squares = np.bincount(pos[:n_base], weights=vals[:n_base] ** 2, minlength=len(users))
-        if n_base < len(cols):  # rows with appended items: sum repeated columns before squaring
-            touched = np.isin(pos, pos[n_base:])
-            flat = pos[touched] * self.attributes.shape[1] + cols[touched]
-            keys, inverse = np.unique(flat, return_inverse=True)
-            summed = np.bincount(inverse, weights=vals[touched])
-            rows = keys // self.attributes.shape[1]
-            squares[np.unique(rows)] = 0.0
-            squares += np.bincount(rows, weights=summed**2, minlength=len(users))
-        norms = np.sqrt(squares)
+        flat = pos * self.attributes.shape[1] + cols
+        keys, inverse = np.unique(flat, return_inverse=True)
+        summed = np.bincount(inverse, weights=vals)
+        rows = keys // self.attributes.shape[1]
+        norms = np.sqrt(np.bincount(rows, weights=summed**2, minlength=len(users)))
         return dots / np.where(norms > 0, norms, 1.0)
 
     def attribute_dot(self, items: np.ndarray, vector: np.ndarray) -> np.ndarray:

@@ -142,3 +142,31 @@ def test_co_within_equals_the_co_count_rows_on_a_random_graph_with_appends() -> 
     edges = {(u, i) for u, i, _ in rows}
     for g in (appended, rebuilt):
         assert all(g.has(u, i) == ((u, i) in edges) for u in range(n_users) for i in range(n_items))
+
+
+def test_profile_cosines_of_a_few_users_and_of_many_match_dense_profiles() -> None:
+    """Both ways of computing them (a gather for a few users, one product for many), with and
+    without appended interactions, equal the cosine of dense profile rows."""
+    rng = np.random.default_rng(3)
+    n_users, n_items = 40, 30
+    names = ["a", "b", "c", "d", "e"]
+    attrs = [
+        list(rng.choice(names, size=int(rng.integers(0, 3)), replace=False)) for _ in range(n_items)
+    ]
+    rows = [(int(rng.integers(n_users)), int(rng.integers(n_items)), float(t)) for t in range(300)]
+    graph = InteractionGraph.build(_frame(rows), n_users, n_items, attrs)
+    for u, i in [(1, 2), (1, 3), (5, 7)]:
+        graph.append(u, i, 1000.0)
+    unit = rng.random(graph.attributes.shape[1])
+    unit /= np.linalg.norm(unit)
+
+    def dense(users: np.ndarray) -> np.ndarray:
+        prof = np.asarray([graph.attributes[graph.user_items(int(u))].sum(axis=0) for u in users])
+        prof = prof.reshape(len(users), -1)
+        norms = np.linalg.norm(prof, axis=1)
+        return prof @ unit / np.where(norms > 0, norms, 1.0)
+
+    few, many = np.array([1, 9, 5]), np.arange(n_users)
+    assert 4 * len(few) < n_users <= 4 * len(many)  # one of each path
+    for users in (few, many):
+        assert np.allclose(graph.profile_cosines(users, unit), dense(users))
