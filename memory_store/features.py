@@ -81,10 +81,16 @@ def user_neighbour_features(
     user_vectors: np.ndarray | None = None,
     user_norms: np.ndarray | None = None,
     excluded: Collection[int] = (),
+    entries: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> NeighbourFeatures:
-    """Features of the users sharing items with ``user`` (bounded by ``bounded_pool``)."""
+    """Features of the users sharing items with ``user`` (bounded by ``bounded_pool``).
+
+    ``entries``: ``graph.item_user_entries`` of the user's items (any order), when at hand.
+    """
     history = graph.user_items(user)
-    shared = graph.shared_counts(history) if len(history) else np.zeros(graph.n_users)
+    shared = (
+        graph.shared_counts(history, entries=entries) if len(history) else np.zeros(graph.n_users)
+    )
     shared[user] = 0.0
     if excluded:
         shared[np.fromiter(excluded, np.int64)] = 0.0
@@ -122,20 +128,62 @@ def user_neighbour_features(
     )
 
 
+def recent_items(
+    graph: InteractionGraph, user: int
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The user's ITEM_POOL most recent items, their times and ``item_user_entries``."""
+    codes, times = graph.user_item_times(user)
+    codes, times = codes[-ITEM_POOL:], times[-ITEM_POOL:]  # bounded cost at any degree
+    return codes, times, graph.item_user_entries(codes)
+
+
+def neighbour_features(
+    graph: InteractionGraph,
+    user: int,
+    *,
+    user_vectors: np.ndarray | None = None,
+    user_norms: np.ndarray | None = None,
+    item_vectors: np.ndarray | None = None,
+    excluded: Collection[int] = (),
+) -> tuple[NeighbourFeatures, NeighbourFeatures]:
+    """``user_neighbour_features`` and ``item_neighbour_features`` of ``user`` together.
+
+    The items' users are gathered once when the recent items are all of the user's items.
+    """
+    recent = recent_items(graph, user)
+    every = len(recent[0]) == len(graph.user_items(user))  # not cut to ITEM_POOL
+    users = user_neighbour_features(
+        graph,
+        user,
+        user_vectors=user_vectors,
+        user_norms=user_norms,
+        excluded=excluded,
+        entries=recent[2] if every else None,
+    )
+    user_vector = user_vectors[user] if user_vectors is not None else None
+    items = item_neighbour_features(
+        graph, user, user_vector=user_vector, item_vectors=item_vectors, recent=recent
+    )
+    return users, items
+
+
 def item_neighbour_features(
     graph: InteractionGraph,
     user: int,
     *,
     user_vector: np.ndarray | None = None,
     item_vectors: np.ndarray | None = None,
+    recent: tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> NeighbourFeatures:
-    """Features of the user's most recent items (how central and recent each one is)."""
-    codes, times = graph.user_item_times(user)
-    codes, times = codes[-ITEM_POOL:], times[-ITEM_POOL:]  # bounded cost at any degree
+    """Features of the user's most recent items (how central and recent each one is).
+
+    ``recent``: ``recent_items(graph, user)`` when the caller already has it.
+    """
+    codes, times, entries = recent_items(graph, user) if recent is None else recent
     n = len(codes)
     if n == 0:
         return NeighbourFeatures("item", codes, {})
-    co_sum, cos_sum = graph.co_within(codes)  # a user's items are distinct
+    co_sum, cos_sum = graph.co_within(codes, entries)  # a user's items are distinct
     co = co_sum - graph.item_degree[codes]
     cos = (cos_sum - 1.0) / max(n - 1, 1)
     if graph.has_clock:

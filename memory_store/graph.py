@@ -280,15 +280,9 @@ class InteractionGraph(AttributeProfiles):
         w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64)
         return self.co_counts(items, w / np.sqrt(deg[items])) / np.sqrt(deg)
 
-    def co_within(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each of the distinct ``items`` j, its co-counts and cosines summed over ``items``.
-
-        ``co_counts(items)[items]`` and ``item_cosine(items)[items]`` through the items' users:
-        ``sum_i co(i, j)`` is the sum, over j's users, of how many of ``items`` each one has (one
-        entry per edge gathered, where co-count rows hold one per co-occurring pair).
-        """
+    def item_user_entries(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every (user, position in ``items``) edge of the ``items``, appended ones included."""
         items = np.asarray(items, np.int64)
-        n = len(items)
         users, _, pos = gather_rows(self._iu, items)
         if self._delta_iu:
             extra_u, extra_p = [users], [pos]
@@ -298,6 +292,21 @@ class InteractionGraph(AttributeProfiles):
                     extra_u.append(np.asarray(appended, users.dtype))
                     extra_p.append(np.full(len(appended), r, np.int64))
             users, pos = np.concatenate(extra_u), np.concatenate(extra_p)
+        return users, pos
+
+    def co_within(
+        self, items: np.ndarray, entries: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For each of the distinct ``items`` j, its co-counts and cosines summed over ``items``.
+
+        ``co_counts(items)[items]`` and ``item_cosine(items)[items]`` through the items' users:
+        ``sum_i co(i, j)`` is the sum, over j's users, of how many of ``items`` each one has (one
+        entry per edge gathered, where co-count rows hold one per co-occurring pair).
+        ``entries``: ``item_user_entries(items)`` when the caller already has them.
+        """
+        items = np.asarray(items, np.int64)
+        n = len(items)
+        users, pos = self.item_user_entries(items) if entries is None else entries
         if not len(users):
             return np.zeros(n), np.zeros(n)
         deg = np.sqrt(np.maximum(self.item_degree[items], 1.0))
@@ -331,8 +340,18 @@ class InteractionGraph(AttributeProfiles):
         dense = np.bincount(cols, weights=vals * w[pos], minlength=self.n_items)
         return dense[np.asarray(targets, np.int64)]
 
-    def shared_counts(self, items: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """For every user, how many of ``items`` they interacted with (or their summed weights)."""
+    def shared_counts(
+        self,
+        items: np.ndarray,
+        weights: np.ndarray | None = None,
+        entries: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """For every user, how many of ``items`` they interacted with (or their summed weights).
+
+        ``entries``: ``item_user_entries`` of the same items (in any order, unweighted only).
+        """
+        if entries is not None and weights is None:
+            return np.bincount(entries[0], minlength=self.n_users).astype(np.float64)
         w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64)
         cols, _, pos = gather_rows(self._iu, items)
         out = np.bincount(cols, weights=w[pos], minlength=self.n_users).astype(np.float64)

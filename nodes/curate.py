@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from langgraph.runtime import Runtime
 
-from memory_store.features import item_neighbour_features, user_neighbour_features
+from memory_store.features import neighbour_features
 from memory_store.workspace import Workspace, aworkspace_for
 from schemas.context import MemRecContext
 from schemas.recommend_state import CuratedNeighbour, RecommendState
@@ -75,15 +75,13 @@ def curate_neighbours(
     ws: Workspace, user: int, rules: RuleSet, ctx: MemRecContext
 ) -> list[CuratedNeighbour]:
     """Top-k neighbours (at least min_users users and min_items items) scored by the rule set."""
-    users = user_neighbour_features(
+    users, items = neighbour_features(
         ws.graph,
         user,
         user_vectors=ws.vectors.users,
         user_norms=ws.vectors.norms("user"),
+        item_vectors=ws.vectors.items,
         excluded=ws.opted_out,
-    )
-    items = item_neighbour_features(
-        ws.graph, user, user_vector=ws.vectors.users[user], item_vectors=ws.vectors.items
     )
     pools = []
     for nf in (users, items):

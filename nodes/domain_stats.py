@@ -8,7 +8,7 @@ import numpy as np
 from langgraph.runtime import Runtime
 
 from dataio.dataset import Dataset
-from memory_store.features import item_neighbour_features, user_neighbour_features
+from memory_store.features import neighbour_features
 from memory_store.graph import InteractionGraph
 from memory_store.vectors import MemoryVectors
 from memory_store.workspace import aworkspace_for
@@ -33,13 +33,10 @@ def feature_ranges(
     sample: list[int] = rng.choice(active, size=size, replace=False).tolist() if size else []
     values: dict[str, dict[str, list[np.ndarray]]] = {"user": {}, "item": {}}
     for u in sorted(sample):
-        users = user_neighbour_features(
-            graph, u, user_vectors=vectors.users if vectors is not None else None
-        )
-        items = item_neighbour_features(
+        users, items = neighbour_features(
             graph,
             u,
-            user_vector=vectors.users[u] if vectors is not None else None,
+            user_vectors=vectors.users if vectors is not None else None,
             item_vectors=vectors.items if vectors is not None else None,
         )
         for nf in (users, items):

@@ -170,3 +170,26 @@ def test_profile_cosines_of_a_few_users_and_of_many_match_dense_profiles() -> No
     assert 4 * len(few) < n_users <= 4 * len(many)  # one of each path
     for users in (few, many):
         assert np.allclose(graph.profile_cosines(users, unit), dense(users))
+
+
+def test_neighbour_features_gathered_once_equal_the_separate_ones(monkeypatch) -> None:
+    """``neighbour_features`` (one gather of the items' users) gives exactly what the two
+    functions give on their own, after appends, and when the recent items are cut short."""
+    from memory_store import features
+
+    rng = np.random.default_rng(5)
+    rows = [(int(rng.integers(30)), int(rng.integers(60)), float(t)) for t in range(900)]
+    graph = InteractionGraph.build(_frame(rows), 30, 60, [["a"]] * 60)
+    for u, i in [(2, 7), (2, 9), (4, 1)]:
+        graph.append(u, i, 5000.0)
+    vectors = rng.random((30, 8))
+    for pool in (features.ITEM_POOL, 5):  # 5: fewer recent items than the user has
+        monkeypatch.setattr(features, "ITEM_POOL", pool)
+        for u in range(30):
+            users, items = features.neighbour_features(graph, u, user_vectors=vectors)
+            alone_u = user_neighbour_features(graph, u, user_vectors=vectors)
+            alone_i = item_neighbour_features(graph, u, user_vector=vectors[u])
+            for got, want in ((users, alone_u), (items, alone_i)):
+                assert list(got.codes) == list(want.codes)
+                for name in want.features:
+                    assert np.array_equal(got.features[name], want.features[name]), name
