@@ -86,6 +86,15 @@ def test_throughput(tmp_path: Path) -> None:
     assert all(r["calls_per_request"] == 2.0 and r["requests_per_s"] > 0 for r in rows)
 
 
+def test_llm_cpu(tmp_path: Path) -> None:
+    opts = _opts(tmp_path)
+    run_benchmark("llm_cpu", opts)
+    result = _written(opts, "llm_cpu")
+    assert [r["event_loop"] for r in result.rows] == ["uvloop", "asyncio"]
+    assert all(r["thread_hops_per_request"] == 0 for r in result.rows)  # none on the online path
+    assert result.config["transport"] == "aiohttp"
+
+
 def test_propagation(tmp_path: Path) -> None:
     opts = _opts(tmp_path)
     run_benchmark("propagation", opts)
