@@ -99,17 +99,23 @@ def http_clock() -> Iterator[HttpClock]:
 
 
 class NodeClock:
-    """Wall time and model HTTP time per node for the request being measured."""
+    """Wall time, event-loop thread CPU and model HTTP time per node for the request measured."""
 
     def __init__(self, http: HttpClock | None = None) -> None:
         self.http = http
         self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
         self.http_s: dict[str, float] = {}
 
     def reset(self) -> None:
         """Start a new request."""
         self.wall.clear()
+        self.cpu.clear()
         self.http_s.clear()
+
+    def cpu_ms(self) -> dict[str, float]:
+        """Per node: CPU time of the event-loop thread while the node ran, in ms."""
+        return {n: s * 1000.0 for n, s in self.cpu.items()}
 
     def own_ms(self) -> dict[str, float]:
         """Per node: wall time minus model HTTP time, in ms."""
@@ -122,11 +128,12 @@ def _timed_node(
     @functools.wraps(fn)
     async def node(state: Any, runtime: Any) -> dict[str, Any]:
         http_before = clock.http.seconds if clock.http else 0.0
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             return await fn(state, runtime)
         finally:
             clock.wall[name] = clock.wall.get(name, 0.0) + time.perf_counter() - started
+            clock.cpu[name] = clock.cpu.get(name, 0.0) + time.thread_time() - cpu
             if clock.http:
                 spent = clock.http.seconds - http_before
                 clock.http_s[name] = clock.http_s.get(name, 0.0) + spent

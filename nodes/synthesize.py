@@ -16,6 +16,7 @@ from langgraph.runtime import Runtime
 
 from memory_store.facet_cache import FacetKey, facet_cache_for
 from memory_store.workspace import Workspace, aworkspace_for
+from prompts.blocks import LINE_ENCODER
 from prompts.tokens import count_tokens
 from roles.factory import build_roles, role_specs
 from roles.notices import fallback_notices
@@ -23,6 +24,8 @@ from schemas.context import MemRecContext
 from schemas.recommend_state import CuratedNeighbour, RecommendState
 from schemas.records import CallUsage, NeighbourSnippet, SynthesisInput
 from schemas.tenancy import shown_to_caller
+
+_TEXT = json.JSONEncoder(ensure_ascii=False)  # json.dumps with options builds one per call
 
 
 def pack_neighbours(
@@ -68,12 +71,8 @@ def snippet_tokens(snippet: NeighbourSnippet) -> int:
     line around it (``neighbour_lines`` with an empty text, built here without a model copy)
     separately; splitting a text never lowers the estimated count.
     """
-    wrapper = json.dumps(
-        {"ref": snippet.ref, "score": round(snippet.score, 2), "text": ""},
-        ensure_ascii=False,
-        separators=(", ", ": "),
-    )
-    return count_tokens(wrapper) + count_tokens(json.dumps(snippet.text, ensure_ascii=False)) + 1
+    line = {"ref": snippet.ref, "score": round(snippet.score, 2), "text": ""}
+    return count_tokens(LINE_ENCODER.encode(line)) + count_tokens(_TEXT.encode(snippet.text)) + 1
 
 
 def _rules_digest(ws: Workspace, which: Any) -> str:

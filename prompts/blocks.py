@@ -50,12 +50,16 @@ def extract_block(text: str, tag: str) -> str | None:
     return match.group(1) if match else None
 
 
+# json.dumps with any option builds a new encoder per call; the prompt lines reuse this one
+LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+
+
 def json_lines(rows: Iterable[BaseModel | dict[str, object]]) -> str:
     """One compact JSON object per line: readable by a model, parseable by tests."""
     lines = []
     for row in rows:
         data = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
-        lines.append(json.dumps(data, ensure_ascii=False, separators=(", ", ": ")))
+        lines.append(LINE_ENCODER.encode(data))
     return "\n".join(lines) if lines else "(none)"
 
 

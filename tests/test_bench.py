@@ -51,7 +51,7 @@ def test_online(tmp_path: Path) -> None:
     result = _written(opts, "online")
     cells = {(r["roles"], r["metric"]) for r in result.rows}
     for roles in ("offline", "test-server"):
-        for metric in ("nodes_ms", "e2e_ms", "framework_ms", "cpu_ms", "http_ms"):
+        for metric in ("nodes_ms", "nodes_cpu_ms", "e2e_ms", "framework_ms", "cpu_ms", "http_ms"):
             assert (roles, metric) in cells
     offline_http = next(
         r for r in result.rows if r["metric"] == "http_ms" and r["roles"] == "offline"
