@@ -42,6 +42,26 @@ def test_lru_invalidation_and_copies() -> None:
         FacetCache(0)
 
 
+def test_cached_facets_share_nothing_mutable_with_the_caller() -> None:
+    """Stored and returned facets are independent copies, in every field a caller can mutate."""
+    assert {name: f.annotation for name, f in Facet.model_fields.items()} == {
+        "name": str,
+        "description": str,
+        "confidence": float,
+        "evidence": list[str],
+    }  # a new mutable field needs copy_facet to copy it too
+    cache = FacetCache()
+    given = facet("x")
+    cache.put(("a",), [given], ("user:2",))
+    given.evidence.append("user:9")  # the caller's object after put
+    got = cache.get(("a",))
+    assert got is not None and got[0].evidence == ["user:2"]
+    got[0].evidence.append("user:8")  # a returned copy
+    again = cache.get(("a",))
+    assert again is not None and again[0].evidence == ["user:2"]
+    assert again[0].model_fields_set == facet("x").model_fields_set
+
+
 class CountingSynth:
     def __init__(self, ws: Workspace) -> None:
         self.offline = OfflineLMMem(ws)
