@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from dataio.files import atomic_write_text, atomic_write_with
 from memory_store import similarity
+from memory_store.graph_counts import CoCounts
 from memory_store.graph_profiles import AttributeProfiles
 from memory_store.similarity import attribute_matrix
 from memory_store.sparse_rows import binary_csr, gather_rows
@@ -44,7 +45,7 @@ def is_choice(kind: str) -> bool:
     return not kind.startswith(NOT_CHOSEN)
 
 
-class InteractionGraph(AttributeProfiles):
+class InteractionGraph(CoCounts, AttributeProfiles):
     """User-item interactions with the collaborative features curation needs.
 
     Only choices are edges: an item a user disliked never counts as co-chosen with their likes
@@ -263,63 +264,6 @@ class InteractionGraph(AttributeProfiles):
         ui = self._ui  # a CSR row lookup without scipy's per-call index validation
         return bool((ui.indices[ui.indptr[user] : ui.indptr[user + 1]] == item).any())
 
-    def co_counts(self, items: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """Weighted sum of co-interaction rows: for every item j, sum_i w_i * C[i, j]."""
-        w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64)
-        cols, vals, pos = gather_rows(self._co, items)
-        out = np.bincount(cols, weights=vals * w[pos], minlength=self.n_items).astype(np.float64)
-        if self._delta_co:
-            for i, wi in zip(np.asarray(items).tolist(), w.tolist(), strict=True):
-                if i in self._delta_co:
-                    np.add.at(out, self._delta_co_row(i), wi)
-        return out
-
-    def item_cosine(self, items: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """For every item j, sum_i w_i * cos(i, j) with cos = C[i,j] / sqrt(d_i d_j)."""
-        deg = np.maximum(self.item_degree, 1.0)
-        w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64)
-        return self.co_counts(items, w / np.sqrt(deg[items])) / np.sqrt(deg)
-
-    def item_user_entries(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every (user, position in ``items``) edge of the ``items``, appended ones included."""
-        items = np.asarray(items, np.int64)
-        users, _, pos = gather_rows(self._iu, items)
-        if self._delta_iu:
-            extra_u, extra_p = [users], [pos]
-            for r, i in enumerate(items.tolist()):
-                appended = self._delta_iu.get(i)
-                if appended:
-                    extra_u.append(np.asarray(appended, users.dtype))
-                    extra_p.append(np.full(len(appended), r, np.int64))
-            users, pos = np.concatenate(extra_u), np.concatenate(extra_p)
-        return users, pos
-
-    def co_within(
-        self, items: np.ndarray, entries: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """For each of the distinct ``items`` j, its co-counts and cosines summed over ``items``.
-
-        ``co_counts(items)[items]`` and ``item_cosine(items)[items]`` through the items' users:
-        ``sum_i co(i, j)`` is the sum, over j's users, of how many of ``items`` each one has (one
-        entry per edge gathered, where co-count rows hold one per co-occurring pair).
-        ``entries``: ``item_user_entries(items)`` when the caller already has them.
-        """
-        items = np.asarray(items, np.int64)
-        n = len(items)
-        users, pos = self.item_user_entries(items) if entries is None else entries
-        if not len(users):
-            return np.zeros(n), np.zeros(n)
-        deg = np.sqrt(np.maximum(self.item_degree[items], 1.0))
-        if self.n_users <= 16 * len(users):  # a dense count over every user is the cheaper
-            inverse = users
-        else:
-            _, inverse = np.unique(users, return_inverse=True)
-        held = np.bincount(inverse)  # per user: how many of ``items`` they have
-        weighted = np.bincount(inverse, weights=1.0 / deg[pos])  # ... each over sqrt(degree)
-        co = np.bincount(pos, weights=held[inverse], minlength=n).astype(np.float64)
-        cos = np.bincount(pos, weights=weighted[inverse], minlength=n) / deg
-        return co, cos
-
     @property
     def similar(self) -> sp.csr_matrix:
         """Pruned item-item cosine (top SIMILAR_K per item, shrunk), precomputed at index time.
@@ -339,40 +283,6 @@ class InteractionGraph(AttributeProfiles):
         w = np.asarray(weights, np.float64)
         dense = np.bincount(cols, weights=vals * w[pos], minlength=self.n_items)
         return dense[np.asarray(targets, np.int64)]
-
-    def shared_counts(
-        self,
-        items: np.ndarray,
-        weights: np.ndarray | None = None,
-        entries: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> np.ndarray:
-        """For every user, how many of ``items`` they interacted with (or their summed weights).
-
-        ``entries``: ``item_user_entries`` of the same items (in any order, unweighted only).
-        """
-        if entries is not None and weights is None:
-            return np.bincount(entries[0], minlength=self.n_users).astype(np.float64)
-        w = np.ones(len(items)) if weights is None else np.asarray(weights, np.float64)
-        cols, _, pos = gather_rows(self._iu, items)
-        out = np.bincount(cols, weights=w[pos], minlength=self.n_users).astype(np.float64)
-        if self._delta_iu:
-            for i, wi in zip(np.asarray(items).tolist(), w.tolist(), strict=True):
-                extra = self._delta_iu.get(i)
-                if extra:
-                    np.add.at(out, np.asarray(extra, np.int64), wi)
-        return out
-
-    def votes(self, users: np.ndarray, weights: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """For each of ``items``, the summed weight of ``users`` who interacted with it."""
-        if len(users) == 0:
-            return np.zeros(len(items))
-        w = np.asarray(weights, np.float64)
-        cols, _, pos = gather_rows(self._ui, users)
-        dense = np.bincount(cols, weights=w[pos], minlength=self.n_items)
-        for row, u in enumerate(users.tolist()):
-            for i in self._delta_ui.get(u, ()):
-                dense[i] += w[row]
-        return dense[np.asarray(items, np.int64)]
 
     def days_between(self, later: float, earlier: float) -> float:
         """Days from ``earlier`` to ``later`` (0 for datasets without a clock)."""
