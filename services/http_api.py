@@ -4,7 +4,9 @@ Several of these run side by side (``uvicorn services.http_api:app --workers N``
 ``python -m bench deploy``), sharing one store through ``MEMREC_DATABASE_URL`` (event log, job
 queue, audit in Postgres), ``MEMREC_CHROMA_URL`` (memories on a Chroma server) and the store
 folder (catalogue, graph, rules). With a database URL, a request that names a ``thread_id`` is
-checkpointed in Postgres (LangGraph's ``AsyncPostgresSaver``): any process can resume it.
+checkpointed in Postgres (LangGraph's ``AsyncPostgresSaver``): any process can resume it. Its
+memory cache follows the audit log (``services/memory_feed.py``) rather than re-reading the
+Chroma server every 5 s.
 
 Routes: ``POST /recommend`` ({"input": <recommend input>, "context": {...}, "thread_id": ...};
 an ``Idempotency-Key`` header or ``input.idempotency_key`` makes its feedback record once),
@@ -34,10 +36,12 @@ from starlette.routing import Route
 from graph.background import schedule_propagation
 from graph.recommend import build_recommend_graph
 from graph.recommend import graph as recommend_graph
+from memory_store.cached_store import CachedMemoryStore
 from memory_store.interactions import keyed_interaction_id
-from memory_store.workspace import UnknownEntity, aworkspace_for
+from memory_store.workspace import UnknownEntity, Workspace, aworkspace_for
 from nodes.record import record_interaction
 from schemas.context import MemRecContext
+from services.memory_feed import MemoryFeed
 
 logger = logging.getLogger(__name__)
 
@@ -146,13 +150,32 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         saver = await saver_cm.__aenter__()
         await _setup(saver)
         _CHECKPOINTED["recommend"] = build_recommend_graph().compile(checkpointer=saver)
-    await aworkspace_for(MemRecContext())  # open the store before the first request
+    ws = await aworkspace_for(MemRecContext())  # open the store before the first request
+    feed = await _start_feed(ws, url)
     try:
         yield
     finally:
+        if feed is not None:
+            feed[1].cancel()
+            feed[0].close()
         if saver_cm is not None:
             await saver_cm.__aexit__(None, None, None)
         _CHECKPOINTED.clear()
+
+
+async def _start_feed(
+    ws: Workspace, url: str | None
+) -> tuple[MemoryFeed, asyncio.Task[None]] | None:
+    """Keep the default store's memory cache fresh from the audit log (``memory_feed.py``).
+
+    Only when the memories are on a Chroma server (a cache with an expiry) and the event log in
+    Postgres.
+    """
+    if not url or not isinstance(ws.memories, CachedMemoryStore) or ws.memories.ttl_s is None:
+        return None
+    feed = MemoryFeed(ws.memories, url, ws.name)
+    await asyncio.to_thread(feed.start)
+    return feed, asyncio.create_task(feed.run(), name="memrec-memory-feed")
 
 
 app = Starlette(
