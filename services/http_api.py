@@ -27,10 +27,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from graph.background import schedule_propagation
@@ -48,24 +49,26 @@ logger = logging.getLogger(__name__)
 _CHECKPOINTED: dict[str, Any] = {}  # the recommend graph compiled with the Postgres saver
 
 
-def _jsonable(value: Any) -> Any:
+def _json_default(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
+    raise TypeError(f"cannot send {type(value).__name__} as JSON")
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def json_response(value: Any, status: int = 200) -> Response:
+    """A JSON response (orjson: pydantic models as their JSON dump, tuples as lists)."""
+    body = orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str) -> Response:
+    return json_response({"error": message}, status)
 
 
 async def recommend(request: Request) -> Response:
     """Run the recommend graph for one request body."""
     try:
-        body = await request.json()
+        body = orjson.loads(await request.body())
         inp = dict(body.get("input") or {})
         ctx = MemRecContext.from_mapping(body.get("context"))
     except (ValueError, TypeError, AttributeError) as err:
@@ -84,13 +87,13 @@ async def recommend(request: Request) -> Response:
         out = await graph.ainvoke(inp, config=config or None, context=ctx)
     except (UnknownEntity, ValidationError, ValueError) as err:
         return _error(422, str(err))
-    return JSONResponse(_jsonable(out))
+    return json_response(out)
 
 
 async def feedback(request: Request) -> Response:
     """Record one interaction durably (idempotent on its key), then schedule its propagation."""
     try:
-        body = await request.json()
+        body = orjson.loads(await request.body())
         user, item = str(body["user_id"]), str(body["item_id"])
         ctx = MemRecContext.from_mapping(body.get("context"))
     except (ValueError, TypeError, KeyError) as err:
@@ -105,18 +108,18 @@ async def feedback(request: Request) -> Response:
     except (UnknownEntity, ValueError) as err:
         return _error(422, str(err))
     await schedule_propagation(ctx, [event])
-    return JSONResponse({"interaction_id": event.interaction_id})
+    return json_response({"interaction_id": event.interaction_id})
 
 
 async def jobs(request: Request) -> Response:
     """Job counts of the context's store (pending, running, done, failed)."""
     ws = await aworkspace_for(MemRecContext.from_mapping(dict(request.query_params)))
-    return JSONResponse(await asyncio.to_thread(ws.events.counts))
+    return json_response(await asyncio.to_thread(ws.events.counts))
 
 
 async def ok(request: Request) -> Response:
     """Liveness."""
-    return JSONResponse({"ok": True})
+    return json_response({"ok": True})
 
 
 async def _setup(saver: Any, attempts: int = 5) -> None:
