@@ -68,6 +68,20 @@ class Deployment:
             "workers": lambda: [w.pid for w in self.workers],
         }
 
+    def settle(self, quiet: float = 0.05, timeout_s: float = 90.0) -> float:
+        """Wait until the serving processes use under ``quiet`` of a core; the seconds waited.
+
+        Their start-up work (the memory cache warm-up) would otherwise count in the first wave.
+        """
+        started = time.monotonic()
+        pids = self.serving_pids()
+        while time.monotonic() - started < timeout_s:
+            before = self.cpu_seconds(pids)
+            time.sleep(1.0)
+            if self.cpu_seconds(pids) - before < quiet:
+                break
+        return time.monotonic() - started
+
     def cpu_seconds(self, pids: list[int]) -> float:
         """User + system CPU seconds used so far by these processes (gone ones count 0)."""
         total = 0.0

@@ -47,8 +47,10 @@ METHOD = (
     "Production recommend graph, both roles on the OpenAI-compatible test server (subprocess, "
     "200 ms per chat call). Per concurrency c: 4*c requests for distinct users, at most c in "
     "flight (asyncio semaphore), one event loop; requests/s = requests / wall time; ideal = "
-    "c / (calls per request x 0.2 s) with 2 calls per request. cpu_ms_per_request = process CPU "
-    "time / requests (our side only; scaled: the serving processes' CPU). x_ref = "
+    "c / (calls per request x 0.2 s) with 2 calls per request. Scaled: measured once the "
+    "serving processes are quiet after a warm-up (their memory cache filled). "
+    "cpu_ms_per_request = process CPU time / requests (our side only; scaled: the serving "
+    "processes' CPU). x_ref = "
     "cpu_ms_per_request / the same-run reference workload's CPU ms. Per wave, the CPU of each "
     "part (bench/cpu_parts.py: the bench client, the model server subprocess, the serving "
     "processes, every process of the Postgres cluster, the Chroma server, the workers) and of "
@@ -172,6 +174,7 @@ def _scaled(
         pids = dep.serving_pids()
         meter = CpuParts({CLIENT: list, MODEL: _model_server_pids, **dep.cpu_parts()})
         asyncio.run(_http_wave(dep.url, ctx, sample_users(ws, 16, seed=11), 16))  # warm-up
+        result.config["scaled_settle_s"] = round(dep.settle(), 1)  # the cache warm-up is done
         for c in levels:
             users = sample_users(ws, per * c, seed=9, skip=offset)
             offset += per * c
