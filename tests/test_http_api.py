@@ -31,7 +31,7 @@ def test_a_graph_output_is_sent_as_json_with_models_dumped_and_tuples_as_lists()
     reply = json_response(out, 201)
     assert reply.status_code == 201
     assert reply.headers["content-type"] == "application/json"
-    assert json.loads(reply.body) == {
+    assert json.loads(bytes(reply.body)) == {
         "ranking": [{"item_id": "50", "score": 0.25}, {"item_id": "Amélie", "score": 1e-7}],
         "pair": ["a", 2],
         "by_code": {"7": "seven"},
