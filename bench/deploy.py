@@ -31,6 +31,7 @@ import httpx
 import psutil
 
 from bench.common import REPO, BenchOptions
+from bench.cpu_parts import Roots, children_matching, postmaster_pid
 from bench.setup import ensure_index
 from dataio.paths import store_dir
 from memory_store.events import EventLog
@@ -50,11 +51,36 @@ class Deployment:
     env: dict[str, str]
     servers: subprocess.Popen[bytes]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    postgres_data: Path | None = None  # the cluster's data folder (its postmaster.pid)
 
     def serving_pids(self) -> list[int]:
         """The uvicorn supervisor and its worker processes."""
         parent = psutil.Process(self.servers.pid)
         return [parent.pid, *(c.pid for c in parent.children(recursive=True))]
+
+    def cpu_parts(self) -> dict[str, Roots]:
+        """The deployment's parts for ``bench.cpu_parts.CpuParts`` (root pids, looked up live)."""
+        data = self.postgres_data
+        return {
+            "serving": lambda: [self.servers.pid],
+            "postgres": lambda: postmaster_pid(data) if data else [],
+            "chroma": lambda: children_matching("chroma", "run"),
+            "workers": lambda: [w.pid for w in self.workers],
+        }
+
+    def settle(self, quiet: float = 0.05, timeout_s: float = 90.0) -> float:
+        """Wait until the serving processes use under ``quiet`` of a core; the seconds waited.
+
+        Their start-up work (the memory cache warm-up) would otherwise count in the first wave.
+        """
+        started = time.monotonic()
+        pids = self.serving_pids()
+        while time.monotonic() - started < timeout_s:
+            before = self.cpu_seconds(pids)
+            time.sleep(1.0)
+            if self.cpu_seconds(pids) - before < quiet:
+                break
+        return time.monotonic() - started
 
     def cpu_seconds(self, pids: list[int]) -> float:
         """User + system CPU seconds used so far by these processes (gone ones count 0)."""
@@ -147,7 +173,9 @@ def scaled_deployment(
                 "LANGSMITH_TRACING": "false",
             }
             try:
-                yield _start(stack, root, home, env, servers, workers, database_url, chroma_url)
+                dep = _start(stack, root, home, env, servers, workers, database_url, chroma_url)
+                dep.postgres_data = root / "postgres" / "data"  # see postgres_cluster
+                yield dep
             except BaseException:
                 log = root / "deployment.log"
                 tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"

@@ -14,12 +14,26 @@ same requests over HTTP to ``bench/deploy.py``'s deployment (Postgres, a Chroma 
 from __future__ import annotations
 
 import asyncio
+import io
+import sys
 import time
 from typing import Any
 
 import httpx
+from rich.console import Console
+from rich.table import Table
 
-from bench.common import BenchOptions, BenchResult, finish, new_result, reference, summary, target
+from bench.common import (
+    BenchOptions,
+    BenchResult,
+    finish,
+    new_result,
+    print_result,
+    reference,
+    summary,
+    target,
+)
+from bench.cpu_parts import CpuParts, children_matching
 from bench.servers import ModelServer, model_server
 from bench.setup import context, ensure_index, sample_users, workspace
 from bench.timing import cpu_profile, http_clock
@@ -33,10 +47,21 @@ METHOD = (
     "Production recommend graph, both roles on the OpenAI-compatible test server (subprocess, "
     "200 ms per chat call). Per concurrency c: 4*c requests for distinct users, at most c in "
     "flight (asyncio semaphore), one event loop; requests/s = requests / wall time; ideal = "
-    "c / (calls per request x 0.2 s) with 2 calls per request. cpu_ms_per_request = process CPU "
-    "time / requests (our side only; scaled: the serving processes' CPU). x_ref = "
-    "cpu_ms_per_request / the same-run reference workload's CPU ms."
+    "c / (calls per request x 0.2 s) with 2 calls per request. Scaled: measured once the "
+    "serving processes are quiet after a warm-up (their memory cache filled). "
+    "cpu_ms_per_request = process CPU time / requests (our side only; scaled: the serving "
+    "processes' CPU). x_ref = "
+    "cpu_ms_per_request / the same-run reference workload's CPU ms. Per wave, the CPU of each "
+    "part (bench/cpu_parts.py: the bench client, the model server subprocess, the serving "
+    "processes, every process of the Postgres cluster, the Chroma server, the workers) and of "
+    "the machine (system-wide busy time, which includes any other load) in ms per request; "
+    "ceiling_per_s = 1000 x cores / machine ms per request, parts_ceiling_per_s the same with "
+    "the parts' sum."
 )
+CLIENT, MODEL = "bench client", "model server"
+ROW_KEYS = ["deployment", "concurrency", "requests_per_s"]  # lead the accounting table
+TOTALS = ("cpu_ms_parts", "cpu_ms_other", "cpu_ms_machine")  # after the parts' columns
+ACCOUNTING = ("ceiling_per_s", "parts_ceiling_per_s")
 
 
 async def _wave(ctx: Any, users: list[str], concurrency: int) -> tuple[float, list[float]]:
@@ -82,6 +107,7 @@ def _single_process(
     per, latency, ref = 2 if opts.smoke else 4, result.config["latency_s"], reference(result)
     ws = workspace(dataset, opts)
     ctx = context(dataset, opts.home, server.spec())
+    meter = CpuParts({CLIENT: list, MODEL: _model_server_pids})
     with http_clock() as http:
         asyncio.run(_wave(ctx, sample_users(ws, 4, seed=9), 4))  # warm-up: open, connect
         offset = 4
@@ -89,13 +115,12 @@ def _single_process(
             users = sample_users(ws, per * c, seed=9, skip=offset)
             offset += per * c
             http.reset()
-            cpu = time.process_time()
+            cpu, before = time.process_time(), meter.snapshot()
             wall, latencies = asyncio.run(_wave(ctx, users, c))
             cpu_ms = (time.process_time() - cpu) * 1000.0 / len(users)
-            result.rows.append(
-                _row("single process", c, len(users), wall, latencies, cpu_ms, ref, latency,
-                     http.calls / len(users))
-            )  # fmt: skip
+            row = _row("single process", c, len(users), wall, latencies, cpu_ms, ref, latency,
+                       http.calls / len(users))  # fmt: skip
+            result.rows.append(row | meter.per_request(before, meter.snapshot(), len(users)))
         if not opts.smoke:
             users = sample_users(ws, 64, seed=9, skip=offset)
             result.config["profile_cpu_per_request"] = cpu_profile(
@@ -127,6 +152,11 @@ async def _http_wave(
         return time.perf_counter() - started, latencies
 
 
+def _model_server_pids() -> list[int]:
+    """The model test server subprocess (``bench/_server.py``) of this process."""
+    return children_matching("bench._server")
+
+
 def _scaled(
     result: BenchResult,
     opts: BenchOptions,
@@ -142,17 +172,18 @@ def _scaled(
     ctx = {"roles": "offline", "lmmem": server.spec(), "llmrec": server.spec()}
     with scaled_deployment(dataset, opts, servers=SCALED_SERVERS, workers=1) as dep:
         pids = dep.serving_pids()
+        meter = CpuParts({CLIENT: list, MODEL: _model_server_pids, **dep.cpu_parts()})
         asyncio.run(_http_wave(dep.url, ctx, sample_users(ws, 16, seed=11), 16))  # warm-up
+        result.config["scaled_settle_s"] = round(dep.settle(), 1)  # the cache warm-up is done
         for c in levels:
             users = sample_users(ws, per * c, seed=9, skip=offset)
             offset += per * c
-            cpu = dep.cpu_seconds(pids)
+            cpu, before = dep.cpu_seconds(pids), meter.snapshot()
             wall, latencies = asyncio.run(_http_wave(dep.url, ctx, users, c))
             cpu_ms = (dep.cpu_seconds(pids) - cpu) * 1000.0 / len(users)
-            result.rows.append(
-                _row(f"scaled ({SCALED_SERVERS} servers)", c, len(users), wall, latencies,
-                     cpu_ms, ref, latency, 2.0)
-            )  # fmt: skip
+            row = _row(f"scaled ({SCALED_SERVERS} servers)", c, len(users), wall, latencies,
+                       cpu_ms, ref, latency, 2.0)  # fmt: skip
+            result.rows.append(row | meter.per_request(before, meter.snapshot(), len(users)))
 
 
 def run(opts: BenchOptions) -> BenchResult:
@@ -188,5 +219,23 @@ def run(opts: BenchOptions) -> BenchResult:
         "whatever the concurrency; the scaled deployment spreads it over its serving processes, "
         "and shares the machine's cores with the model server, Postgres, Chroma and the client."
     )
-    finish(result, opts)
+    finish(result, opts, Console(file=io.StringIO()))  # written; printed below in two tables
+    print_tables(result)
     return result
+
+
+def print_tables(result: BenchResult, console: Console | None = None) -> None:
+    """The throughput table, then where each wave's CPU went (ms per request) and the ceilings."""
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    found = dict.fromkeys(k for row in result.rows for k in row if k.startswith("cpu_ms_"))
+    keys = [k for k in found if k not in (*TOTALS, "cpu_ms_per_request")]  # the parts first
+    keys += [k for k in (*TOTALS, *ACCOUNTING) if any(k in row for row in result.rows)]
+    lean = [{k: v for k, v in row.items() if k not in keys} for row in result.rows]
+    print_result(result.model_copy(update={"rows": lean}), console)
+    table = Table(title="CPU ms per request by part; ceiling = requests/s with every core busy")
+    columns = [*ROW_KEYS, *keys]
+    for column in columns:
+        table.add_column(column.removeprefix("cpu_ms_"), overflow="fold")
+    for row in result.rows:
+        table.add_row(*(str(row.get(c, "-")) for c in columns))
+    console.print(table)

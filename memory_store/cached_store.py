@@ -170,6 +170,18 @@ class CachedMemoryStore:
                 self._records.pop((rec.kind, rec.entity_id), None)
         return n
 
+    def evict_older(self, kind: str, entity_id: str, version: int) -> bool:
+        """Drop the cached record if it is older than ``version`` (or a cached absence).
+
+        For a change feed (``services/memory_feed.py``): another process wrote ``version``.
+        """
+        with self._lock:
+            hit = self._records.get((kind, entity_id))
+            if hit is None or (hit[1] is not None and hit[1].version >= version):
+                return False
+            del self._records[(kind, entity_id)]
+            return True
+
     def clear(self) -> None:
         """Forget every cached record (another process changed the store: a deletion)."""
         with self._lock:

@@ -4,7 +4,9 @@ Several of these run side by side (``uvicorn services.http_api:app --workers N``
 ``python -m bench deploy``), sharing one store through ``MEMREC_DATABASE_URL`` (event log, job
 queue, audit in Postgres), ``MEMREC_CHROMA_URL`` (memories on a Chroma server) and the store
 folder (catalogue, graph, rules). With a database URL, a request that names a ``thread_id`` is
-checkpointed in Postgres (LangGraph's ``AsyncPostgresSaver``): any process can resume it.
+checkpointed in Postgres (LangGraph's ``AsyncPostgresSaver``): any process can resume it. Its
+memory cache follows the audit log (``services/memory_feed.py``) rather than re-reading the
+Chroma server every 5 s.
 
 Routes: ``POST /recommend`` ({"input": <recommend input>, "context": {...}, "thread_id": ...};
 an ``Idempotency-Key`` header or ``input.idempotency_key`` makes its feedback record once),
@@ -19,49 +21,55 @@ serve the same graphs with Studio, threads and MCP (docs/SCALE_OUT.md compares b
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from graph.background import schedule_propagation
 from graph.recommend import build_recommend_graph
 from graph.recommend import graph as recommend_graph
+from memory_store.cached_store import CachedMemoryStore
 from memory_store.interactions import keyed_interaction_id
-from memory_store.workspace import UnknownEntity, aworkspace_for
+from memory_store.workspace import UnknownEntity, Workspace, aworkspace_for
 from nodes.record import record_interaction
 from schemas.context import MemRecContext
+from services.memory_feed import MemoryFeed
 
 logger = logging.getLogger(__name__)
 
 _CHECKPOINTED: dict[str, Any] = {}  # the recommend graph compiled with the Postgres saver
 
 
-def _jsonable(value: Any) -> Any:
+def _json_default(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
+    raise TypeError(f"cannot send {type(value).__name__} as JSON")
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def json_response(value: Any, status: int = 200) -> Response:
+    """A JSON response (orjson: pydantic models as their JSON dump, tuples as lists)."""
+    body = orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str) -> Response:
+    return json_response({"error": message}, status)
 
 
 async def recommend(request: Request) -> Response:
     """Run the recommend graph for one request body."""
     try:
-        body = await request.json()
+        body = orjson.loads(await request.body())
         inp = dict(body.get("input") or {})
         ctx = MemRecContext.from_mapping(body.get("context"))
     except (ValueError, TypeError, AttributeError) as err:
@@ -80,13 +88,13 @@ async def recommend(request: Request) -> Response:
         out = await graph.ainvoke(inp, config=config or None, context=ctx)
     except (UnknownEntity, ValidationError, ValueError) as err:
         return _error(422, str(err))
-    return JSONResponse(_jsonable(out))
+    return json_response(out)
 
 
 async def feedback(request: Request) -> Response:
     """Record one interaction durably (idempotent on its key), then schedule its propagation."""
     try:
-        body = await request.json()
+        body = orjson.loads(await request.body())
         user, item = str(body["user_id"]), str(body["item_id"])
         ctx = MemRecContext.from_mapping(body.get("context"))
     except (ValueError, TypeError, KeyError) as err:
@@ -101,18 +109,18 @@ async def feedback(request: Request) -> Response:
     except (UnknownEntity, ValueError) as err:
         return _error(422, str(err))
     await schedule_propagation(ctx, [event])
-    return JSONResponse({"interaction_id": event.interaction_id})
+    return json_response({"interaction_id": event.interaction_id})
 
 
 async def jobs(request: Request) -> Response:
     """Job counts of the context's store (pending, running, done, failed)."""
     ws = await aworkspace_for(MemRecContext.from_mapping(dict(request.query_params)))
-    return JSONResponse(await asyncio.to_thread(ws.events.counts))
+    return json_response(await asyncio.to_thread(ws.events.counts))
 
 
 async def ok(request: Request) -> Response:
     """Liveness."""
-    return JSONResponse({"ok": True})
+    return json_response({"ok": True})
 
 
 async def _setup(saver: Any, attempts: int = 5) -> None:
@@ -146,13 +154,55 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         saver = await saver_cm.__aenter__()
         await _setup(saver)
         _CHECKPOINTED["recommend"] = build_recommend_graph().compile(checkpointer=saver)
-    await aworkspace_for(MemRecContext())  # open the store before the first request
+    ws = await aworkspace_for(MemRecContext())  # open the store before the first request
+    feed = await _start_feed(ws, url)
+    freeze_heap()
+    frozen = asyncio.create_task(_freeze_when_warm(ws), name="memrec-freeze-warm-heap")
     try:
         yield
     finally:
+        frozen.cancel()
+        if feed is not None:
+            feed[1].cancel()
+            feed[0].close()
         if saver_cm is not None:
             await saver_cm.__aexit__(None, None, None)
         _CHECKPOINTED.clear()
+
+
+def freeze_heap() -> None:
+    """Move the long-lived heap (catalogue, graph, memory cache) out of the collector's sight.
+
+    Full collections otherwise walk these few hundred thousand objects again and again: about
+    1 ms of CPU per request under load, a fifth less with them frozen. Frozen objects are never
+    collected, so the garbage is collected first.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+async def _freeze_when_warm(ws: Workspace, timeout_s: float = 600.0) -> None:
+    """Freeze again once the memory cache is warm (``Workspace.warm``, filled in the background)."""
+    for _ in range(int(timeout_s)):
+        if ws.warm.is_set():
+            freeze_heap()
+            return
+        await asyncio.sleep(1.0)
+
+
+async def _start_feed(
+    ws: Workspace, url: str | None
+) -> tuple[MemoryFeed, asyncio.Task[None]] | None:
+    """Keep the default store's memory cache fresh from the audit log (``memory_feed.py``).
+
+    Only when the memories are on a Chroma server (a cache with an expiry) and the event log in
+    Postgres.
+    """
+    if not url or not isinstance(ws.memories, CachedMemoryStore) or ws.memories.ttl_s is None:
+        return None
+    feed = MemoryFeed(ws.memories, url, ws.name)
+    await asyncio.to_thread(feed.start)
+    return feed, asyncio.create_task(feed.run(), name="memrec-memory-feed")
 
 
 app = Starlette(
