@@ -2,7 +2,7 @@
 
 The test server runs in a subprocess (``bench/_server.py``): on a thread of the measuring process
 its request handling would compete with our client for the GIL and the figure would be the
-server's limit, not ours. For each concurrency c, 4 x c requests for distinct users (two model
+server's limit, not ours. For each concurrency c, 12 x c requests for distinct users (two model
 calls each: the facet cache never answers) run with at most c in flight; requests/s is compared
 with the ideal c / (2 x 0.2 s).
 
@@ -38,14 +38,18 @@ from bench.servers import ModelServer, model_server
 from bench.setup import context, ensure_index, sample_users, workspace
 from bench.timing import cpu_profile, http_clock
 from graph.recommend import graph as recommend_graph
+from services.event_loop import run as run_async
 
 NAME = "throughput"
 LATENCY_S = 0.2
 CONCURRENCY = [1, 8, 64]
+# requests per unit of concurrency: 12 x c requests, so ramp-up and tail are a small part of a wave
+# (at 4 x c, the first and last of four rounds cost c=64 about a fifth of its throughput)
+PER_SLOT = 12
 SCALED_SERVERS = 2
 METHOD = (
     "Production recommend graph, both roles on the OpenAI-compatible test server (subprocess, "
-    "200 ms per chat call). Per concurrency c: 4*c requests for distinct users, at most c in "
+    "200 ms per chat call). Per concurrency c: 12*c requests for distinct users, at most c in "
     "flight (asyncio semaphore), one event loop; requests/s = requests / wall time; ideal = "
     "c / (calls per request x 0.2 s) with 2 calls per request. Scaled: measured once the "
     "serving processes are quiet after a warm-up (their memory cache filled). "
@@ -103,31 +107,34 @@ def _row(
 
 def _single_process(
     result: BenchResult, opts: BenchOptions, dataset: str, server: ModelServer, levels: list[int]
-) -> int:
-    per, latency, ref = 2 if opts.smoke else 4, result.config["latency_s"], reference(result)
+) -> None:
+    per, latency, ref = _per(opts), result.config["latency_s"], reference(result)
     ws = workspace(dataset, opts)
     ctx = context(dataset, opts.home, server.spec())
     meter = CpuParts({CLIENT: list, MODEL: _model_server_pids})
     with http_clock() as http:
-        asyncio.run(_wave(ctx, sample_users(ws, 4, seed=9), 4))  # warm-up: open, connect
+        run_async(_wave(ctx, sample_users(ws, 4, seed=9), 4))  # warm-up: open, connect
         offset = 4
         for c in levels:
             users = sample_users(ws, per * c, seed=9, skip=offset)
             offset += per * c
             http.reset()
             cpu, before = time.process_time(), meter.snapshot()
-            wall, latencies = asyncio.run(_wave(ctx, users, c))
+            wall, latencies = run_async(_wave(ctx, users, c))
             cpu_ms = (time.process_time() - cpu) * 1000.0 / len(users)
             row = _row("single process", c, len(users), wall, latencies, cpu_ms, ref, latency,
                        http.calls / len(users))  # fmt: skip
             result.rows.append(row | meter.per_request(before, meter.snapshot(), len(users)))
         if not opts.smoke:
-            users = sample_users(ws, 64, seed=9, skip=offset)
+            users = sample_users(ws, 32, seed=9, skip=offset)
             result.config["profile_cpu_per_request"] = cpu_profile(
                 lambda: _wave(ctx, users, 16), len(users)
             )
-            offset += 64
-    return offset
+
+
+def _per(opts: BenchOptions) -> int:
+    """Requests per unit of concurrency in a wave: PER_SLOT, so a wave is mostly steady state."""
+    return 2 if opts.smoke else PER_SLOT
 
 
 async def _http_wave(
@@ -163,23 +170,23 @@ def _scaled(
     dataset: str,
     server: ModelServer,
     levels: list[int],
-    offset: int,
 ) -> None:
     from bench.deploy import scaled_deployment
 
-    per, latency, ref = 4, result.config["latency_s"], reference(result)
+    per, latency, ref = _per(opts), result.config["latency_s"], reference(result)
     ws = workspace(dataset, opts)
     ctx = {"roles": "offline", "lmmem": server.spec(), "llmrec": server.spec()}
     with scaled_deployment(dataset, opts, servers=SCALED_SERVERS, workers=1) as dep:
         pids = dep.serving_pids()
         meter = CpuParts({CLIENT: list, MODEL: _model_server_pids, **dep.cpu_parts()})
-        asyncio.run(_http_wave(dep.url, ctx, sample_users(ws, 16, seed=11), 16))  # warm-up
+        run_async(_http_wave(dep.url, ctx, sample_users(ws, 16, seed=9), 16))  # warm-up
         result.config["scaled_settle_s"] = round(dep.settle(), 1)  # the cache warm-up is done
+        offset = 16  # the same users as the single process: its caches are not these processes'
         for c in levels:
             users = sample_users(ws, per * c, seed=9, skip=offset)
             offset += per * c
             cpu, before = dep.cpu_seconds(pids), meter.snapshot()
-            wall, latencies = asyncio.run(_http_wave(dep.url, ctx, users, c))
+            wall, latencies = run_async(_http_wave(dep.url, ctx, users, c))
             cpu_ms = (dep.cpu_seconds(pids) - cpu) * 1000.0 / len(users)
             row = _row(f"scaled ({SCALED_SERVERS} servers)", c, len(users), wall, latencies,
                        cpu_ms, ref, latency, 2.0)  # fmt: skip
@@ -196,14 +203,14 @@ def run(opts: BenchOptions) -> BenchResult:
     result = new_result(NAME, opts, METHOD, dataset=dataset, latency_s=latency, levels=levels)
     ensure_index(dataset, opts)
     with model_server(latency, process=True) as server:
-        offset = _single_process(result, opts, dataset, server, levels)
+        _single_process(result, opts, dataset, server, levels)
         missing = missing_for_postgres()
         if opts.smoke or missing:
             result.notes.append(
                 "scaled deployment not measured: " + ("smoke" if opts.smoke else "; ".join(missing))
             )
         else:
-            _scaled(result, opts, dataset, server, levels, offset)
+            _scaled(result, opts, dataset, server, levels)
     for row in result.rows:
         if row["concurrency"] == 64:
             result.targets.append(
