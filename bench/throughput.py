@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 from rich.console import Console
 from rich.table import Table
 
@@ -140,18 +140,23 @@ def _per(opts: BenchOptions) -> int:
 async def _http_wave(
     url: str, context: dict[str, Any], users: list[str], concurrency: int
 ) -> tuple[float, list[float]]:
+    """The scaled waves' load generator: aiohttp, the leanest client at hand.
+
+    It shares the machine with what it measures: httpx cost about 4 ms of CPU per request here.
+    """
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=300) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as client:
 
         async def one(user: str) -> None:
             async with gate:
                 started = time.perf_counter()
-                reply = await client.post(
-                    "/recommend", json={"input": {"user_id": user}, "context": context}
-                )
-                reply.raise_for_status()
+                body = {"input": {"user_id": user}, "context": context}
+                async with client.post("/recommend", json=body) as reply:
+                    reply.raise_for_status()
+                    await reply.read()
                 latencies.append((time.perf_counter() - started) * 1000.0)
 
         started = time.perf_counter()
