@@ -47,7 +47,14 @@ from memory_store.chroma_compact import compact, recover_collections, reopening
 from memory_store.embeddings import HashingEmbedding, embed_documents
 from memory_store.group_commit import GroupCommit, WriteRequest
 from memory_store.inmemory_store import KINDS, check_kind
-from memory_store.memories import BatchPut, MemoryKind, MemoryRecord, VersionConflict
+from memory_store.memories import (
+    Batch,
+    BatchPut,
+    MemoryKind,
+    MemoryRecord,
+    PartialPut,
+    VersionConflict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -237,12 +244,35 @@ class ChromaMemoryStore:
         Concurrent calls are merged into one read and one upsert (``memory_store/group_commit``).
         A repeated id is written once (the first); the repeats come back as conflicts.
         """
-        check_kind(kind)
-        if not writes:
-            return BatchPut()
-        if vectors is None:  # outside any lock: the embedding may be remote
-            vectors = embed_documents(self.embedding_function, [text for _, text, _ in writes])
-        return self._group.submit(kind, WriteRequest(list(writes), source, vectors))
+        out = self.put_batches([(kind, writes, vectors)], source=source)[0]
+        assert out is not None  # a single kind is always attempted
+        return out
+
+    def put_batches(self, batches: Sequence[Batch], *, source: str) -> list[BatchPut | None]:
+        """``put_many`` of several kinds, in order (see ``memories.put_batches``): one upsert each.
+
+        Merged with concurrent calls (``memory_store/group_commit``); a kind that failed raises
+        ``PartialPut`` (the kinds before it being written).
+        """
+        parts = []
+        for kind, writes, vectors in batches:
+            check_kind(kind)
+            if not writes:
+                continue
+            if vectors is None:  # outside any lock: the embedding may be remote
+                vectors = embed_documents(self.embedding_function, [text for _, text, _ in writes])
+            parts.append((kind, WriteRequest(list(writes), source, vectors)))
+        try:
+            return _per_batch(batches, self._group.submit(parts) if parts else [])
+        except PartialPut as partial:
+            raise PartialPut(_per_batch(batches, partial.results), partial.error) from partial.error
+
+    def expect_writes(self, cause: str, kinds: Iterable[str]) -> AbstractContextManager[None]:
+        """Announce ``cause``'s coming ``put_many`` of ``kinds``, so a concurrent one waits for it.
+
+        See ``memory_store/group_commit.py``: writers that announce themselves share one upsert.
+        """
+        return self._group.expect(cause, [check_kind(kind) for kind in kinds])
 
     def _commit(self, kind: str, requests: list[WriteRequest]) -> None:
         """One read of the versions and one upsert for a group of requests (in their order)."""
@@ -375,3 +405,15 @@ class ChromaMemoryStore:
                         ],
                     )
         return len(records)
+
+
+def _per_batch(batches: Sequence[Batch], results: list[BatchPut | None]) -> list[BatchPut | None]:
+    """Results per submitted part back to one per batch (an empty batch wrote nothing)."""
+    parts = iter(results)
+    out: list[BatchPut | None] = []
+    for _, writes, _ in batches:
+        out.append(next(parts) if writes else BatchPut())
+        if out[-1] is None:  # an earlier kind lost a race or failed: the later ones were not tried
+            out.extend(None for _ in range(len(batches) - len(out)))
+            break
+    return out

@@ -17,13 +17,22 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from memory_store.audit import AuditValues
 from memory_store.audit_repair import is_caused, repair_audit, writing
 from memory_store.events import EventLog
-from memory_store.memories import MemoryKind, MemoryRecord, MemoryStore, VersionConflict
+from memory_store.memories import (
+    BatchPut,
+    MemoryKind,
+    MemoryRecord,
+    MemoryStore,
+    PartialPut,
+    VersionConflict,
+    put_batches,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +138,28 @@ def apply_writes(
     that memory already. ``embed`` embeds every new text once, for the store and the caller.
     Raises UnknownMemory (nothing written) or WriteContention like ``apply_write``.
     """
+    with expecting(store, cause, [w.kind for w in writes]):
+        return _apply_writes(store, log, writes, cause=cause, embed=embed, max_retries=max_retries)
+
+
+def expecting(store: MemoryStore, cause: str, kinds: Sequence[str]) -> AbstractContextManager[Any]:
+    """Announce a cause's coming batched writes to a store that merges concurrent ones.
+
+    A store without ``expect_writes`` (the in-memory one, test wrappers) needs no announcement.
+    """
+    expect = getattr(store, "expect_writes", None)
+    return expect(cause, kinds) if callable(expect) else nullcontext()
+
+
+def _apply_writes(
+    store: MemoryStore,
+    log: EventLog,
+    writes: Sequence[PlannedWrite],
+    *,
+    cause: str,
+    embed: Embed | None,
+    max_retries: int,
+) -> list[Written | None]:
     done = log.applied_records(cause)
     out: list[Written | None] = [None] * len(writes)
     plans = []
@@ -139,14 +170,36 @@ def apply_writes(
         plans.append(_plan_kind(store, log, kind, writes, todo, cause))
     texts = [text for plan in plans for text in plan.texts]
     vectors = embed(texts) if embed is not None and texts else None
+    rows: list[Any] = []
     offset = 0
+    for plan in plans:
+        rows.append(None if vectors is None else vectors[offset : offset + len(plan.texts)])
+        offset += len(plan.texts)
+    # The first round of every kind in one store call (merged with concurrent jobs' writes), up
+    # to a kind with repeated writes: those go one at a time before any later kind is written.
+    together = next((n + 1 for n, plan in enumerate(plans) if plan.later), len(plans))
+    batches = [(plan.kind, _cas_rows(plan, writes), r) for plan, r in zip(plans, rows, strict=True)]
     with writing(cause):
-        for plan in plans:
-            rows = None if vectors is None else vectors[offset : offset + len(plan.texts)]
-            offset += len(plan.texts)
-            for n, written in _commit_kind(store, log, plan, writes, rows, cause, max_retries):
+        try:
+            firsts = put_batches(store, batches[:together], source=cause)
+        except PartialPut as partial:  # audit what the kinds before the failed one wrote
+            for plan, r, first in zip(plans, rows, partial.results, strict=True):
+                if first is not None:
+                    _audit_round(log, plan.kind, plan.batch, plan.current, writes, first, r, cause)
+            raise partial.error from None
+        firsts += [None] * (len(plans) - len(firsts))
+        for plan, r, first in zip(plans, rows, firsts, strict=True):
+            for n, written in _commit_kind(store, log, plan, writes, r, cause, max_retries, first):
                 out[n] = written
     return out
+
+
+def _cas_rows(plan: _KindPlan, writes: Sequence[PlannedWrite]) -> list[tuple[str, str, int]]:
+    """The plan's compare-and-set rows: ``(id, new text, expected version)``."""
+    return [
+        (writes[n].entity_id, text, plan.current[writes[n].entity_id].version)
+        for n, text in zip(plan.batch, plan.texts, strict=True)
+    ]
 
 
 @dataclass
@@ -200,10 +253,12 @@ def _commit_kind(
     vectors: Any,
     cause: str,
     max_retries: int,
+    made: BatchPut | None = None,
 ) -> list[tuple[int, Written | None]]:
     """Batched compare-and-set and one audit per round; the losers of a round go again, batched.
 
-    A loser's text is recomputed on the record it lost to (no update lost), as in apply_write.
+    ``made``: the first round's outcome when the caller made it already (``put_batches``). A
+    loser's text is recomputed on the record it lost to (no update lost), as in apply_write.
     """
     results: list[tuple[int, Written | None]] = []
     batch, texts, current = plan.batch, plan.texts, plan.current
@@ -211,26 +266,18 @@ def _commit_kind(
     for attempt in range(max_retries + 1):
         if not batch:
             break
-        put = store.put_many(
-            plan.kind,
-            [
-                (writes[n].entity_id, text, current[writes[n].entity_id].version)
-                for n, text in zip(batch, texts, strict=True)
-            ],
-            source=cause,
-            vectors=vectors,
-        )
-        rows: list[AuditValues] = []
-        for row, n in enumerate(batch):
-            record = put.written.get(writes[n].entity_id)
-            if record is not None:
-                previous = current[record.entity_id].text
-                rows.append(
-                    (plan.kind, record.entity_id, record.version, previous, record.text, cause,
-                     record.updated_at)
-                )  # fmt: skip
-                results.append((n, Written(record, None if vectors is None else vectors[row])))
-        log.audit_writes(rows)
+        put = made if made is not None and attempt == 0 else None
+        if put is None:
+            put = store.put_many(
+                plan.kind,
+                [
+                    (writes[n].entity_id, text, current[writes[n].entity_id].version)
+                    for n, text in zip(batch, texts, strict=True)
+                ],
+                source=cause,
+                vectors=vectors,
+            )
+        results += _audit_round(log, plan.kind, batch, current, writes, put, vectors, cause)
         lost = [n for n in batch if writes[n].entity_id in put.conflicts]
         found = put.conflicts
         if lost and attempt < max_retries:
@@ -254,6 +301,32 @@ def _commit_kind(
             store, log, plan.kind, w.entity_id, w.new_text, cause=cause, max_retries=max_retries
         )
         results.append((n, None if record is None else Written(record)))
+    return results
+
+
+def _audit_round(
+    log: EventLog,
+    kind: MemoryKind,
+    batch: list[int],
+    current: dict[str, MemoryRecord],
+    writes: Sequence[PlannedWrite],
+    put: BatchPut,
+    vectors: Any,
+    cause: str,
+) -> list[tuple[int, Written | None]]:
+    """Audit one round's writes (one transaction); what each write position wrote."""
+    rows: list[AuditValues] = []
+    results: list[tuple[int, Written | None]] = []
+    for row, n in enumerate(batch):
+        record = put.written.get(writes[n].entity_id)
+        if record is not None:
+            previous = current[record.entity_id].text
+            rows.append(
+                (kind, record.entity_id, record.version, previous, record.text, cause,
+                 record.updated_at)
+            )  # fmt: skip
+            results.append((n, Written(record, None if vectors is None else vectors[row])))
+    log.audit_writes(rows)
     return results
 
 

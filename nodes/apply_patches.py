@@ -40,7 +40,7 @@ from memory_store.facet_cache import facet_cache_for
 from memory_store.memories import MemoryKind
 from memory_store.summaries import append_note, notes_of
 from memory_store.workspace import Workspace, aworkspace_for
-from memory_store.writes import PlannedWrite, apply_writes
+from memory_store.writes import PlannedWrite, apply_writes, expecting
 from nodes.patch_screen import screen_patches, screen_rewrite
 from schemas.context import MemRecContext
 from schemas.propagate_state import LoadedContext, MemoryWrite, PropagateState, PropagationReport
@@ -152,8 +152,12 @@ def _apply_and_settle(
 ) -> PropagationReport:
     """Write, then complete the job when this run holds it (hand it back if the writes fail)."""
     iid = loaded.event.interaction_id
+    # Announced before screening, so a concurrent job's upsert waits for this one's writes and
+    # both share it (memory_store/group_commit.py); apply_writes then names the exact kinds.
+    kinds = [] if loaded.skip_reason else ["item", "user"] if loaded.scope == "all" else ["user"]
     try:
-        report = apply_propagation(ws, loaded, result, usage)
+        with expecting(ws.memories, iid, kinds):
+            report = apply_propagation(ws, loaded, result, usage)
     except Exception as err:
         release_after_error(ws.events, loaded.owner, loaded.own_claim, iid, err)
         raise
