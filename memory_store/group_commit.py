@@ -222,3 +222,15 @@ def _outcomes(submission: _Submission) -> list[BatchPut | None]:
             raise PartialPut(results, request.error) from request.error
         results.append(None if request.skipped else request.result)
     return results
+
+
+def per_batch(batches: Sequence[Any], results: list[BatchPut | None]) -> list[BatchPut | None]:
+    """Results per submitted part back to one per batch (an empty batch wrote nothing)."""
+    parts = iter(results)
+    out: list[BatchPut | None] = []
+    for _, writes, _ in batches:
+        out.append(next(parts) if writes else BatchPut())
+        if out[-1] is None:  # an earlier kind lost a race or failed: the later ones were not tried
+            out.extend(None for _ in range(len(batches) - len(out)))
+            break
+    return out

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from memory_store.batch_writes import PlannedWrite, apply_writes
 from memory_store.chroma_store import ChromaMemoryStore
 from memory_store.events import EventLog
 from memory_store.group_commit import GroupCommit, WriteRequest
 from memory_store.inmemory_store import InMemoryMemoryStore
 from memory_store.memories import BatchPut, MemoryRecord, PartialPut, put_batches
-from memory_store.writes import PlannedWrite, apply_writes
 
 LONG_S = 60.0  # a linger no test may wait out: a wait that long means the announcement leaked
 
