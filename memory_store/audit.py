@@ -23,6 +23,7 @@ _FILL_PREVIOUS = (  # a row audited for a write still in flight (exactly-once re
     " AND previous_text IS NULL AND new_text != ''"
 )
 
+
 class AuditRow(BaseModel):
     """One audited memory write."""
 

@@ -12,9 +12,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from memory_store.memories import BatchPut, MemoryKind, MemoryRecord, MemoryStore, VersionConflict
+from memory_store.memories import (
+    Batch,
+    BatchPut,
+    MemoryKind,
+    MemoryRecord,
+    MemoryStore,
+    PartialPut,
+    VersionConflict,
+    put_batches,
+)
 
 
 class CachedMemoryStore:
@@ -134,6 +144,34 @@ class CachedMemoryStore:
             for entity_id in out.conflicts:
                 self._records.pop((kind, entity_id), None)
         return out
+
+    def put_batches(self, batches: Sequence[Batch], *, source: str) -> list[BatchPut | None]:
+        """Write-through ``put_many`` of several kinds in order (see ``memories.put_batches``)."""
+        if self.before_write is not None:
+            self.before_write()
+        try:
+            outs = put_batches(self.inner, batches, source=source)
+        except PartialPut as partial:
+            self._kept(batches, partial.results)
+            raise
+        self._kept(batches, outs)
+        return outs
+
+    def _kept(self, batches: Sequence[Batch], outs: Sequence[BatchPut | None]) -> None:
+        """Cache what a batched write wrote; forget the records it lost a race on."""
+        for (kind, _, _), out in zip(batches, outs, strict=True):
+            if out is None:
+                continue
+            for record in out.written.values():
+                self._keep(kind, record.entity_id, record)
+            with self._lock:
+                for entity_id in out.conflicts:
+                    self._records.pop((kind, entity_id), None)
+
+    def expect_writes(self, cause: str, kinds: Iterable[str]) -> AbstractContextManager[None]:
+        """Pass through to a store that merges concurrent writes (else nothing to announce)."""
+        expect = getattr(self.inner, "expect_writes", None)
+        return expect(cause, kinds) if callable(expect) else nullcontext()
 
     def bulk_init(
         self,

@@ -9,10 +9,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import chromadb
+import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.config import Settings
 
-from memory_store.memories import MemoryKind, MemoryRecord
+from memory_store.group_commit import WriteRequest
+from memory_store.memories import BatchPut, MemoryKind, MemoryRecord
 
 # HNSW settings of new collections. A narrower construction beam (40, Chroma's default is 100)
 # cuts bulk indexing time by about a quarter; a wider search beam (200) wins the recall back
@@ -86,3 +88,46 @@ def chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
     """``values`` in lists of at most ``size``."""
     for start in range(0, len(values), size):
         yield list(values[start : start + size])
+
+
+def cas_upsert(
+    collection: Any, kind: MemoryKind, ids: list[str], requests: list[WriteRequest]
+) -> None:
+    """Compare-and-set a group of requests (in their order) with one read and one upsert.
+
+    The caller holds the store's locks. Fills each request's result: a write whose expected
+    version is not the current one (or a second write of one id in a request) is a conflict.
+    """
+    got = collection.get(ids=ids, include=["metadatas"])
+    version = {
+        i: int(meta["version"]) for i, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
+    }
+    now = now_ms()
+    rows: list[tuple[MemoryRecord, Any]] = []
+    for req in requests:
+        req.result = BatchPut()
+        for n, (entity_id, text, expected) in enumerate(req.writes):
+            found = version.get(entity_id, 0)
+            if found != expected or entity_id in req.result.written:
+                req.result.conflicts[entity_id] = found
+                continue
+            record = MemoryRecord(
+                kind=kind,
+                entity_id=entity_id,
+                text=text,
+                version=found + 1,
+                updated_at=now,
+                source=req.source,
+            )
+            version[entity_id] = record.version
+            req.result.written[entity_id] = record
+            rows.append((record, req.vectors[n]))
+    if rows:
+        collection.upsert(
+            ids=[r.entity_id for r, _ in rows],
+            embeddings=np.asarray([v for _, v in rows], dtype=np.float32),
+            metadatas=[
+                metadata_for(r.entity_id, r.version, r.updated_at, r.source, r.text)
+                for r, _ in rows
+            ],
+        )

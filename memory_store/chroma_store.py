@@ -37,6 +37,7 @@ from chromadb.api.types import Documents, EmbeddingFunction
 
 from memory_store.chroma_client import (
     HNSW_SETTINGS,
+    cas_upsert,
     chunks,
     client_for,
     metadata_for,
@@ -45,9 +46,16 @@ from memory_store.chroma_client import (
 )
 from memory_store.chroma_compact import compact, recover_collections, reopening
 from memory_store.embeddings import HashingEmbedding, embed_documents
-from memory_store.group_commit import GroupCommit, WriteRequest
+from memory_store.group_commit import GroupCommit, WriteRequest, per_batch
 from memory_store.inmemory_store import KINDS, check_kind
-from memory_store.memories import BatchPut, MemoryKind, MemoryRecord, VersionConflict
+from memory_store.memories import (
+    Batch,
+    BatchPut,
+    MemoryKind,
+    MemoryRecord,
+    PartialPut,
+    VersionConflict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -237,52 +245,41 @@ class ChromaMemoryStore:
         Concurrent calls are merged into one read and one upsert (``memory_store/group_commit``).
         A repeated id is written once (the first); the repeats come back as conflicts.
         """
-        check_kind(kind)
-        if not writes:
-            return BatchPut()
-        if vectors is None:  # outside any lock: the embedding may be remote
-            vectors = embed_documents(self.embedding_function, [text for _, text, _ in writes])
-        return self._group.submit(kind, WriteRequest(list(writes), source, vectors))
+        out = self.put_batches([(kind, writes, vectors)], source=source)[0]
+        assert out is not None  # a single kind is always attempted
+        return out
+
+    def put_batches(self, batches: Sequence[Batch], *, source: str) -> list[BatchPut | None]:
+        """``put_many`` of several kinds, in order (see ``memories.put_batches``): one upsert each.
+
+        Merged with concurrent calls (``memory_store/group_commit``); a kind that failed raises
+        ``PartialPut`` (the kinds before it being written).
+        """
+        parts = []
+        for kind, writes, vectors in batches:
+            check_kind(kind)
+            if not writes:
+                continue
+            if vectors is None:  # outside any lock: the embedding may be remote
+                vectors = embed_documents(self.embedding_function, [text for _, text, _ in writes])
+            parts.append((kind, WriteRequest(list(writes), source, vectors)))
+        try:
+            return per_batch(batches, self._group.submit(parts) if parts else [])
+        except PartialPut as partial:
+            raise PartialPut(per_batch(batches, partial.results), partial.error) from partial.error
+
+    def expect_writes(self, cause: str, kinds: Iterable[str]) -> AbstractContextManager[None]:
+        """Announce ``cause``'s coming ``put_many`` of ``kinds``, so a concurrent one waits for it.
+
+        See ``memory_store/group_commit.py``: writers that announce themselves share one upsert.
+        """
+        return self._group.expect(cause, [check_kind(kind) for kind in kinds])
 
     def _commit(self, kind: str, requests: list[WriteRequest]) -> None:
         """One read of the versions and one upsert for a group of requests (in their order)."""
-        collection = self._collection(kind)
         ids = list(dict.fromkeys(w[0] for req in requests for w in req.writes))
         with self._lock, self.record_lock(kind, ids):
-            got = collection.get(ids=ids, include=["metadatas"])
-            version = {
-                i: int(cast(int, meta["version"]))
-                for i, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
-            }
-            now = now_ms()
-            rows: list[tuple[MemoryRecord, Any]] = []
-            for req in requests:
-                req.result = BatchPut()
-                for n, (entity_id, text, expected) in enumerate(req.writes):
-                    found = version.get(entity_id, 0)
-                    if found != expected or entity_id in req.result.written:
-                        req.result.conflicts[entity_id] = found
-                        continue
-                    record = MemoryRecord(
-                        kind=cast(MemoryKind, kind),
-                        entity_id=entity_id,
-                        text=text,
-                        version=found + 1,
-                        updated_at=now,
-                        source=req.source,
-                    )
-                    version[entity_id] = record.version
-                    req.result.written[entity_id] = record
-                    rows.append((record, req.vectors[n]))
-            if rows:
-                collection.upsert(
-                    ids=[r.entity_id for r, _ in rows],
-                    embeddings=np.asarray([v for _, v in rows], dtype=np.float32),
-                    metadatas=[
-                        metadata_for(r.entity_id, r.version, r.updated_at, r.source, r.text)
-                        for r, _ in rows
-                    ],
-                )
+            cas_upsert(self._collection(kind), cast(MemoryKind, kind), ids, requests)
 
     @reopening
     def bulk_init(

@@ -1,80 +1,236 @@
-"""Group commit: concurrent batched writes to one collection merged into one store write.
+"""Group commit: concurrent batched writes merged into one store write per collection.
 
-A store write (a Chroma upsert) costs a large fixed amount whatever its size (a transaction, an
-fsync, index upkeep). When several propagations write at once, the first caller becomes the
-leader and commits every request queued so far in one call; the others wait and get their own
-part of the result. Compare-and-set holds per record: a request whose expected version another
-request of the same group changed sees a conflict, exactly as if they had run one after the other.
+A store write (a Chroma upsert) costs a large fixed amount whatever its size (SQLite
+transactions with their fsyncs, index upkeep), and the embedded Chroma client holds the GIL for
+all of it, so nothing else in the process runs meanwhile. When several propagations write at once,
+the first caller becomes the leader and commits every request queued so far, one call per kind;
+the others wait and get their own part of the result. Compare-and-set holds per record: a request
+whose expected version another request of the same group changed sees a conflict, exactly as if
+they had run one after the other.
+
+A request may hold batches of several kinds (a propagation's item memories, then its user
+memories): a group commits its kinds in an order every request in it agrees with, and a request's
+kind is attempted only when its earlier kinds were written in full, so each caller's order holds
+(the user memory written last marks a complete propagation). A kind's commit that fails fails the
+kinds after it too, never the ones before; one that lost a compare-and-set comes back to its
+caller with the kinds after it not attempted.
+
+Writers announce themselves (:meth:`GroupCommit.expect`: a cause and the kinds it is about to
+write) before they read and compute their texts. A leader waits, at most ``linger_s``, while
+announced writers have not queued yet: jobs whose model answers came back together then share one
+upsert per kind instead of writing one after the other. A lone writer never waits.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from memory_store.memories import BatchPut
+from memory_store.memories import BatchPut, PartialPut
+
+LINGER_S = 0.05  # the longest a leader waits for announced writers
 
 
 @dataclass
 class WriteRequest:
-    """One caller's batch: ``(id, text, expected_version)`` rows, their source and vectors."""
+    """One caller's batch of one kind: ``(id, text, expected_version)`` rows, source, vectors."""
 
     writes: Sequence[tuple[str, str, int]]
     source: str
     vectors: Any  # one embedding row per write
     result: BatchPut | None = None
     error: BaseException | None = None
+    skipped: bool = False  # not attempted: an earlier kind of its submission was not all written
+
+
+@dataclass
+class _Submission:
+    """One caller's batches, kind by kind in the caller's order."""
+
+    parts: list[tuple[str, WriteRequest]]
     done: bool = field(default=False)
 
+    @property
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self.parts]
 
-# (kind, requests) -> fills every request's result; raising fails the whole group
+
+# (kind, requests) -> fills every request's result; raising fails the group from that kind on
 Commit = Callable[[str, list[WriteRequest]], None]
 
 
 class GroupCommit:
-    """Merges concurrent ``submit`` calls per kind into one ``commit`` (module docstring)."""
+    """Merges concurrent ``submit`` calls into one ``commit`` per kind (module docstring)."""
 
-    def __init__(self, commit: Commit, max_requests: int = 64) -> None:
+    def __init__(self, commit: Commit, max_requests: int = 64, linger_s: float = LINGER_S) -> None:
         self._commit = commit
         self._max = max_requests
+        self.linger_s = linger_s
         self._cond = threading.Condition()
-        self._queued: dict[str, list[WriteRequest]] = {}
-        self._leading: set[str] = set()
+        self._queued: list[_Submission] = []
+        self._leading = False
+        self._pending: dict[str, set[str]] = {}  # cause -> kinds announced, not submitted yet
+        self._depth: Counter[str] = Counter()  # cause -> open announcements (nesting)
 
-    def submit(self, kind: str, request: WriteRequest) -> BatchPut:
-        """Write ``request`` (possibly together with others); its own part of the result."""
+    @contextmanager
+    def expect(self, cause: str, kinds: Iterable[str]) -> Iterator[None]:
+        """Announce that ``cause`` is about to submit writes of ``kinds``.
+
+        A leader waits for this writer's request (up to ``linger_s``). Leaving the block
+        withdraws what was not submitted (nothing to write, an error). A nested announcement of
+        the same cause replaces the outer one (it knows the kinds exactly), and leaving it
+        withdraws the rest: its writes are done.
+        """
         with self._cond:
-            self._queued.setdefault(kind, []).append(request)
-        while True:
-            with self._cond:
-                while not request.done and kind in self._leading:
-                    self._cond.wait()
-                if request.done:
-                    return _outcome(request)
-                queue = self._queued[kind]
-                group, self._queued[kind] = queue[: self._max], queue[self._max :]
-                self._leading.add(kind)
-            self._lead(kind, group)
-
-    def _lead(self, kind: str, group: list[WriteRequest]) -> None:
-        """Commit one group; every request in it is done afterwards (result or error)."""
+            self._depth[cause] += 1
+            self._pending[cause] = set(kinds)
         try:
-            self._commit(kind, group)
-        except BaseException as err:  # noqa: BLE001 - handed to every caller of the group
-            for req in group:
-                req.error = req.error or err
+            yield
         finally:
             with self._cond:
-                for req in group:
-                    req.done = True
-                self._leading.discard(kind)
+                self._depth[cause] -= 1
+                self._pending[cause] = set()
+                if not self._depth[cause]:
+                    del self._depth[cause], self._pending[cause]
+                self._cond.notify_all()
+
+    def submit(self, parts: Sequence[tuple[str, WriteRequest]]) -> list[BatchPut | None]:
+        """Write every ``(kind, request)`` in order, possibly with others'; their results.
+
+        A kind is attempted only when every earlier kind of ``parts`` was written in full (no
+        compare-and-set conflict); otherwise it comes back as None, not attempted, for the caller
+        to write once the earlier ones are settled. A kind whose commit failed raises
+        :class:`PartialPut` with the outcomes of the kinds before it (written) and its error.
+        """
+        mine = _Submission(list(parts))
+        if len(set(mine.kinds)) != len(mine.parts):
+            raise ValueError(f"one request per kind, in order; got kinds {mine.kinds}")
+        with self._cond:
+            self._queued.append(mine)
+            for kind, request in mine.parts:
+                self._pending.get(request.source, set()).discard(kind)
+            self._cond.notify_all()
+        while True:
+            with self._cond:
+                while not mine.done and self._leading:
+                    self._cond.wait()
+                if mine.done:
+                    return _outcomes(mine)
+                self._leading = True
+                self._linger()
+                group, order = _compatible(self._queued, self._max)
+                self._queued = [s for s in self._queued if not any(s is g for g in group)]
+            self._lead(group, order)
+
+    def _linger(self) -> None:
+        """As leader, wait (lock held) while announced writers have yet to queue."""
+        deadline = time.monotonic() + self.linger_s
+        while any(self._pending.values()) and len(self._queued) < self._max:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
+
+    def _lead(self, group: list[_Submission], order: list[str]) -> None:
+        """Commit one group kind by kind; every submission in it is done afterwards."""
+        try:
+            failed: BaseException | None = None
+            for kind in order:
+                requests = [r for s in group for k, r in s.parts if k == kind]
+                if failed is not None:
+                    for req in requests:
+                        req.error = failed
+                    continue
+                ready = [r for r in requests if not r.skipped]
+                if not ready:
+                    continue
+                try:
+                    self._commit(kind, ready)
+                except BaseException as err:  # noqa: BLE001 - handed to every caller of the group
+                    failed = err
+                    for req in ready:
+                        req.error = req.error or err
+                for submission in group:
+                    _skip_after_conflicts(submission, kind)
+        finally:
+            with self._cond:
+                for submission in group:
+                    submission.done = True
+                self._leading = False
                 self._cond.notify_all()
 
 
-def _outcome(request: WriteRequest) -> BatchPut:
-    if request.error is not None:
-        raise request.error
-    assert request.result is not None
-    return request.result
+def _compatible(queued: list[_Submission], limit: int) -> tuple[list[_Submission], list[str]]:
+    """The queued submissions (oldest first, at most ``limit``) whose kind orders agree.
+
+    Returns them and the kind order to commit in; the rest wait for the next group.
+    """
+    group: list[_Submission] = []
+    order: list[str] = []
+    for submission in queued:
+        if len(group) == limit:
+            break
+        merged = _merge_order(order, submission.kinds)
+        if merged is not None:
+            group.append(submission)
+            order = merged
+    return group, order
+
+
+def _merge_order(order: list[str], kinds: list[str]) -> list[str] | None:
+    """``order`` extended so that ``kinds`` keep their relative order in it, or None if they can't.
+
+    New kinds go right after the previous kind of the request (or first), so only a request that
+    reverses two kinds already ordered is refused.
+    """
+    out = list(order)
+    at = -1
+    for kind in kinds:
+        if kind in out:
+            found = out.index(kind)
+            if found < at:
+                return None
+            at = found
+        else:
+            at += 1
+            out.insert(at, kind)
+    return out
+
+
+def _skip_after_conflicts(submission: _Submission, kind: str) -> None:
+    """After ``kind``'s commit: a part that lost a compare-and-set stops the parts after it."""
+    kinds = submission.kinds
+    if kind not in kinds:
+        return
+    request = submission.parts[kinds.index(kind)][1]
+    if request.skipped or (request.result is not None and request.result.conflicts):
+        for _, later in submission.parts[kinds.index(kind) + 1 :]:
+            later.skipped = True
+
+
+def _outcomes(submission: _Submission) -> list[BatchPut | None]:
+    """Each part's result (None: not attempted); PartialPut when a part failed."""
+    results: list[BatchPut | None] = []
+    for _, request in submission.parts:
+        if request.error is not None:
+            results += [None] * (len(submission.parts) - len(results))
+            raise PartialPut(results, request.error) from request.error
+        results.append(None if request.skipped else request.result)
+    return results
+
+
+def per_batch(batches: Sequence[Any], results: list[BatchPut | None]) -> list[BatchPut | None]:
+    """Results per submitted part back to one per batch (an empty batch wrote nothing)."""
+    parts = iter(results)
+    out: list[BatchPut | None] = []
+    for _, writes, _ in batches:
+        out.append(next(parts) if writes else BatchPut())
+        if out[-1] is None:  # an earlier kind lost a race or failed: the later ones were not tried
+            out.extend(None for _ in range(len(batches) - len(out)))
+            break
+    return out

@@ -136,3 +136,43 @@ class MemoryStore(Protocol):
     def embeddings(self, kind: MemoryKind, entity_ids: Sequence[str]) -> dict[str, list[float]]:
         """The stored embedding vectors for the ids that exist."""
         ...
+
+
+Batch = tuple[MemoryKind, Sequence[tuple[str, str, int]], Any]  # kind, writes, vectors (or None)
+
+
+class PartialPut(Exception):  # noqa: N818 - a carrier, re-raised by the caller as ``error``
+    """A ``put_batches`` whose kind failed: the outcomes of the kinds before it, and the error."""
+
+    def __init__(self, results: list[BatchPut | None], error: BaseException) -> None:
+        super().__init__(str(error))
+        self.results = results  # one per batch given; None from the failed kind on
+        self.error = error
+
+
+def put_batches(
+    store: MemoryStore, batches: Sequence[Batch], *, source: str
+) -> list[BatchPut | None]:
+    """``put_many`` of several kinds in the order given, in one store call when the store can.
+
+    A kind is written only when the kinds before it were written in full (no conflict); else it
+    comes back as None, not attempted. A store that merges concurrent writers (Chroma:
+    ``put_batches``) writes them together with other callers' batches; any other store gets one
+    ``put_many`` per kind, in order. A failing kind raises :class:`PartialPut` (what the kinds
+    before it wrote must still be audited).
+    """
+    merged = getattr(store, "put_batches", None)
+    if callable(merged):
+        out: list[BatchPut | None] = merged(batches, source=source)
+        return out
+    results: list[BatchPut | None] = []
+    for kind, writes, vectors in batches:
+        if results and (results[-1] is None or results[-1].conflicts):
+            results.append(None)
+            continue
+        try:
+            put = store.put_many(kind, writes, source=source, vectors=vectors) if writes else None
+        except Exception as err:
+            raise PartialPut(results + [None] * (len(batches) - len(results)), err) from err
+        results.append(put if put is not None else BatchPut())
+    return results

@@ -5,10 +5,8 @@ VersionConflict (recomputing the text when it is a function of the current one, 
 lost), writes at most once per cause, and audits every write in the event log. ``rollback``
 restores a past version as a new version, so history is never rewritten.
 
-``apply_writes`` does the same for all the writes of one cause at once: per memory kind one read
-of the current records, one batched compare-and-set (``MemoryStore.put_many``: one store write)
-and one audit transaction, each text embedded once; a write that lost a race is then retried
-alone through ``apply_write``.
+``memory_store/batch_writes.apply_writes`` does the same for all the writes of one cause at once
+(a propagation), batched per kind and shared with concurrent causes.
 """
 
 from __future__ import annotations
@@ -16,14 +14,16 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
-from memory_store.audit import AuditValues
 from memory_store.audit_repair import is_caused, repair_audit, writing
 from memory_store.events import EventLog
-from memory_store.memories import MemoryKind, MemoryRecord, MemoryStore, VersionConflict
+from memory_store.memories import (
+    MemoryKind,
+    MemoryRecord,
+    MemoryStore,
+    VersionConflict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,171 +93,8 @@ def apply_write(
     )
 
 
-@dataclass(frozen=True)
-class PlannedWrite:
-    """One write of a batch: the memory and its new text (or a function of the current one)."""
-
-    kind: MemoryKind
-    entity_id: str
-    new_text: NewText
-
-
-@dataclass(frozen=True)
-class Written:
-    """A write a batch made, with the text's embedding when the batch computed it."""
-
-    record: MemoryRecord
-    vector: Any = None
-
-
-Embed = Callable[[list[str]], Any]  # texts -> one embedding row per text
-
-
-def apply_writes(
-    store: MemoryStore,
-    log: EventLog,
-    writes: Sequence[PlannedWrite],
-    *,
-    cause: str,
-    embed: Embed | None = None,
-    max_retries: int = 5,
-) -> list[Written | None]:
-    """``apply_write`` for every write of one cause, batched per kind in the order given.
-
-    Kinds are written in the order they first appear, each kind with one batched
-    compare-and-set. Returns, per write, what was written, or None when ``cause`` had written
-    that memory already. ``embed`` embeds every new text once, for the store and the caller.
-    Raises UnknownMemory (nothing written) or WriteContention like ``apply_write``.
-    """
-    done = log.applied_records(cause)
-    out: list[Written | None] = [None] * len(writes)
-    plans = []
-    for kind in dict.fromkeys(w.kind for w in writes):
-        todo = [
-            n for n, w in enumerate(writes) if w.kind == kind and (kind, w.entity_id) not in done
-        ]
-        plans.append(_plan_kind(store, log, kind, writes, todo, cause))
-    texts = [text for plan in plans for text in plan.texts]
-    vectors = embed(texts) if embed is not None and texts else None
-    offset = 0
-    with writing(cause):
-        for plan in plans:
-            rows = None if vectors is None else vectors[offset : offset + len(plan.texts)]
-            offset += len(plan.texts)
-            for n, written in _commit_kind(store, log, plan, writes, rows, cause, max_retries):
-                out[n] = written
-    return out
-
-
-@dataclass
-class _KindPlan:
-    """One kind's batch: the current records, the writes to make and their new texts."""
-
-    kind: MemoryKind
-    current: dict[str, MemoryRecord]
-    batch: list[int]  # write positions to make in the batched compare-and-set
-    texts: list[str]  # their new texts
-    later: list[int]  # second writes of a memory already in the batch: one at a time after
-
-
-def _plan_kind(
-    store: MemoryStore,
-    log: EventLog,
-    kind: MemoryKind,
-    writes: Sequence[PlannedWrite],
-    todo: list[int],
-    cause: str,
-) -> _KindPlan:
-    """Read the kind's current records; compute the texts of the writes still to make."""
-    first: dict[str, int] = {}
-    for n in todo:
-        first.setdefault(writes[n].entity_id, n)
-    current = store.get_many(kind, list(first)) if first else {}
-    missing = [entity_id for entity_id in first if entity_id not in current]
-    if missing:
-        raise UnknownMemory(kind, missing[0])
-    caused = {e: r.version for e, r in current.items() if is_caused(r)}
-    audited = log.audited_versions(kind, caused) if caused else set()
-    batch = []
-    for entity_id, n in first.items():
-        record = current[entity_id]
-        if entity_id in caused and entity_id not in audited:
-            # A write whose audit row was lost (its job crashed in between): audit it before
-            # anything else happens, so that job's retry sees it as applied.
-            repair_audit(log, record)
-        if record.source != cause:
-            batch.append(n)
-    texts = [_text_of(writes[n].new_text, current[writes[n].entity_id].text) for n in batch]
-    later = [n for n in todo if first[writes[n].entity_id] != n]
-    return _KindPlan(kind, current, batch, texts, later)
-
-
-def _commit_kind(
-    store: MemoryStore,
-    log: EventLog,
-    plan: _KindPlan,
-    writes: Sequence[PlannedWrite],
-    vectors: Any,
-    cause: str,
-    max_retries: int,
-) -> list[tuple[int, Written | None]]:
-    """Batched compare-and-set and one audit per round; the losers of a round go again, batched.
-
-    A loser's text is recomputed on the record it lost to (no update lost), as in apply_write.
-    """
-    results: list[tuple[int, Written | None]] = []
-    batch, texts, current = plan.batch, plan.texts, plan.current
-    found: dict[str, int] = {}
-    for attempt in range(max_retries + 1):
-        if not batch:
-            break
-        put = store.put_many(
-            plan.kind,
-            [
-                (writes[n].entity_id, text, current[writes[n].entity_id].version)
-                for n, text in zip(batch, texts, strict=True)
-            ],
-            source=cause,
-            vectors=vectors,
-        )
-        rows: list[AuditValues] = []
-        for row, n in enumerate(batch):
-            record = put.written.get(writes[n].entity_id)
-            if record is not None:
-                previous = current[record.entity_id].text
-                rows.append(
-                    (plan.kind, record.entity_id, record.version, previous, record.text, cause,
-                     record.updated_at)
-                )  # fmt: skip
-                results.append((n, Written(record, None if vectors is None else vectors[row])))
-        log.audit_writes(rows)
-        lost = [n for n in batch if writes[n].entity_id in put.conflicts]
-        found = put.conflicts
-        if lost and attempt < max_retries:
-            time.sleep(min(0.1, 0.002 * 2**attempt) * random.uniform(0.5, 1.5))
-        retry = _plan_kind(store, log, plan.kind, writes, lost, cause) if lost else None
-        batch = retry.batch if retry else []
-        texts = retry.texts if retry else []
-        current = retry.current if retry else current
-        vectors = None  # the store embeds recomputed texts itself
-    if batch:
-        first = writes[batch[0]].entity_id
-        raise WriteContention(
-            VersionConflict(plan.kind, first, current[first].version, found.get(first, -1)),
-            plan.kind,
-            first,
-            max_retries + 1,
-        )
-    for n in plan.later:  # a second write of the same memory in one batch: after the first
-        w = writes[n]
-        record = apply_write(
-            store, log, plan.kind, w.entity_id, w.new_text, cause=cause, max_retries=max_retries
-        )
-        results.append((n, None if record is None else Written(record)))
-    return results
-
-
-def _text_of(new_text: NewText, current: str) -> str:
+def text_of(new_text: NewText, current: str) -> str:
+    """The text to write: ``new_text`` itself, or its value on the ``current`` text."""
     return new_text(current) if callable(new_text) else new_text
 
 

@@ -1,6 +1,6 @@
 """The `apply_patches` node of the propagate graph: screen the model's output, then write it.
 
-Every write goes through ``memory_store.writes.apply_writes`` with the interaction id as its
+Every write goes through ``memory_store.batch_writes.apply_writes`` with the interaction id as its
 cause: compare-and-set with retry, at most once per (cause, memory), audited, batched per kind
 (one store read and one store write for the item memories, the same for the user memories, each
 text embedded once). Item and neighbour writes come first and the user rewrite last, so "the user
@@ -35,12 +35,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from memory_store.batch_writes import PlannedWrite, apply_writes, expecting
 from memory_store.claims import release_after_error, still_held
 from memory_store.facet_cache import facet_cache_for
 from memory_store.memories import MemoryKind
 from memory_store.summaries import append_note, notes_of
 from memory_store.workspace import Workspace, aworkspace_for
-from memory_store.writes import PlannedWrite, apply_writes
 from nodes.patch_screen import screen_patches, screen_rewrite
 from schemas.context import MemRecContext
 from schemas.propagate_state import LoadedContext, MemoryWrite, PropagateState, PropagationReport
@@ -152,8 +152,12 @@ def _apply_and_settle(
 ) -> PropagationReport:
     """Write, then complete the job when this run holds it (hand it back if the writes fail)."""
     iid = loaded.event.interaction_id
+    # Announced before screening, so a concurrent job's upsert waits for this one's writes and
+    # both share it (memory_store/group_commit.py); apply_writes then names the exact kinds.
+    kinds = [] if loaded.skip_reason else ["item", "user"] if loaded.scope == "all" else ["user"]
     try:
-        report = apply_propagation(ws, loaded, result, usage)
+        with expecting(ws.memories, iid, kinds):
+            report = apply_propagation(ws, loaded, result, usage)
     except Exception as err:
         release_after_error(ws.events, loaded.owner, loaded.own_claim, iid, err)
         raise

@@ -13,8 +13,9 @@ import threading
 import numpy as np
 import pytest
 
+from memory_store.batch_writes import PlannedWrite, apply_writes
 from memory_store.workspace import Workspace
-from memory_store.writes import PlannedWrite, apply_write, apply_writes
+from memory_store.writes import apply_write
 from tests.support.fixtures import TINY_MOVIES, workspace_fixtures
 
 ws, ctx = workspace_fixtures(TINY_MOVIES)

@@ -9,16 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from memory_store.batch_writes import PlannedWrite, apply_writes
 from memory_store.events import EventLog
 from memory_store.inmemory_store import InMemoryMemoryStore
 from memory_store.memories import BatchPut, MemoryKind, MemoryRecord, MemoryStore, VersionConflict
 from memory_store.writes import (
-    PlannedWrite,
     UnknownMemory,
     UnknownVersion,
     WriteContention,
     apply_write,
-    apply_writes,
     rollback,
 )
 
