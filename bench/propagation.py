@@ -41,6 +41,7 @@ from memory_store.events import EventLog
 from memory_store.workspace import Workspace, get_workspace
 from nodes.record import record_interaction
 from schemas.context import MemRecContext
+from services.event_loop import run as run_async
 from services.worker import PropagationWorker
 
 NAME = "propagation"
@@ -93,7 +94,7 @@ def _drain_row(
     for user, item in pairs:
         record_interaction(ws, user, item)
     cpu, started = time.process_time(), time.perf_counter()
-    ran = asyncio.run(_drain(ws, ctx, in_flight))
+    ran = run_async(_drain(ws, ctx, in_flight))
     wall = time.perf_counter() - started
     cpu_ms = (time.process_time() - cpu) * 1000.0 / max(1, ran)
     return {
@@ -179,7 +180,7 @@ def run(opts: BenchOptions) -> BenchResult:
                     )
             for rate in rates:
                 batch = [next(pairs) for _ in range(int(rate * seconds))]
-                result.rows.append(asyncio.run(_staleness(ws, offline, batch, rate, 10.0)))
+                result.rows.append(run_async(_staleness(ws, offline, batch, rate, 10.0)))
         finally:
             ws.events.close()
     _targets(result)
