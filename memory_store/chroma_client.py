@@ -14,7 +14,7 @@ from chromadb.api import ClientAPI
 from chromadb.config import Settings
 
 from memory_store.group_commit import WriteRequest
-from memory_store.memories import BatchPut, MemoryKind, MemoryRecord
+from memory_store.memories import BatchPut, MemoryKind, MemoryRecord, cas_record
 
 # HNSW settings of new collections. A narrower construction beam (40, Chroma's default is 100)
 # cuts bulk indexing time by about a quarter; a wider search beam (200) wins the recall back
@@ -108,17 +108,9 @@ def cas_upsert(
         req.result = BatchPut()
         for n, (entity_id, text, expected) in enumerate(req.writes):
             found = version.get(entity_id, 0)
-            if found != expected or entity_id in req.result.written:
-                req.result.conflicts[entity_id] = found
+            record = cas_record(req.result, kind, entity_id, text, expected, found, now, req.source)
+            if record is None:
                 continue
-            record = MemoryRecord(
-                kind=kind,
-                entity_id=entity_id,
-                text=text,
-                version=found + 1,
-                updated_at=now,
-                source=req.source,
-            )
             version[entity_id] = record.version
             req.result.written[entity_id] = record
             rows.append((record, req.vectors[n]))

@@ -22,6 +22,7 @@ from memory_store.memories import (
     MemoryRecord,
     MemoryStore,
     VersionConflict,
+    cas_record,
 )
 
 KINDS: tuple[str, ...] = get_args(MemoryKind)
@@ -233,17 +234,9 @@ class InMemoryMemoryStore:
             for n, (entity_id, text, expected) in enumerate(writes):
                 current = shelf.records.get(entity_id)
                 actual = current.version if current else 0
-                if actual != expected or entity_id in out.written:
-                    out.conflicts[entity_id] = actual
+                record = cas_record(out, kind, entity_id, text, expected, actual, now, source)
+                if record is None:
                     continue
-                record = MemoryRecord(
-                    kind=kind,
-                    entity_id=entity_id,
-                    text=text,
-                    version=actual + 1,
-                    updated_at=now,
-                    source=source,
-                )
                 shelf.set(record, None if vectors is None else np.asarray(vectors[n]))
                 out.written[entity_id] = record.model_copy()
         return out

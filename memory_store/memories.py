@@ -52,6 +52,29 @@ class BatchPut(BaseModel):
     )
 
 
+def cas_record(
+    out: BatchPut,
+    kind: MemoryKind,
+    entity_id: str,
+    text: str,
+    expected: int,
+    found: int,
+    now: float,
+    source: str,
+) -> MemoryRecord | None:
+    """The record a compare-and-set write of a batch makes, or None with the conflict noted.
+
+    A write whose expected version is not the one found, or a second write of one id in the
+    batch, is a conflict in ``out``; the caller stores the record and notes it as written.
+    """
+    if found != expected or entity_id in out.written:
+        out.conflicts[entity_id] = found
+        return None
+    return MemoryRecord(
+        kind=kind, entity_id=entity_id, text=text, version=found + 1, updated_at=now, source=source
+    )
+
+
 def record_id(kind: str, entity_id: str) -> str:
     """Stable document id for a memory."""
     return f"{kind}:{entity_id}"

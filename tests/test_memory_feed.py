@@ -42,11 +42,15 @@ def _write(store: InMemoryMemoryStore, log: PgEventLog, entity: str, text: str) 
     return record.version
 
 
-def test_an_audited_write_evicts_the_older_cached_record_only(pg_url: str) -> None:  # noqa: F811
+def _cached(url: str, inner: InMemoryMemoryStore) -> tuple[str, PgEventLog, CachedMemoryStore]:
+    """A fresh dataset's event log on Postgres and a 5 s cache in front of ``inner``."""
     dataset = fresh_dataset_name("feed")
-    log = PgEventLog(pg_url, dataset)
+    return dataset, PgEventLog(url, dataset), CachedMemoryStore(inner, ttl_s=5.0)
+
+
+def test_an_audited_write_evicts_the_older_cached_record_only(pg_url: str) -> None:  # noqa: F811
     inner = CountingStore()
-    cache = CachedMemoryStore(inner, ttl_s=5.0)
+    dataset, log, cache = _cached(pg_url, inner)
     _write(inner, log, "1", "likes noir")
     _write(inner, log, "2", "likes musicals")
     feed = MemoryFeed(cache, pg_url, dataset)
@@ -72,10 +76,8 @@ def test_an_audited_write_evicts_the_older_cached_record_only(pg_url: str) -> No
 
 def test_a_read_that_raced_a_write_is_evicted_at_the_next_poll(pg_url: str) -> None:  # noqa: F811
     """A read begun before a write can cache the old record after the audit row was seen."""
-    dataset = fresh_dataset_name("feed")
-    log = PgEventLog(pg_url, dataset)
     inner = InMemoryMemoryStore()
-    cache = CachedMemoryStore(inner, ttl_s=5.0)
+    dataset, log, cache = _cached(pg_url, inner)
     _write(inner, log, "1", "old")
     old = inner.get("user", "1")
     feed = MemoryFeed(cache, pg_url, dataset)
