@@ -81,6 +81,9 @@ class InteractionGraph(CoCounts, AttributeProfiles):
         self._n_delta = 0
         self._similar: sp.csr_matrix | None = None
         self._profiles: tuple[sp.csr_matrix, np.ndarray] | None = None  # graph_profiles
+        # the last user_item_times answer: a request asks for one user's several times
+        self._version = 0  # bumped before and after every change of a user's items
+        self._times: tuple[int, int, np.ndarray, np.ndarray] | None = None
         # derived structures kept up to date: on_append(user, item) after an append, on_compact()
         # when the base matrices are rewritten (memory_store/ranker_index.RankerIndex)
         self.listeners: list[Any] = []
@@ -118,6 +121,7 @@ class InteractionGraph(CoCounts, AttributeProfiles):
             raise IndexError(f"user {user} / item {item} outside the graph")
         if item in self._delta_ui.get(user, {}) or self._ui[user, item] != 0:
             return False
+        self._version += 1
         history = self.user_items(user)
         stored = float(ts) + 1.0
         last = float(self.user_last_ts[user])
@@ -136,6 +140,7 @@ class InteractionGraph(CoCounts, AttributeProfiles):
         self.user_last_ts[user] = max(self.user_last_ts[user], stored)
         self.item_last_ts[item] = max(self.item_last_ts[item], stored)
         self._n_delta += 1
+        self._version += 1
         for listener in self.listeners:
             listener.on_append(user, item)
         if self._n_delta > max(2000, self._ui.nnz // 20):
@@ -170,6 +175,7 @@ class InteractionGraph(CoCounts, AttributeProfiles):
         items = self.user_items(user)
         if not len(items):
             return 0
+        self._version += 1
         lo, hi = self._ui.indptr[user], self._ui.indptr[user + 1]
         self._ui.data[lo:hi] = 0.0
         self._ui.eliminate_zeros()
@@ -191,6 +197,7 @@ class InteractionGraph(CoCounts, AttributeProfiles):
         """Merge the deltas into the base matrices (amortised, only after many appends)."""
         if not self._n_delta:
             return
+        self._version += 1
         rows, cols, tss = [], [], []
         for u, items in self._delta_ui.items():
             for i, t in items.items():
@@ -215,6 +222,7 @@ class InteractionGraph(CoCounts, AttributeProfiles):
 
     def _rebuilt(self) -> None:
         """The base matrices changed: derived structures are recomputed from them when next read."""
+        self._version += 1
         self._profiles = None
         self._similar = None
         for listener in self.listeners:
@@ -238,7 +246,14 @@ class InteractionGraph(CoCounts, AttributeProfiles):
         return np.concatenate([base, np.fromiter(extra, np.int64)]) if extra else base.copy()
 
     def user_item_times(self, user: int) -> tuple[np.ndarray, np.ndarray]:
-        """The user's items and their timestamps, oldest first."""
+        """The user's items and their timestamps, oldest first (read-only arrays).
+
+        The last answer is kept until the graph changes: a request asks for one user's several
+        times (curation, ranking channels, voters, rationales).
+        """
+        version, last = self._version, self._times
+        if last is not None and last[0] == user and last[1] == version:
+            return last[2], last[3]
         lo, hi = self._ts.indptr[user], self._ts.indptr[user + 1]
         items = self._ts.indices[lo:hi].astype(np.int64)
         times = self._ts.data[lo:hi] - 1.0
@@ -247,7 +262,10 @@ class InteractionGraph(CoCounts, AttributeProfiles):
             items = np.concatenate([items, np.fromiter(extra.keys(), np.int64)])
             times = np.concatenate([times, np.fromiter(extra.values(), np.float64) - 1.0])
         order = np.argsort(times, kind="stable")
-        return items[order], times[order]
+        items, times = items[order], times[order]
+        items.flags.writeable = times.flags.writeable = False  # shared by the callers
+        self._times = (user, version, items, times)
+        return items, times
 
     def item_users(self, item: int) -> np.ndarray:
         """Users who interacted with the item (codes)."""

@@ -83,6 +83,7 @@ def curate_neighbours(
         item_vectors=ws.vectors.items,
         excluded=ws.opted_out,
     )
+    sizes = [(nf.kind, len(nf.codes)) for nf in (users, items)]
     pools = []
     for nf in (users, items):
         if not len(nf.codes):
@@ -96,7 +97,7 @@ def curate_neighbours(
         else:
             scores, fired = rules.score_many(nf.kind, nf.features)
             order = np.lexsort((nf.codes, -scores))
-        kept = order[: ctx.k]
+        kept = order[: _reach(nf.kind, sizes, ctx)]
         names = list(nf.features)
         # the kept rows' features, rounded at once: one list of values per kept neighbour
         rows = zip(
@@ -116,6 +117,19 @@ def curate_neighbours(
             ]
         )
     return _mix(pools, ctx)
+
+
+def _reach(kind: str, sizes: list[tuple[str, int]], ctx: MemRecContext) -> int:
+    """How deep into its pool ``_mix`` can choose a neighbour of ``kind``; the rest is not built.
+
+    The other kind's guaranteed places come first, so a neighbour ranked past ``k`` minus them is
+    never chosen (nor past ``k``); its own guaranteed places always count.
+    """
+    own_min, other_min = (
+        (ctx.min_users, ctx.min_items) if kind == "user" else (ctx.min_items, ctx.min_users)
+    )
+    other = sum(min(ctx.k, n) for k2, n in sizes if k2 != kind)
+    return min(ctx.k, max(ctx.k - min(other_min, other), own_min))
 
 
 def _mix(pools: list[list[CuratedNeighbour]], ctx: MemRecContext) -> list[CuratedNeighbour]:

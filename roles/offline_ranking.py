@@ -147,6 +147,15 @@ class _Explainer:
         self.weight = np.zeros(ws.graph.n_items)
         w = recency_weights(np.arange(len(history) - 1, -1, -1), index.params.tau)
         np.add.at(self.weight, history, w)
+        self._steps: np.ndarray | None = None
+
+    def _recent_steps(self) -> np.ndarray:
+        """Per item, the transition decay of its place among the user's latest items (once)."""
+        if self._steps is None:
+            last = self.history[-self.index.params.window :]
+            self._steps = np.zeros(self.ws.graph.n_items)
+            self._steps[last] = self.index.params.decay ** np.arange(len(last) - 1, -1, -1)
+        return self._steps
 
     def __call__(self, code: int, parts: dict[str, float]) -> tuple[str, list[str]]:
         reasons: list[str] = []
@@ -195,10 +204,7 @@ class _Explainer:
         if name == "knn":
             strength = vals * self.weight[cols]
         else:
-            last = self.history[-index.params.window :]
-            steps = np.zeros(self.ws.graph.n_items)
-            steps[last] = index.params.decay ** np.arange(len(last) - 1, -1, -1)
-            strength = vals * steps[cols]
+            strength = vals * self._recent_steps()[cols]
         if not len(cols) or strength.max() <= 0:
             return "", []
         anchor = int(cols[int(np.argmax(strength))])

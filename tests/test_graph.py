@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from memory_store.features import item_neighbour_features, user_neighbour_features
 from memory_store.graph import InteractionGraph
@@ -193,3 +194,18 @@ def test_neighbour_features_gathered_once_equal_the_separate_ones(monkeypatch) -
                 assert list(got.codes) == list(want.codes)
                 for name in want.features:
                     assert np.array_equal(got.features[name], want.features[name]), name
+
+
+def test_user_item_times_is_kept_only_until_the_graph_changes() -> None:
+    graph = InteractionGraph.build(_frame(BASE), 4, 6, ATTRS)
+    items, times = graph.user_item_times(0)
+    assert list(items) == [0, 1] and graph.user_item_times(0)[0] is items  # asked again: kept
+    with pytest.raises(ValueError, match="read-only"):
+        items[0] = 5  # shared by every caller of the request
+    assert graph.append(0, 2, 10.0)
+    assert list(graph.user_item_times(0)[0]) == [0, 1, 2]  # the append is seen at once
+    graph.compact()
+    assert list(graph.user_item_times(0)[0]) == [0, 1, 2]
+    assert list(graph.user_item_times(1)[0]) == [1, 2]
+    graph.remove_user(0)
+    assert list(graph.user_item_times(0)[0]) == []

@@ -233,3 +233,33 @@ def test_a_snippets_line_is_counted_as_the_prompt_renders_it() -> None:
     s = NeighbourSnippet(ref="item:B00X 12", kind="item", text="Émigré drama, 1997.", score=1.23456)
     empty = neighbour_lines([s.model_copy(update={"text": ""})])
     assert snippet_tokens(s) == count_tokens(empty) + count_tokens('"Émigré drama, 1997."') + 1
+
+
+def test_curation_builds_only_the_neighbours_it_can_choose() -> None:
+    """``_reach`` cuts each pool where ``_mix`` can no longer choose from it: mixing the cut
+    pools gives the same neighbours as mixing whole pools, for any pool sizes and minimums."""
+    import random
+
+    from nodes.curate import _mix, _reach
+    from schemas.context import MemRecContext
+    from schemas.recommend_state import CuratedNeighbour
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        k, mu, mi = rng.randint(1, 20), rng.randint(0, 12), rng.randint(0, 12)
+        curation = rng.choice(["rules", "raw"])
+        ctx = replace(MemRecContext(), k=k, min_users=mu, min_items=mi, curation=curation)
+        sizes = [("user", rng.randint(0, 30)), ("item", rng.randint(0, 30))]
+        pools = [
+            sorted(
+                (
+                    CuratedNeighbour(ref=f"{kind}:{n}", kind=kind, score=rng.choice([0.5, 1, 2]))
+                    for n in range(size)
+                ),
+                key=lambda c: -c.score,
+            )[:k]
+            for kind, size in sizes
+            if size
+        ]
+        cut = [pool[: _reach(pool[0].kind, sizes, ctx)] for pool in pools]
+        assert _mix(cut, ctx) == _mix(pools, ctx), (k, mu, mi, sizes)
