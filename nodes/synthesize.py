@@ -7,6 +7,7 @@ an unchanged user skips the model call (usage ``calls=0``, ``model='cache'``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -71,8 +72,22 @@ def snippet_tokens(snippet: NeighbourSnippet) -> int:
     line around it (``neighbour_lines`` with an empty text, built here without a model copy)
     separately; splitting a text never lowers the estimated count.
     """
-    line = {"ref": snippet.ref, "score": round(snippet.score, 2), "text": ""}
-    return count_tokens(LINE_ENCODER.encode(line)) + count_tokens(_TEXT.encode(snippet.text)) + 1
+    line = _line_head_tokens(snippet.ref) + _line_tail_tokens(round(snippet.score, 2))
+    return line + count_tokens(_TEXT.encode(snippet.text)) + 1
+
+
+# The empty-text line ``{"ref": "<ref>", "score": <score>, "text": ""}`` counted in two parts, each
+# cached (refs and rounded scores repeat across requests): the pre-tokens never span the space
+# after ``"score":``, so the two counts add up to the line's exactly (tests/test_recommend.py).
+@functools.lru_cache(maxsize=8192)
+def _line_head_tokens(ref: str) -> int:
+    return count_tokens(LINE_ENCODER.encode({"ref": ref, "score": 0})[: -len(" 0}")])
+
+
+@functools.lru_cache(maxsize=4096)
+def _line_tail_tokens(score: float) -> int:
+    line = LINE_ENCODER.encode({"score": score, "text": ""})
+    return count_tokens(line[len('{"score":') :])
 
 
 def _rules_digest(ws: Workspace, which: Any) -> str:

@@ -263,3 +263,23 @@ def test_curation_builds_only_the_neighbours_it_can_choose() -> None:
         ]
         cut = [pool[: _reach(pool[0].kind, sizes, ctx)] for pool in pools]
         assert _mix(cut, ctx) == _mix(pools, ctx), (k, mu, mi, sizes)
+
+
+def test_a_neighbour_line_counts_as_many_tokens_in_two_cached_parts_as_whole() -> None:
+    """snippet_tokens adds the line's head (ref) and tail (score) counts: exact for any ref."""
+    import random
+
+    from nodes.synthesize import _TEXT, LINE_ENCODER, snippet_tokens
+    from schemas.records import NeighbourSnippet
+
+    rng = random.Random(1)
+    alphabet = "abcXYZ019 :_-\"\\'é漢😀.,/"
+    for _ in range(3000):
+        ref = rng.choice(["user:", "item:", ""]) + "".join(
+            rng.choice(alphabet) for _ in range(rng.randint(0, 12))
+        )
+        score = rng.choice([round(rng.uniform(-5, 50), rng.randint(0, 6)), 0.0, 1e-7, 1e20])
+        line = LINE_ENCODER.encode({"ref": ref, "score": round(score, 2), "text": ""})
+        whole = count_tokens(line) + count_tokens(_TEXT.encode("a memory")) + 1
+        snippet = NeighbourSnippet(ref=ref, kind="user", text="a memory", score=score)
+        assert snippet_tokens(snippet) == whole, (ref, score)
