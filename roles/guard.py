@@ -53,6 +53,9 @@ class MalformedReply(ValueError):
     """The model's reply is not a valid instance of the requested schema."""
 
 
+_DECODER = json.JSONDecoder()
+
+
 def _balanced_end(text: str, start: int) -> int | None:
     """Index just past the ``}`` closing the ``{`` at ``start`` (string-aware); None if open."""
     depth, in_string, escaped = 0, False, False
@@ -83,6 +86,11 @@ def _first_json_object(text: str) -> Any:
     the search, so a complete inner object is never mistaken for the answer.
     """
     start = text.find("{")
+    if start != -1:
+        try:  # the usual reply: the object parses from its first brace (C speed, same answer)
+            return _DECODER.raw_decode(text, start)[0]
+        except json.JSONDecodeError:
+            pass
     while start != -1:
         end = _balanced_end(text, start)
         if end is None:
