@@ -33,6 +33,8 @@ _CLOSE_RUN = re.compile(r">{3,}")
 
 def neutralise(content: str) -> str:
     """Replace runs of 3+ ``<`` / ``>`` with guillemets so the content cannot fake a delimiter."""
+    if "<<<" not in content and ">>>" not in content:  # the usual text: no run, no regex pass
+        return content
     content = _OPEN_RUN.sub(lambda m: "\u2039" * len(m.group()), content)
     return _CLOSE_RUN.sub(lambda m: "\u203a" * len(m.group()), content)
 

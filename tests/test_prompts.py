@@ -150,6 +150,20 @@ def test_data_block_neutralises_delimiters_and_checks_tags():
     assert extract_block("no blocks here", "ITEM") is None
 
 
+def test_neutralise_changes_only_runs_of_three_or_more():
+    import random
+    import re
+
+    from prompts.blocks import neutralise
+
+    rng = random.Random(2)
+    for _ in range(5000):
+        text = "".join(rng.choice("<>a ") for _ in range(rng.randint(0, 12)))
+        expected = re.sub(r"<{3,}", lambda m: "\u2039" * len(m.group()), text)
+        expected = re.sub(r">{3,}", lambda m: "\u203a" * len(m.group()), expected)
+        assert neutralise(text) == expected, text
+
+
 def test_ranking_candidates_are_parseable_and_sections_optional():
     human = _human(ranking.render(RANK))
     rows = [json.loads(line) for line in extract_block(human, "CANDIDATES").splitlines()]
