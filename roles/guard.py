@@ -91,6 +91,12 @@ def _first_json_object(text: str) -> Any:
             return _DECODER.raw_decode(text, start)[0]
         except json.JSONDecodeError:
             pass
+    return scanned_json_object(text)
+
+
+def scanned_json_object(text: str) -> Any:
+    """``_first_json_object`` by scanning for each balanced ``{...}`` in turn (the slow path)."""
+    start = text.find("{")
     while start != -1:
         end = _balanced_end(text, start)
         if end is None:

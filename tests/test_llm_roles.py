@@ -493,26 +493,13 @@ def test_numbers_beyond_their_bounds_are_put_on_the_bound():
 def test_the_fast_reply_parse_finds_what_the_balanced_scan_finds():
     """_first_json_object tries one C parse from the first brace before scanning for a balanced
     object; on any text both give the same answer (prose braces, strings, truncation)."""
-    import json
     import random
 
-    from roles.guard import _balanced_end, _first_json_object
-
-    def scanned(text: str):
-        start = text.find("{")
-        while start != -1:
-            end = _balanced_end(text, start)
-            if end is None:
-                return None
-            try:
-                return json.loads(text[start:end])
-            except json.JSONDecodeError:
-                start = text.find("{", end)
-        return None
+    from roles.guard import _first_json_object, scanned_json_object
 
     rng = random.Random(3)
     pieces = ["{", "}", '"', "\\", "a", " ", ":", ",", "1", "[", "]", '{"x": 1}', "\n", "null"]
     pieces += ['{"items": [{"id": "a\\"b"}]}', "prose {like this} ", '{"a": {"b": "}"}}']
     for _ in range(20000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
-        assert _first_json_object(text) == scanned(text), text
+        assert _first_json_object(text) == scanned_json_object(text), text
