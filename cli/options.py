@@ -149,6 +149,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from memory_store.writes import UnknownMemory, UnknownVersion
     from nodes.curate import InvalidRequest
     from roles.models import ModelConfigError
+    from services.event_loop import EventLoopConfigError
 
     return (
         CliError,
@@ -160,7 +161,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         UnknownVersion,
         SchemaMismatch,
         InvalidRequest,
-        ModelConfigError,
+        ModelConfigError,  # a model transport named wrong included (roles/transport.py)
+        EventLoopConfigError,
         StoreLocked,  # another process writes the store: names it
         StoreBusy,  # SQLite stayed locked past the wait
         StoreWriteError,  # a full disk: names the file, nothing changed

@@ -25,6 +25,8 @@ from typing import Any
 
 import openai
 
+from schemas.model_spec import ModelConfigError
+
 # The HTTP library the openai client is built on (httpx, or its fork httpx2 in openai >= 3).
 http_module: Any = importlib.import_module(
     openai.DefaultAsyncHttpxClient.__mro__[1].__module__.partition(".")[0]
@@ -94,8 +96,8 @@ else:  # pragma: no cover
     AiohttpTransport = None
 
 
-class TransportConfigError(ValueError):
-    """``MEMREC_HTTP_TRANSPORT`` names no transport."""
+class TransportConfigError(ModelConfigError):
+    """``MEMREC_HTTP_TRANSPORT`` names no transport (a model configuration error: exit 2)."""
 
 
 def transport_kind() -> str:

@@ -31,3 +31,15 @@ def test_a_misspelt_loop_is_named_and_nothing_runs(monkeypatch) -> None:
         warnings.simplefilter("error")  # "coroutine ... was never awaited" would be a warning
         with pytest.raises(EventLoopConfigError, match="MEMREC_EVENT_LOOP='trio'"):
             run(_loop_type())
+
+
+def test_the_cli_reports_a_misspelt_loop_in_one_line(monkeypatch, capsys) -> None:
+    import typer
+
+    from cli.options import user_errors
+
+    monkeypatch.setenv("MEMREC_EVENT_LOOP", "trio")
+    with pytest.raises(typer.Exit) as stopped, user_errors():
+        run(_loop_type())
+    assert stopped.value.exit_code == 2
+    assert "MEMREC_EVENT_LOOP='trio'" in capsys.readouterr().err

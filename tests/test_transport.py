@@ -58,3 +58,15 @@ def test_a_refused_connection_is_a_connection_error_not_a_timeout() -> None:
 
     with pytest.raises(http_module.ConnectError):
         asyncio.run(call())
+
+
+def test_the_cli_reports_a_misspelt_transport_in_one_line(monkeypatch, capsys) -> None:
+    import typer
+
+    from cli.options import user_errors
+
+    monkeypatch.setenv("MEMREC_HTTP_TRANSPORT", "curl")
+    with pytest.raises(typer.Exit) as stopped, user_errors():
+        PerLoopTransport()
+    assert stopped.value.exit_code == 2
+    assert "MEMREC_HTTP_TRANSPORT='curl'" in capsys.readouterr().err
