@@ -138,11 +138,7 @@ class CachedMemoryStore:
         if self.before_write is not None:
             self.before_write()
         out = self.inner.put_many(kind, writes, source=source, vectors=vectors)
-        for record in out.written.values():
-            self._keep(kind, record.entity_id, record)
-        with self._lock:
-            for entity_id in out.conflicts:
-                self._records.pop((kind, entity_id), None)
+        self._kept_one(kind, out)
         return out
 
     def put_batches(self, batches: Sequence[Batch], *, source: str) -> list[BatchPut | None]:
@@ -160,13 +156,15 @@ class CachedMemoryStore:
     def _kept(self, batches: Sequence[Batch], outs: Sequence[BatchPut | None]) -> None:
         """Cache what a batched write wrote; forget the records it lost a race on."""
         for (kind, _, _), out in zip(batches, outs, strict=True):
-            if out is None:
-                continue
-            for record in out.written.values():
-                self._keep(kind, record.entity_id, record)
-            with self._lock:
-                for entity_id in out.conflicts:
-                    self._records.pop((kind, entity_id), None)
+            if out is not None:
+                self._kept_one(kind, out)
+
+    def _kept_one(self, kind: MemoryKind, out: BatchPut) -> None:
+        for record in out.written.values():
+            self._keep(kind, record.entity_id, record)
+        with self._lock:
+            for entity_id in out.conflicts:
+                self._records.pop((kind, entity_id), None)
 
     def expect_writes(self, cause: str, kinds: Iterable[str]) -> AbstractContextManager[None]:
         """Pass through to a store that merges concurrent writes (else nothing to announce)."""
