@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import gc
 import json
-import threading
-from types import SimpleNamespace
 
-import pytest
 from pydantic import BaseModel
 
-from services import http_api
 from services.http_api import json_response
 
 
@@ -37,23 +32,3 @@ def test_a_graph_output_is_sent_as_json_with_models_dumped_and_tuples_as_lists()
         "by_code": {"7": "seven"},
         "none": None,
     }
-
-
-async def test_the_serving_process_freezes_its_start_up_heap_for_the_collector(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The catalogue, graph and warm cache are moved out of the collector's full passes."""
-    ws = SimpleNamespace(memories=None, warm=threading.Event(), name="ml-100k")
-    ws.warm.set()
-
-    async def opened(ctx: object) -> SimpleNamespace:
-        return ws
-
-    monkeypatch.setattr(http_api, "aworkspace_for", opened)
-    monkeypatch.delenv("MEMREC_DATABASE_URL", raising=False)
-    gc.unfreeze()
-    try:
-        async with http_api.lifespan(http_api.app):
-            assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
