@@ -6,8 +6,9 @@
    the event log, job queue and audit (``MEMREC_DATABASE_URL``) and LangGraph checkpoints;
 2. a Chroma server (``chroma run``) holding the memories (``MEMREC_CHROMA_URL``), filled by
    ``build_index`` from the benchmark home's index of the dataset;
-3. ``uvicorn services.http_api:app --workers N``: N serving processes behind one port, recording
-   feedback without propagating it (``MEMREC_PROPAGATION=external``);
+3. ``python -m services.http_serve --processes N``: N serving processes of
+   ``services.http_api`` on one port (each its own ``SO_REUSEPORT`` socket, so the kernel spreads
+   the connections), recording feedback without propagating it (``MEMREC_PROPAGATION=external``);
 4. M ``memrec worker --in-flight 8`` processes draining the shared job queue;
 
 and stops everything on exit. ``python -m bench deploy`` runs it until Enter / Ctrl-C and prints
@@ -54,7 +55,7 @@ class Deployment:
     postgres_data: Path | None = None  # the cluster's data folder (its postmaster.pid)
 
     def serving_pids(self) -> list[int]:
-        """The uvicorn supervisor and its worker processes."""
+        """The serving supervisor and its serving processes."""
         parent = psutil.Process(self.servers.pid)
         return [parent.pid, *(c.pid for c in parent.children(recursive=True))]
 
@@ -200,9 +201,8 @@ def _start(
     port = free_port()
     bin_dir = Path(sys.executable).parent
     serve = [
-        str(bin_dir / "uvicorn"), "services.http_api:app", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", str(servers), "--no-access-log",
-        "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
+        sys.executable, "-m", "services.http_serve", "--host", "127.0.0.1",
+        "--port", str(port), "--processes", str(servers), "--log-level", "warning",
     ]  # fmt: skip
     procs = [subprocess.Popen(serve, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)]
     stack.callback(_stop, procs[0])

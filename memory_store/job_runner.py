@@ -4,7 +4,12 @@ A job is claimed under a lease and handed to the runner's handler (an async call
 :class:`InteractionEvent` and the lease owner, injected by whoever builds the runner:
 ``graph/background.py`` hands it "run the propagate graph under this claim"); then it is
 completed. Up to ``in_flight`` jobs run at once (claimed together, one transaction), so a worker
-waiting on a model keeps several calls in flight. An error sends it back with a jittered
+waiting on a model keeps several calls in flight. A job whose handler calls
+:func:`release_model_slot` (the propagate graph does, once its model call is over and only its
+writes are left) hands its slot to the next job while it writes: ``in_flight`` then bounds the
+model calls, and up to ``in_flight`` more jobs may be writing behind them, so the writes of jobs
+that finish close together share one store commit (``memory_store/group_commit.py``) instead of
+holding the model slots while they queue for it. An error sends it back with a jittered
 exponential backoff, and after ``max_attempts`` it is parked as failed (``memrec jobs --status
 failed``), its interaction kept. A permanent error (unknown ids, an interaction that vanished)
 parks it at once. On start the runner returns jobs whose lease lapsed (their process was killed)
@@ -25,6 +30,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -42,6 +48,37 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (UnknownEntity, UnknownMemor
 RESULTS_KEPT = 100
 _SHARED_KEY = "job-runner"
 _ALL_SHARED: weakref.WeakSet[JobRunner] = weakref.WeakSet()
+
+
+# The slot of the job whose handler runs in this context (set by the runner per job task).
+_MODEL_SLOT: ContextVar[_Slot | None] = ContextVar("memrec_model_slot", default=None)
+
+
+class _Slot:
+    """A job's model slot: released once (by the handler, or when the job ends)."""
+
+    __slots__ = ("released", "_freed")
+
+    def __init__(self, freed: asyncio.Event | None) -> None:
+        self.released = False
+        self._freed = freed
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            if self._freed is not None:
+                self._freed.set()
+
+
+def release_model_slot() -> None:
+    """Tell the runner of this job (if any) that its model call is over: only writes are left.
+
+    Called on the event loop thread. The runner may then start another job's model call while
+    this one writes (see the module docstring); a job run outside a runner is unaffected.
+    """
+    slot = _MODEL_SLOT.get()
+    if slot is not None:
+        slot.release()
 
 
 class RunnerStats(BaseModel):
@@ -117,7 +154,16 @@ class JobRunner:
         await self._run(events[0])
         return True
 
-    async def _run(self, event: InteractionEvent) -> None:
+    async def _run(self, event: InteractionEvent, slot: _Slot | None = None) -> None:
+        if slot is not None:
+            _MODEL_SLOT.set(slot)  # this task's own context: the handler's nodes inherit it
+        try:
+            await self._run_job(event)
+        finally:
+            if slot is not None:
+                slot.release()
+
+    async def _run_job(self, event: InteractionEvent) -> None:
         iid = event.interaction_id
         try:
             result = await self.handler(event, self.owner)
@@ -161,30 +207,41 @@ class JobRunner:
     async def drain(self, max_jobs: int | None = None) -> int:
         """Run due jobs, ``in_flight`` at a time, until none is due (or ``max_jobs`` were claimed).
 
-        While some jobs run, new ones are claimed into the free slots when the runner is woken
-        or every ``poll_s``. Returns how many ran.
+        While some jobs run, new ones are claimed into the free slots when the runner is woken,
+        a slot is released (a job's model call is over, see :func:`release_model_slot`) or every
+        ``poll_s``. At most ``in_flight`` jobs hold a slot and ``2 * in_flight`` run at all.
+        Returns how many ran.
         """
         started = 0
-        running: set[asyncio.Task[None]] = set()
+        running: dict[asyncio.Task[None], _Slot] = {}
+        freed = asyncio.Event()
         try:
             while True:
-                room = self.in_flight - len(running)
+                freed.clear()  # a release from here on wakes the wait below
+                holding = sum(not slot.released for slot in running.values())
+                room = min(self.in_flight - holding, 2 * self.in_flight - len(running))
                 if max_jobs is not None:
                     room = min(room, max_jobs - started)
                 claimed = await self._claim(room) if room > 0 and not self._stopping else []
                 started += len(claimed)
-                running |= {asyncio.create_task(self._run(event)) for event in claimed}
+                for event in claimed:
+                    slot = _Slot(freed)
+                    running[asyncio.create_task(self._run(event, slot))] = slot
                 if not running:
                     return started
-                await self._wait_for_room(running, can_claim=room > len(claimed))
-                running = {task for task in running if not task.done()}
+                await self._wait_for_room(set(running), freed, can_claim=room > len(claimed))
+                running = {task: slot for task, slot in running.items() if not task.done()}
         finally:
             if running:  # cancelled: the jobs in flight finish (or their leases lapse)
                 await asyncio.gather(*running, return_exceptions=True)
 
-    async def _wait_for_room(self, running: set[asyncio.Task[None]], *, can_claim: bool) -> None:
-        """Until a job finishes, or (with free slots) a wake-up or ``poll_s`` passes."""
+    async def _wait_for_room(
+        self, running: set[asyncio.Task[None]], freed: asyncio.Event, *, can_claim: bool
+    ) -> None:
+        """Until a job finishes or releases its slot, or (free slots) a wake-up or ``poll_s``."""
         waiters: set[asyncio.Future[Any]] = set(running)
+        released = asyncio.ensure_future(freed.wait())
+        waiters.add(released)
         wake = None
         if can_claim and self._wake is not None:
             wake = asyncio.ensure_future(self._wake.wait())
@@ -194,6 +251,7 @@ class JobRunner:
             timeout=self.poll_s if can_claim else None,
             return_when=asyncio.FIRST_COMPLETED,
         )
+        released.cancel()
         if wake is not None:
             if wake.done() and self._wake is not None:
                 self._wake.clear()

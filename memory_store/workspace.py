@@ -22,7 +22,7 @@ from dataio.candidates import candidates_path, read_candidates
 from dataio.dataset import Dataset
 from dataio.paths import store_dir as default_store_dir
 from dataio.split import Split
-from memory_store import malloc_hygiene
+from memory_store import gc_tuning, malloc_hygiene
 from memory_store.cached_store import CachedMemoryStore
 from memory_store.catalog import load_catalog
 from memory_store.embeddings import HashingEmbedding
@@ -334,6 +334,7 @@ def get_workspace(
     with _OPEN_LOCK:
         if key not in _OPEN:
             malloc_hygiene.start()  # a long-lived process: keep its RSS flat
+            gc_tuning.tune()  # and its full collections rare (a large long-lived heap)
             ws = open_workspace(dataset, home=home, chroma_url=chroma_url)
             _OPEN[key] = ws
             if isinstance(ws.memories, CachedMemoryStore):  # a long-lived process: warm reads

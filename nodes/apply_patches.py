@@ -38,6 +38,7 @@ from langgraph.runtime import Runtime
 from memory_store.batch_writes import PlannedWrite, apply_writes, expecting
 from memory_store.claims import release_after_error, still_held
 from memory_store.facet_cache import facet_cache_for
+from memory_store.job_runner import release_model_slot
 from memory_store.memories import MemoryKind
 from memory_store.summaries import append_note, notes_of
 from memory_store.workspace import Workspace, aworkspace_for
@@ -175,5 +176,6 @@ async def apply_patches(state: PropagateState, runtime: Runtime[MemRecContext]) 
     if result is None:  # skipped before the model call
         result = PropagationResult(user_memory="", item_memory="")
     usage = state.get("usage") or CallUsage()
+    release_model_slot()  # the model call is over: the runner may start the next job's
     report = await asyncio.to_thread(_apply_and_settle, ws, loaded, result, usage)
     return {"report": report}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from graph.background import propagation_handler
 from graph.propagate import build_propagate_graph
 from graph.recommend import graph as recommend_graph
 from memory_store.events import SCHEMA_VERSION, EventLog
+from memory_store.job_runner import JobRunner, release_model_slot
 from memory_store.workspace import Workspace
 from nodes.record import record_feedback, record_interaction
 from roles.offline_roles import OfflineLMMem
@@ -276,6 +278,78 @@ async def test_the_runner_keeps_in_flight_jobs_running_at_once(
     assert await worker.drain() == len(events)
     assert lmmem.max_in_flight == 4 and lmmem.calls == len(events)
     assert worker.stats.done == len(events) and ws.events.counts()["done"] == len(events)
+
+
+async def test_a_job_writing_hands_its_model_slot_to_the_next_job(
+    ws: Workspace, ctx: MemRecContext
+) -> None:
+    """in_flight bounds the model calls: the next job's call starts while the last one writes."""
+    events = [record_interaction(ws, u, unseen(ws, u, 1)[0]) for u in ("3", "4", "5")]
+    lmmem = CountingLMMem(ws, delay_s=0.02)
+    store = ws.memories
+    put_many = store.put_many
+    overlapped: list[int] = []
+
+    def slow_put(kind: str, writes: list[tuple[str, str, int]], **kwargs: Any) -> Any:
+        for _ in range(100):  # at most 1 s: until another job's model call is running
+            if lmmem.in_flight:
+                overlapped.append(lmmem.in_flight)
+                break
+            threading.Event().wait(0.01)
+        return put_many(kind, writes, **kwargs)  # type: ignore[arg-type]
+
+    store.put_many = slow_put  # type: ignore[method-assign]
+    worker = PropagationWorker(ws, ctx, in_flight=1, poll_s=0.01)
+    worker.handler = _with_graph(worker, graph_with(lmmem))
+    assert await worker.drain() == len(events)
+    assert lmmem.max_in_flight == 1  # never two model calls at once
+    assert overlapped  # but a job's writes ran while the next job's model call was in flight
+    assert ws.events.counts()["done"] == len(events)
+    for event in events:
+        assert max(patches_per_cause(ws, event.interaction_id).values()) == 1
+
+
+async def test_the_runner_bounds_model_calls_and_writers_apart(ws: Workspace) -> None:
+    """in_flight jobs in their model phase, at most 2 x in_flight jobs running at all."""
+    for u in ("3", "4", "5", "6", "7", "8", "9"):
+        record_interaction(ws, u, unseen(ws, u, 1)[0])
+    now = {"model": 0, "all": 0}
+    most = {"model": 0, "all": 0}
+
+    def enter(key: str) -> None:
+        now[key] += 1
+        most[key] = max(most[key], now[key])
+
+    async def handler(event: Any, owner: str, release: bool = True) -> None:
+        enter("all")
+        enter("model")
+        await asyncio.sleep(0.02)
+        now["model"] -= 1
+        if release:
+            release_model_slot()
+        await asyncio.sleep(0.1)  # writing
+        now["all"] -= 1
+
+    runner = JobRunner(ws.events, handler, in_flight=2, poll_s=0.01)
+    assert await runner.drain() == 7
+    assert most == {"model": 2, "all": 4}
+    release_model_slot()  # outside a job: nothing to release, no error
+
+
+async def test_a_job_that_keeps_its_slot_keeps_the_old_bound(ws: Workspace) -> None:
+    for u in ("3", "4", "5", "6"):
+        record_interaction(ws, u, unseen(ws, u, 1)[0])
+    running = most = 0
+
+    async def handler(event: Any, owner: str) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+
+    runner = JobRunner(ws.events, handler, in_flight=2, poll_s=0.01)
+    assert await runner.drain() == 4 and most == 2
 
 
 # ------------------------------------------------------------------------------ recording
