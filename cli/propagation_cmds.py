@@ -311,7 +311,10 @@ def worker(
     lmmem: str | None = LMMemOpt,
     poll_s: float = typer.Option(0.5, "--poll", help="seconds between polls when idle"),
     in_flight: int = typer.Option(
-        8, "--in-flight", min=1, help="jobs propagated at once (model calls overlap)"
+        8,
+        "--in-flight",
+        min=1,
+        help="model calls at once; as many more jobs may be writing their results behind them",
     ),
 ) -> None:
     """Drain the propagation queue forever (Ctrl-C to stop; a killed worker loses nothing)."""

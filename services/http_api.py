@@ -1,6 +1,6 @@
 """A lean HTTP serving process for the scaled deployment: the recommend graph behind Starlette.
 
-Several of these run side by side (``uvicorn services.http_api:app --workers N``, or
+Several of these run side by side (``python -m services.http_serve --processes N``, or
 ``python -m bench deploy``), sharing one store through ``MEMREC_DATABASE_URL`` (event log, job
 queue, audit in Postgres), ``MEMREC_CHROMA_URL`` (memories on a Chroma server) and the store
 folder (catalogue, graph, rules). With a database URL, a request that names a ``thread_id`` is
