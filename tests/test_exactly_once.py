@@ -291,7 +291,7 @@ async def test_a_job_writing_hands_its_model_slot_to_the_next_job(
     overlapped: list[int] = []
 
     def slow_put(kind: str, writes: list[tuple[str, str, int]], **kwargs: Any) -> Any:
-        for _ in range(100):  # at most 1 s: until another job's model call is running
+        for _ in range(30):  # at most 0.3 s: until another job's model call is running
             if lmmem.in_flight:
                 overlapped.append(lmmem.in_flight)
                 break
