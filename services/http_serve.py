@@ -10,6 +10,10 @@ processes, their CPU split 0.93 / 2.24 / 3.77 s, and the busiest one's queue set
 The parent only supervises: it exits when a child does (with its code), and stops the children
 on SIGTERM / SIGINT. Each child runs uvicorn on uvloop and httptools, without access log.
 Linux lets only processes of the same user join a ``SO_REUSEPORT`` group.
+
+``services.http_api`` authenticates no one (any caller may ask for any user), so the processes
+bind to a loopback address only: put an authenticating gateway on the same host in front of
+them. A non-loopback ``--host`` is refused.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+
+from services.auth_policy import is_loopback
 
 APP = "services.http_api:app"
 
@@ -70,6 +76,11 @@ def serve(host: str, port: int, processes: int, log_level: str = "warning") -> i
     """Start ``processes`` serving processes and supervise them; their first exit code."""
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
+    if not is_loopback(host):
+        raise ValueError(
+            f"--host {host}: services.http_api authenticates no one, so it serves on a loopback "
+            "address only (127.0.0.1, ::1); put an authenticating gateway in front of it"
+        )
     reuseport_socket(host, port).close()  # a clear error now when the port is taken
     children = [subprocess.Popen(_child_command(host, port, log_level)) for _ in range(processes)]
 

@@ -63,6 +63,13 @@ def test_processes_must_be_at_least_one(capsys: pytest.CaptureFixture[str]) -> N
     assert "processes must be >= 1" in capsys.readouterr().err
 
 
+def test_the_unauthenticated_app_is_not_served_beyond_loopback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert http_serve.main(["--host", "0.0.0.0", "--port", str(free_port())]) == 2
+    assert "loopback address only" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_the_supervisor_exits_with_its_children_when_they_cannot_start(tmp_path: Path) -> None:
     """Serving processes without an indexed store stop at start-up; so does their supervisor."""
