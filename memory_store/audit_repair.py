@@ -53,7 +53,7 @@ def repair_audit(log: EventLog, current: MemoryRecord) -> None:
     apply its patch a second time.
     """
     previous = log.version_text(current.kind, current.entity_id, current.version - 1)
-    log.audit_write(
+    inserted = log.audit_write(
         current.kind,
         current.entity_id,
         current.version,
@@ -62,6 +62,9 @@ def repair_audit(log: EventLog, current: MemoryRecord) -> None:
         current.source,
         at=current.updated_at,
     )
+    if not inserted:  # its own job audited it after the caller looked: nothing was missing
+        logger.debug("%s: write by %s audited meanwhile", current.record_id, current.source)
+        return
     with _in_flight_lock:
         in_flight = current.source in _in_flight
     logger.log(

@@ -98,6 +98,30 @@ def test_an_unaudited_write_still_in_flight_is_repaired_without_a_crash_warning(
     assert len(repaired) == 1 and repaired[0].levelno == logging.WARNING
 
 
+def test_a_write_its_own_job_audits_meanwhile_is_no_repair_and_no_warning(
+    ws: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The race a busy worker hits: B saw A's write unaudited, then A audited it and finished."""
+    from memory_store.audit_repair import repair_audit
+
+    item = ws.dataset.item_ids[1]
+    current = ws.memories.get("item", item)
+    assert current is not None
+    written = ws.memories.put(
+        "item", item, "done's text", expected_version=current.version, source="done"
+    )
+    assert ws.events.audit_write(
+        "item", item, written.version, current.text, written.text, "done", at=written.updated_at
+    )  # the job "done" audited and left: it is not in flight here any more
+    with caplog.at_level(logging.DEBUG, logger="memory_store.writes"):
+        repair_audit(ws.events, written)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("found without its audit row" in m for m in messages)
+    assert any("audited meanwhile" in m for m in messages)
+    rows = [r for r in ws.events.writes_caused_by("done") if r.entity_id == item]
+    assert len(rows) == 1 and rows[0].version == written.version  # one audit row, its own
+
+
 def test_row_norms_follow_refreshes_clears_and_a_replaced_array(ws: Workspace) -> None:
     vectors = ws.vectors
     norms = vectors.norms("user")
