@@ -59,15 +59,14 @@ class _Slot:
 
     __slots__ = ("released", "_freed")
 
-    def __init__(self, freed: asyncio.Event | None) -> None:
+    def __init__(self, freed: asyncio.Event) -> None:
         self.released = False
         self._freed = freed
 
     def release(self) -> None:
         if not self.released:
             self.released = True
-            if self._freed is not None:
-                self._freed.set()
+            self._freed.set()
 
 
 def release_model_slot() -> None:

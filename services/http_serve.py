@@ -50,6 +50,24 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _check_free(host: str, port: int) -> None:
+    """Refuse a port anything listens on, another ``SO_REUSEPORT`` group included.
+
+    The children's sockets would join a group of this user's processes already on the port (an
+    earlier http_serve still running) and silently share its traffic; a plain bind refuses it.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise OSError(
+                f"cannot listen on {host}:{port}: {err.strerror or err} (another server, or "
+                "another http_serve, holds it)"
+            ) from err
+
+
 def serve_one(host: str, port: int, log_level: str = "warning") -> None:
     """One serving process: uvicorn on its own ``SO_REUSEPORT`` socket (blocks)."""
     import uvicorn
@@ -81,7 +99,7 @@ def serve(host: str, port: int, processes: int, log_level: str = "warning") -> i
             f"--host {host}: services.http_api authenticates no one, so it serves on a loopback "
             "address only (127.0.0.1, ::1); put an authenticating gateway in front of it"
         )
-    reuseport_socket(host, port).close()  # a clear error now when the port is taken
+    _check_free(host, port)
     children = [subprocess.Popen(_child_command(host, port, log_level)) for _ in range(processes)]
 
     def stop(signum: int, _frame: object) -> None:

@@ -58,6 +58,19 @@ def test_a_port_held_by_another_program_is_a_clear_error(
     assert f"http_serve: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
+def test_a_port_another_http_serve_holds_is_refused_not_shared(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A second deployment on the port would silently join the first's SO_REUSEPORT group."""
+    port = free_port()
+    earlier = http_serve.reuseport_socket("127.0.0.1", port)  # a running http_serve's socket
+    try:
+        assert http_serve.main(["--port", str(port), "--processes", "2"]) == 2
+    finally:
+        earlier.close()
+    assert "another http_serve, holds it" in capsys.readouterr().err
+
+
 def test_processes_must_be_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
     assert http_serve.main(["--port", str(free_port()), "--processes", "0"]) == 2
     assert "processes must be >= 1" in capsys.readouterr().err
