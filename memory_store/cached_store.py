@@ -45,6 +45,8 @@ class CachedMemoryStore:
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], tuple[float, MemoryRecord | None]] = {}
         self._generation = 0  # bumped by clear(): reads that started before it are not kept
+        if hasattr(inner, "on_written"):  # the store tells what it wrote as soon as it has
+            inner.on_written = self._written
 
     def _fresh(self, key: tuple[str, str]) -> tuple[bool, MemoryRecord | None]:
         hit = self._records.get(key)
@@ -160,11 +162,24 @@ class CachedMemoryStore:
                 self._kept_one(kind, out)
 
     def _kept_one(self, kind: MemoryKind, out: BatchPut) -> None:
-        for record in out.written.values():
-            self._keep(kind, record.entity_id, record)
+        self._written(kind, out.written.values())
         with self._lock:
             for entity_id in out.conflicts:
                 self._records.pop((kind, entity_id), None)
+
+    def _written(self, kind: str, records: Iterable[MemoryRecord]) -> None:
+        """Cache records just written, unless a later version is cached already.
+
+        Called by a merging store as soon as its commit is done (before the writers it merged
+        hear of it), so a concurrent writer plans on the new version instead of losing a race.
+        """
+        now = time.monotonic()
+        with self._lock:
+            for record in records:
+                key = (kind, record.entity_id)
+                cached = self._records.get(key)
+                if cached is None or cached[1] is None or cached[1].version <= record.version:
+                    self._records[key] = (now, record)
 
     def expect_writes(self, cause: str, kinds: Iterable[str]) -> AbstractContextManager[None]:
         """Pass through to a store that merges concurrent writes (else nothing to announce)."""

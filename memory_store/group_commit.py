@@ -18,7 +18,11 @@ caller with the kinds after it not attempted.
 Writers announce themselves (:meth:`GroupCommit.expect`: a cause and the kinds it is about to
 write) before they read and compute their texts. A leader waits, at most ``linger_s``, while
 announced writers have not queued yet: jobs whose model answers came back together then share one
-upsert per kind instead of writing one after the other. A lone writer never waits.
+upsert per kind instead of writing one after the other. Under load (the last group merged
+several requests), a leader also waits up to ``gather_s`` for ``min_group`` requests, as
+PostgreSQL's ``commit_delay`` does when ``commit_siblings`` are active: on the ml-100k propagation
+bench (8 model calls in flight) 15 ms for 3 cut the user-memory upserts from ~160 to ~100 per 240
+jobs. A lone writer never waits.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from typing import Any
 from memory_store.memories import BatchPut, PartialPut
 
 LINGER_S = 0.05  # the longest a leader waits for announced writers
+GATHER_S = 0.015  # under load, the longest a leader waits for MIN_GROUP requests
+MIN_GROUP = 3
 
 
 @dataclass
@@ -67,10 +73,20 @@ Commit = Callable[[str, list[WriteRequest]], None]
 class GroupCommit:
     """Merges concurrent ``submit`` calls into one ``commit`` per kind (module docstring)."""
 
-    def __init__(self, commit: Commit, max_requests: int = 64, linger_s: float = LINGER_S) -> None:
+    def __init__(
+        self,
+        commit: Commit,
+        max_requests: int = 64,
+        linger_s: float = LINGER_S,
+        gather_s: float = GATHER_S,
+        min_group: int = MIN_GROUP,
+    ) -> None:
         self._commit = commit
         self._max = max_requests
         self.linger_s = linger_s
+        self.gather_s = gather_s
+        self.min_group = min_group
+        self._last_group = 0  # requests in the last group: more than one means load
         self._cond = threading.Condition()
         self._queued: list[_Submission] = []
         self._leading = False
@@ -124,17 +140,25 @@ class GroupCommit:
                 self._leading = True
                 self._linger()
                 group, order = _compatible(self._queued, self._max)
+                self._last_group = len(group)
                 self._queued = [s for s in self._queued if not any(s is g for g in group)]
             self._lead(group, order)
 
     def _linger(self) -> None:
         """As leader, wait (lock held) while announced writers have yet to queue."""
-        deadline = time.monotonic() + self.linger_s
-        while any(self._pending.values()) and len(self._queued) < self._max:
-            left = deadline - time.monotonic()
-            if left <= 0:
+        start = time.monotonic()
+        deadline = start + self.linger_s  # for announced writers
+        gather = start + (self.gather_s if self._last_group > 1 else 0.0)  # for a bigger group
+        while len(self._queued) < self._max:
+            now = time.monotonic()
+            waits = []
+            if any(self._pending.values()) and now < deadline:
+                waits.append(deadline - now)
+            if len(self._queued) < self.min_group and now < gather:
+                waits.append(gather - now)
+            if not waits:
                 return
-            self._cond.wait(left)
+            self._cond.wait(max(waits))
 
     def _lead(self, group: list[_Submission], order: list[str]) -> None:
         """Commit one group kind by kind; every submission in it is done afterwards."""

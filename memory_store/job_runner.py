@@ -55,18 +55,43 @@ _MODEL_SLOT: ContextVar[_Slot | None] = ContextVar("memrec_model_slot", default=
 
 
 class _Slot:
-    """A job's model slot: released once (by the handler, or when the job ends)."""
+    """A job's model slot: taken for its model call, released once (after it, or at the end).
 
-    __slots__ = ("released", "_freed")
+    ``gate`` bounds the model calls of a runner: a job holds one of its ``in_flight`` places
+    from :func:`acquire_model_slot` (just before the call) to the release.
+    """
 
-    def __init__(self, freed: asyncio.Event) -> None:
+    __slots__ = ("released", "_freed", "_gate", "_held")
+
+    def __init__(self, freed: asyncio.Event, gate: asyncio.Semaphore | None = None) -> None:
         self.released = False
         self._freed = freed
+        self._gate = gate
+        self._held = False
+
+    async def acquire(self) -> None:
+        if self._gate is not None and not self._held and not self.released:
+            await self._gate.acquire()
+            self._held = True
 
     def release(self) -> None:
+        if self._held and self._gate is not None:
+            self._held = False
+            self._gate.release()
         if not self.released:
             self.released = True
             self._freed.set()
+
+
+async def acquire_model_slot() -> None:
+    """Wait for one of the runner's ``in_flight`` model places before this job's model call.
+
+    A job prepares (claim, context) before it waits here, so a model place never waits for
+    them; a job run outside a runner, or that makes no model call, never waits.
+    """
+    slot = _MODEL_SLOT.get()
+    if slot is not None:
+        await slot.acquire()
 
 
 def release_model_slot() -> None:
@@ -208,23 +233,26 @@ class JobRunner:
 
         While some jobs run, new ones are claimed into the free slots when the runner is woken,
         a slot is released (a job's model call is over, see :func:`release_model_slot`) or every
-        ``poll_s``. At most ``in_flight`` jobs hold a slot and ``2 * in_flight`` run at all.
-        Returns how many ran.
+        ``poll_s``. At most ``in_flight`` jobs are in their model call
+        (:func:`acquire_model_slot`), ``2 * in_flight`` before its end (so up to ``in_flight``
+        prepare while the others wait on the model) and ``3 * in_flight`` run at all (the rest
+        write). Returns how many ran.
         """
         started = 0
         running: dict[asyncio.Task[None], _Slot] = {}
         freed = asyncio.Event()
+        gate = asyncio.Semaphore(self.in_flight)
         try:
             while True:
                 freed.clear()  # a release from here on wakes the wait below
                 holding = sum(not slot.released for slot in running.values())
-                room = min(self.in_flight - holding, 2 * self.in_flight - len(running))
+                room = min(2 * self.in_flight - holding, 3 * self.in_flight - len(running))
                 if max_jobs is not None:
                     room = min(room, max_jobs - started)
                 claimed = await self._claim(room) if room > 0 and not self._stopping else []
                 started += len(claimed)
                 for event in claimed:
-                    slot = _Slot(freed)
+                    slot = _Slot(freed, gate)
                     running[asyncio.create_task(self._run(event, slot))] = slot
                 if not running:
                     return started

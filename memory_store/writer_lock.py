@@ -73,6 +73,9 @@ class WriterLock:
         self.path = Path(directory) / LOCK_FILE
         self._fd: int | None = None
         self._mutex = threading.Lock()
+        # times this process took the lock: what it knows of the store from before a later
+        # take may be stale (another process may have written in between)
+        self.taken = 0
 
     @property
     def held(self) -> bool:
@@ -94,6 +97,7 @@ class WriterLock:
                 return
             wait = lock_wait_s() if wait_s is None else wait_s
             self._fd = self._take(wait)
+            self.taken += 1
 
     def _take(self, wait_s: float) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from memory_store.claims import keep_answer
+from memory_store.job_runner import acquire_model_slot, release_model_slot
 from memory_store.workspace import Workspace, aworkspace_for
 from roles.factory import build_roles
 from roles.offline_roles import OfflineLMMem
@@ -44,7 +45,11 @@ async def reflect_once(
     if graph_lock is not None and isinstance(lmmem, OfflineLMMem):
         with graph_lock:
             return await lmmem.propagate(loaded.inp)
-    return await lmmem.propagate(loaded.inp)
+    await acquire_model_slot()  # one of the runner's in-flight model places, if run by one
+    try:
+        return await lmmem.propagate(loaded.inp)
+    finally:
+        release_model_slot()  # the call is over: what is left (keeping, writing) needs no place
 
 
 def _keep(ws: Workspace, loaded: LoadedContext, value: PropagationResult) -> PropagationResult:

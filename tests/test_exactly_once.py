@@ -23,7 +23,7 @@ from graph.background import propagation_handler
 from graph.propagate import build_propagate_graph
 from graph.recommend import graph as recommend_graph
 from memory_store.events import SCHEMA_VERSION, EventLog
-from memory_store.job_runner import JobRunner, release_model_slot
+from memory_store.job_runner import JobRunner, acquire_model_slot, release_model_slot
 from memory_store.workspace import Workspace
 from nodes.record import record_feedback, record_interaction
 from roles.offline_roles import OfflineLMMem
@@ -310,34 +310,40 @@ async def test_a_job_writing_hands_its_model_slot_to_the_next_job(
 
 
 async def test_the_runner_bounds_model_calls_and_writers_apart(ws: Workspace) -> None:
-    """in_flight jobs in their model phase, at most 2 x in_flight jobs running at all."""
-    for u in ("3", "4", "5", "6", "7", "8", "9"):
-        record_interaction(ws, u, unseen(ws, u, 1)[0])
-    now = {"model": 0, "all": 0}
-    most = {"model": 0, "all": 0}
+    """in_flight model calls, in_flight more jobs preparing, in_flight more writing."""
+    for n in range(3, 12):
+        record_interaction(ws, str(n), unseen(ws, str(n), 1)[0])
+    now = {"model": 0, "before_end": 0, "all": 0}
+    most = dict(now)
 
     def enter(key: str) -> None:
         now[key] += 1
         most[key] = max(most[key], now[key])
 
-    async def handler(event: Any, owner: str, release: bool = True) -> None:
+    async def handler(event: Any, owner: str) -> None:
         enter("all")
+        enter("before_end")
+        await asyncio.sleep(0.01)  # preparing: claim, context
+        await acquire_model_slot()
         enter("model")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.03)
         now["model"] -= 1
-        if release:
-            release_model_slot()
+        now["before_end"] -= 1
+        release_model_slot()
         await asyncio.sleep(0.1)  # writing
         now["all"] -= 1
 
     runner = JobRunner(ws.events, handler, in_flight=2, poll_s=0.01)
-    assert await runner.drain() == 7
-    assert most == {"model": 2, "all": 4}
+    assert await runner.drain() == 9
+    assert most == {"model": 2, "before_end": 4, "all": 6}
     release_model_slot()  # outside a job: nothing to release, no error
+    await acquire_model_slot()  # nor to wait for
 
 
-async def test_a_job_that_keeps_its_slot_keeps_the_old_bound(ws: Workspace) -> None:
-    for u in ("3", "4", "5", "6"):
+async def test_a_job_without_a_model_call_is_bounded_by_the_jobs_before_their_end(
+    ws: Workspace,
+) -> None:
+    for u in ("3", "4", "5", "6", "7", "8"):
         record_interaction(ws, u, unseen(ws, u, 1)[0])
     running = most = 0
 
@@ -349,7 +355,7 @@ async def test_a_job_that_keeps_its_slot_keeps_the_old_bound(ws: Workspace) -> N
         running -= 1
 
     runner = JobRunner(ws.events, handler, in_flight=2, poll_s=0.01)
-    assert await runner.drain() == 4 and most == 2
+    assert await runner.drain() == 6 and most == 4
 
 
 # ------------------------------------------------------------------------------ recording

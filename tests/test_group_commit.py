@@ -88,13 +88,47 @@ def test_announced_writers_share_one_commit_per_kind() -> None:
 
 def test_a_lone_writer_and_a_withdrawn_announcement_do_not_hold_the_leader() -> None:
     commit = VersionedCommit()
-    group = GroupCommit(commit, linger_s=LONG_S)
+    group = GroupCommit(commit, linger_s=LONG_S, gather_s=LONG_S)
     with group.expect("gone", ["user"]):
         pass  # announced, then nothing to write: withdrawn on leaving
     with group.expect("a", ["user"]):
         assert group.submit([("user", request("a", "u1"))])[0] is not None
     assert group.submit([("user", request("b", "u2"))])[0] is not None  # never announced
     assert commit.calls == [("user", ["a"]), ("user", ["b"])]
+
+
+def test_under_load_a_leader_gathers_a_group_before_it_commits() -> None:
+    """After a merged group, the next leader waits (up to gather_s) for min_group requests."""
+    commit = VersionedCommit()
+    group = GroupCommit(commit, linger_s=LONG_S, gather_s=LONG_S, min_group=3)
+    b_announced, a_leads = threading.Event(), threading.Event()
+
+    def job_b() -> None:
+        with group.expect("b", ["user"]):
+            b_announced.set()
+            a_leads.wait()
+            group.submit([("user", request("b", "u2"))])
+
+    first = threading.Thread(target=job_b)
+    first.start()
+    b_announced.wait()
+    with group.expect("a", ["user"]):  # a leads and waits for b: a group of two, load
+        a_leads.set()
+        group.submit([("user", request("a", "u1"))])
+    first.join()
+    assert [sorted(sources) for _, sources in commit.calls] == [["a", "b"]]
+    leader = threading.Thread(target=lambda: group.submit([("user", request("c", "u3"))]))
+    leader.start()  # waits for two more, not LONG_S
+    others = [
+        threading.Thread(target=lambda c=c: group.submit([("user", request(c, f"u-{c}"))]))
+        for c in ("d", "e")
+    ]
+    for thread in others:
+        thread.start()
+    for thread in [leader, *others]:
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    assert [sorted(sources) for _, sources in commit.calls] == [["a", "b"], ["c", "d", "e"]]
 
 
 def test_a_nested_announcement_replaces_the_outer_one() -> None:

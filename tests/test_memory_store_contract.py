@@ -6,14 +6,18 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from memory_store.cached_store import CachedMemoryStore
+from memory_store.chroma_client import HNSW_SETTINGS, metadata_for
 from memory_store.chroma_store import ChromaMemoryStore
 from memory_store.embeddings import HashingEmbedding
 from memory_store.inmemory_store import InMemoryMemoryStore
-from memory_store.memories import MemoryStore, VersionConflict
+from memory_store.memories import MemoryRecord, MemoryStore, VersionConflict
+from memory_store.writer_lock import writer_lock
 from tests.support.chroma_server import chroma_server
 
 DOCS = [
@@ -36,6 +40,7 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     params=[
         "inmemory",
         "chroma-embedded",
+        "chroma-embedded-writer",
         pytest.param("chroma-http", marks=pytest.mark.integration),
     ]
 )
@@ -43,8 +48,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryStor
     if request.param == "inmemory":
         yield InMemoryMemoryStore()
         return
-    if request.param == "chroma-embedded":
+    lock = None
+    if request.param.startswith("chroma-embedded"):
         chroma = ChromaMemoryStore(path=tmp_path / "chroma")
+        if request.param == "chroma-embedded-writer":  # the writer lock held: versions kept
+            lock = writer_lock(tmp_path)
+            lock.acquire()
     else:
         # one server for the session: a fresh prefix gives each test its own collections
         url = request.getfixturevalue("chroma_url")
@@ -53,6 +62,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryStor
         yield chroma
     finally:
         chroma.close()
+        if lock is not None:
+            lock.release()
 
 
 def test_store_satisfies_protocol(store: MemoryStore) -> None:
@@ -364,3 +375,93 @@ def test_langchain_adapter_backs_a_chroma_store(tmp_path: Path) -> None:
     other = LangChainEmbeddingFunction(DeterministicFakeEmbedding(size=32), "fake:other")
     with pytest.raises(ValueError, match="built with embedding"):
         ChromaMemoryStore(path=tmp_path / "db", embedding=other)
+
+
+# ------------------------------------------------------------- the embedded writer's write path
+
+
+def _writer_store(tmp_path: Path) -> tuple[ChromaMemoryStore, Any]:
+    chroma = ChromaMemoryStore(path=tmp_path / "chroma")
+    lock = writer_lock(tmp_path)
+    lock.acquire()
+    return chroma, lock
+
+
+def test_the_writer_keeps_versions_and_still_refuses_a_stale_write(tmp_path: Path) -> None:
+    chroma, lock = _writer_store(tmp_path)
+    try:
+        chroma.bulk_init("user", [("u1", "first")], "warmup")
+        chroma.put("user", "u1", "second", expected_version=1, source="a")
+        assert chroma._known is not None and chroma._known["user"]["u1"] == 2
+        reads = []
+        real_get = chroma._collections["user"].get
+
+        def counting_get(*args: Any, **kwargs: Any) -> Any:
+            reads.append(kwargs.get("ids"))
+            return real_get(*args, **kwargs)
+
+        chroma._collections["user"].get = counting_get  # type: ignore[method-assign]
+        with pytest.raises(VersionConflict):  # stale: version 1 was overwritten
+            chroma.put("user", "u1", "lost", expected_version=1, source="b")
+        chroma.put("user", "u1", "third", expected_version=2, source="c")
+        assert reads == []  # the compare-and-set read no version back from Chroma
+        assert chroma.get("user", "u1").text == "third"  # type: ignore[union-attr]
+        chroma.delete("user", "u1")  # a delete forgets the kept versions of its kind
+        assert "user" not in chroma._known
+        chroma.put("user", "u1", "again", expected_version=0, source="d")
+        assert chroma.get("user", "u1").version == 1  # type: ignore[union-attr]
+    finally:
+        chroma.close()
+        lock.release()
+
+
+def test_versions_are_read_again_after_the_writer_lock_was_given_up(tmp_path: Path) -> None:
+    """Another process may write while this one does not hold the lock: no lost update."""
+    chroma, lock = _writer_store(tmp_path)
+    try:
+        chroma.bulk_init("item", [("i1", "first")], "warmup")
+        chroma.put("item", "i1", "second", expected_version=1, source="a")
+        lock.release()
+        # another writer (the same database through its own client, as another process would)
+        chroma._collections["item"].upsert(
+            ids=["i1"],
+            embeddings=[[1.0] + [0.0] * (HashingEmbedding().dim - 1)],
+            metadatas=[metadata_for("i1", 3, 0.0, "other", "theirs")],
+        )
+        lock.acquire()
+        with pytest.raises(VersionConflict):  # it expected 2, the store holds 3
+            chroma.put("item", "i1", "mine", expected_version=2, source="b")
+        chroma.put("item", "i1", "mine", expected_version=3, source="b")
+        assert chroma.get("item", "i1").version == 4  # type: ignore[union-attr]
+    finally:
+        chroma.close()
+        lock.release()
+
+
+def test_an_open_sets_the_write_settings_on_a_store_built_before(tmp_path: Path) -> None:
+    chroma = ChromaMemoryStore(path=tmp_path / "chroma")
+    chroma._collections["user"].modify(configuration={"hnsw": {"sync_threshold": 1000}})
+    chroma.close()
+    reopened = ChromaMemoryStore(path=tmp_path / "chroma")
+    try:
+        for collection in reopened._collections.values():
+            hnsw = (collection.configuration_json or {})["hnsw"]
+            assert hnsw["sync_threshold"] == HNSW_SETTINGS["sync_threshold"] == 100
+    finally:
+        reopened.close()
+
+
+def test_a_cache_in_front_learns_a_commit_before_its_writers_do(tmp_path: Path) -> None:
+    chroma = ChromaMemoryStore(path=tmp_path / "chroma")
+    cached = CachedMemoryStore(chroma)
+    try:
+        chroma.bulk_init("user", [("u1", "first")], "warmup")
+        assert cached.get("user", "u1").version == 1  # type: ignore[union-attr]
+        chroma.put("user", "u1", "second", expected_version=1, source="a")  # past the cache
+        assert cached.get("user", "u1").text == "second"  # type: ignore[union-attr]
+        old = MemoryRecord(kind="user", entity_id="u1", text="first", version=1, updated_at=0.0,
+                           source="warmup")  # fmt: skip
+        cached._written("user", [old])  # a late report of an older write keeps the newer
+        assert cached.get("user", "u1").version == 2  # type: ignore[union-attr]
+    finally:
+        chroma.close()
