@@ -314,7 +314,7 @@ def worker(
         8,
         "--in-flight",
         min=1,
-        help="model calls at once; as many more jobs may be writing their results behind them",
+        help="model calls at once; as many more jobs prepare ahead, and as many write behind",
     ),
 ) -> None:
     """Drain the propagation queue forever (Ctrl-C to stop; a killed worker loses nothing)."""

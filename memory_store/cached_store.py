@@ -57,9 +57,15 @@ class CachedMemoryStore:
     def _keep(
         self, kind: str, entity_id: str, record: MemoryRecord | None, generation: int | None = None
     ) -> None:
-        """Cache a record; a read begun before a ``clear`` (``generation`` older) is dropped."""
+        """Cache a record; a read begun before a ``clear`` (``generation`` older) is dropped.
+
+        So is a read older than the cached version (a warm-up read that a write overtook).
+        """
         with self._lock:
             if generation is None or generation == self._generation:
+                cached = self._records.get((kind, entity_id))
+                if cached and cached[1] and record and cached[1].version > record.version:
+                    return
                 self._records[(kind, entity_id)] = (time.monotonic(), record)
 
     def preload(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ from chromadb.config import Settings
 
 from memory_store.group_commit import WriteRequest
 from memory_store.memories import BatchPut, MemoryKind, MemoryRecord, cas_record
+
+logger = logging.getLogger(__name__)
 
 # HNSW settings of new collections. A narrower construction beam (40, Chroma's default is 100)
 # cuts bulk indexing time by about a quarter; a wider search beam (200) wins the recall back
@@ -147,3 +150,22 @@ def cas_upsert(
         )
         if known is not None:
             known.update((r.entity_id, r.version) for r, _ in rows)
+
+
+def tuned(client: ClientAPI, collection: Any, embedding_function: Any) -> Any:
+    """The collection with this version's write settings (``TUNABLE_HNSW``), set if they differ.
+
+    Only speed depends on them: a store whose settings cannot be changed is used as it is.
+    """
+    hnsw = (collection.configuration_json or {}).get("hnsw") or {}
+    change = {k: HNSW_SETTINGS[k] for k in TUNABLE_HNSW if hnsw.get(k) != HNSW_SETTINGS[k]}
+    if not change:
+        return collection
+    try:
+        collection.modify(configuration={"hnsw": change})
+        return client.get_collection(collection.name, embedding_function=embedding_function)
+    except Exception as err:  # noqa: BLE001 - a speed setting: keep the collection as it is
+        logger.warning(
+            "could not set %s on %s (%s); writes may be slower", change, collection.name, err
+        )
+        return collection

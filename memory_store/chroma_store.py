@@ -10,22 +10,18 @@ Chroma's own default downloads a model; telemetry is off.
 Clients: an embedded ``PersistentClient(path)`` by default, ``HttpClient`` against a Chroma server
 when ``url`` is given, an in-process ``EphemeralClient`` when neither is.
 
-Consistency: ``put`` / ``put_many`` are compare-and-set on the version under a per-store lock
-around the read-check-write, so they are atomic within one process, which is what the embedded
-default needs (one writer process). Chroma has no transactions, so when several processes write
-to one Chroma server the read-check-write must also hold a lock those processes share:
-``record_lock`` (kind, ids) -> context manager, set by whoever opens the store for such a
-deployment (``memory_store/record_locks.py``: row locks in Postgres, or a lock file on one host).
-
-``put_many`` writes a batch with one read of the versions and one upsert: a propagation writes
-its memories of one kind in one call, not one call per memory.
+Consistency: ``put`` / ``put_many`` are compare-and-set on the version under a lock per database
+around the read-check-write, atomic within one process, which the embedded default needs (one
+writer process, whose versions are kept in process: ``chroma_versions.py``). Chroma has no
+transactions, so when several processes write to one Chroma server the read-check-write must also
+hold a lock they share: ``record_lock`` (kind, ids) -> context manager, set by whoever opens the
+store for such a deployment (``record_locks.py``: row locks in Postgres, or a lock file).
+``put_many`` writes a batch with one upsert (merged with concurrent ones: ``group_commit.py``).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -38,15 +34,16 @@ from chromadb.api.types import Documents, EmbeddingFunction
 
 from memory_store.chroma_client import (
     HNSW_SETTINGS,
-    TUNABLE_HNSW,
     cas_upsert,
     chunks,
     client_for,
     metadata_for,
     now_ms,
     record_from_row,
+    tuned,
 )
 from memory_store.chroma_compact import compact, recover_collections, reopening
+from memory_store.chroma_versions import SharedWriter, writer_for, written_by
 from memory_store.embeddings import HashingEmbedding, embed_documents
 from memory_store.group_commit import GroupCommit, WriteRequest, per_batch
 from memory_store.inmemory_store import KINDS, check_kind
@@ -64,42 +61,6 @@ logger = logging.getLogger(__name__)
 
 _DEFAULT_BATCH = 4096
 _PAGE = 10_000
-_VERSION_PAGE = 2000  # ~50 ms of GIL-held Chroma read per page
-
-
-class _Writer:
-    """What the stores of one process on one embedded Chroma database share.
-
-    The lock around each read-check-write, and the current version of the records this process
-    read or wrote under it: the process is the database's only writer (``writer_lock.py``), so a
-    compare-and-set takes the versions from here instead of reading them back from Chroma (a
-    read costs 3-4 ms of GIL-held time, as much as a third of an upsert).
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.versions: dict[str, dict[str, int]] = {}  # kind -> entity id -> version
-        self.taken = 0  # the writer lock's ``taken`` the versions were kept under
-
-
-_WRITERS: weakref.WeakValueDictionary[str, _Writer] = weakref.WeakValueDictionary()
-_WRITERS_LOCK = threading.Lock()
-
-
-def _writer_for(path: Path) -> _Writer:
-    """The shared writer state of the database at ``path`` (a replaced database gets a new one)."""
-    database = path / "chroma.sqlite3"
-    stat = database.stat()
-    key = f"{database.resolve()}:{stat.st_dev}:{stat.st_ino}"
-    with _WRITERS_LOCK:
-        writer = _WRITERS.get(key)
-        if writer is None:
-            writer = _WRITERS[key] = _Writer()
-        return writer
-
-
-def _written_by(request: WriteRequest) -> Iterable[MemoryRecord]:
-    return request.result.written.values() if request.result is not None else ()
 
 
 class ChromaMemoryStore:
@@ -116,15 +77,11 @@ class ChromaMemoryStore:
         self.path = Path(path) if path is not None else None
         self.prefix = prefix
         self._client = client_for(path, url)
-        self._writer = _writer_for(self.path) if self.path is not None else _Writer()
+        # embedded: the database's lock and kept versions, shared in process (chroma_versions)
+        self._writer = writer_for(self.path) if self.path is not None else SharedWriter()
         self._lock = self._writer.lock
-        # versions kept in process: only where this process is the only writer (embedded)
-        self._known: dict[str, dict[str, int]] | None = (
-            self._writer.versions if self.path is not None else None
-        )
         self._writer_lock = writer_lock(self.path.parent) if self.path is not None else None
-        # told (kind, records) right after each commit, lock held (a cache in front of the store)
-        self.on_written: Callable[[str, list[MemoryRecord]], None] | None = None
+        self.on_written: Callable[[str, list[MemoryRecord]], None] | None = None  # after commits
         self._group = GroupCommit(self._commit)
         # a lock shared with other writer processes around each read-check-write (see above)
         self.record_lock: Callable[[str, Sequence[str]], AbstractContextManager[Any]] = (
@@ -166,27 +123,7 @@ class ChromaMemoryStore:
                 f"{persisted.get('config')}, but {function.name()} {function.get_config()} was "
                 "given; open it with the same embedding or use another prefix"
             )
-        return self._tuned(collection)
-
-    def _tuned(self, collection: Collection) -> Collection:
-        """The collection with this version's write settings (``TUNABLE_HNSW``), set if they differ.
-
-        Only speed depends on them: a store whose settings cannot be changed is used as it is.
-        """
-        hnsw = (collection.configuration_json or {}).get("hnsw") or {}
-        change = {k: HNSW_SETTINGS[k] for k in TUNABLE_HNSW if hnsw.get(k) != HNSW_SETTINGS[k]}
-        if not change:
-            return collection
-        try:
-            collection.modify(configuration=cast(Any, {"hnsw": change}))
-            return self._client.get_collection(
-                collection.name, embedding_function=cast(Any, self.embedding_function)
-            )
-        except Exception as err:  # noqa: BLE001 - a speed setting: keep the collection as it is
-            logger.warning(
-                "could not set %s on %s (%s); writes may be slower", change, collection.name, err
-            )
-            return collection
+        return tuned(self._client, collection, self.embedding_function)
 
     def _collection(self, kind: str) -> Collection:
         return self._collections[check_kind(kind)]
@@ -348,41 +285,13 @@ class ChromaMemoryStore:
         with self._lock, self.record_lock(kind, ids):
             collection = self._collection(kind)
             try:
-                known = self._versions(kind, collection)
+                known = self._writer.kept(kind, collection, self._writer_lock)
                 cas_upsert(collection, cast(MemoryKind, kind), ids, requests, known)
             except BaseException:
-                self.forget_versions(kind)  # what the failed call left is unknown
+                self._writer.forget(kind)  # what the failed call left is unknown
                 raise
             if self.on_written is not None:
-                self.on_written(kind, [r for q in requests for r in _written_by(q)])
-
-    def _versions(self, kind: str, collection: Collection) -> dict[str, int] | None:
-        """The kept versions of ``kind`` (lock held), read in full first; None: not kept here.
-
-        Kept only while this process holds the store's writer lock, and read again after the lock
-        was given up (another process may have written in between).
-        """
-        lock = self._writer_lock
-        if self._known is None or lock is None or not lock.held:
-            return None
-        if lock.taken != self._writer.taken:
-            self._known.clear()
-            self._writer.taken = lock.taken
-        if kind not in self._known:
-            versions: dict[str, int] = {}
-            while True:  # pages: the GIL is free between them (Chroma's calls hold it)
-                page = collection.get(
-                    include=["metadatas"], limit=_VERSION_PAGE, offset=len(versions)
-                )
-                metas = page["metadatas"] or []
-                versions.update(
-                    (i, int(cast(int, meta["version"])))
-                    for i, meta in zip(page["ids"], metas, strict=True)
-                )
-                if len(page["ids"]) < _VERSION_PAGE:
-                    break
-            self._known[kind] = versions
-        return self._known[kind]
+                self.on_written(kind, [r for q in requests for r in written_by(q)])
 
     @contextmanager
     def _changing(self, kind: str | None = None) -> Iterator[None]:
@@ -391,18 +300,11 @@ class ChromaMemoryStore:
             try:
                 yield
             finally:
-                self.forget_versions(kind)
+                self._writer.forget(kind)
 
     def forget_versions(self, kind: str | None = None) -> None:
-        """Drop the versions kept in process (of one kind, or all): they are read again.
-
-        Called with the lock held, after the write that made them stale.
-        """
-        if self._known is not None:
-            if kind is None:
-                self._known.clear()
-            else:
-                self._known.pop(kind, None)
+        """Drop the versions kept in process (of one kind, or all); lock held, after the write."""
+        self._writer.forget(kind)
 
     @reopening
     def bulk_init(

@@ -91,7 +91,7 @@ def test_cli_doctor_and_privacy(tmp_path: Path) -> None:
 
 def test_validate_user_id() -> None:
     # any id a dataset can hold is accepted as given (ids are matched exactly)
-    for good in ("42", "a b", "it's \"quoted\"", "a;b", "../etc", " padded "):
+    for good in ("42", "a b", 'it\'s "quoted"', "a;b", "../etc", " padded "):
         assert validate_user_id(good) == good
     for bad in ("", "   ", "x" * 257, "a\nb", "tab\there"):
         try:

@@ -23,6 +23,7 @@ def _dataset(folder: Path, users: int = 5, items: int = 30) -> Path:
 
 def test_lmmem_writes_the_initial_user_memories(tmp_path: Path) -> None:
     dataset = _dataset(tmp_path / "d")
+
     def user_u0_always_fails(request):  # malformed twice (answer + repair): offline fallback
         return Reply(fault="invalid_json") if "User u0." in str(request.messages) else None
 

@@ -392,7 +392,7 @@ def test_the_writer_keeps_versions_and_still_refuses_a_stale_write(tmp_path: Pat
     try:
         chroma.bulk_init("user", [("u1", "first")], "warmup")
         chroma.put("user", "u1", "second", expected_version=1, source="a")
-        assert chroma._known is not None and chroma._known["user"]["u1"] == 2
+        assert chroma._writer.versions["user"]["u1"] == 2
         reads = []
         real_get = chroma._collections["user"].get
 
@@ -407,7 +407,7 @@ def test_the_writer_keeps_versions_and_still_refuses_a_stale_write(tmp_path: Pat
         assert reads == []  # the compare-and-set read no version back from Chroma
         assert chroma.get("user", "u1").text == "third"  # type: ignore[union-attr]
         chroma.delete("user", "u1")  # a delete forgets the kept versions of its kind
-        assert "user" not in chroma._known
+        assert "user" not in chroma._writer.versions
         chroma.put("user", "u1", "again", expected_version=0, source="d")
         assert chroma.get("user", "u1").version == 1  # type: ignore[union-attr]
     finally:
