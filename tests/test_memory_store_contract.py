@@ -380,62 +380,67 @@ def test_langchain_adapter_backs_a_chroma_store(tmp_path: Path) -> None:
 # ------------------------------------------------------------- the embedded writer's write path
 
 
-def _writer_store(tmp_path: Path) -> tuple[ChromaMemoryStore, Any]:
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[tuple[ChromaMemoryStore, Any]]:
+    """An embedded store whose process holds the writer lock (its versions kept)."""
     chroma = ChromaMemoryStore(path=tmp_path / "chroma")
     lock = writer_lock(tmp_path)
     lock.acquire()
-    return chroma, lock
-
-
-def test_the_writer_keeps_versions_and_still_refuses_a_stale_write(tmp_path: Path) -> None:
-    chroma, lock = _writer_store(tmp_path)
     try:
-        chroma.bulk_init("user", [("u1", "first")], "warmup")
-        chroma.put("user", "u1", "second", expected_version=1, source="a")
-        assert chroma._writer.versions["user"]["u1"] == 2
-        reads = []
-        real_get = chroma._collections["user"].get
-
-        def counting_get(*args: Any, **kwargs: Any) -> Any:
-            reads.append(kwargs.get("ids"))
-            return real_get(*args, **kwargs)
-
-        chroma._collections["user"].get = counting_get  # type: ignore[method-assign]
-        with pytest.raises(VersionConflict):  # stale: version 1 was overwritten
-            chroma.put("user", "u1", "lost", expected_version=1, source="b")
-        chroma.put("user", "u1", "third", expected_version=2, source="c")
-        assert reads == []  # the compare-and-set read no version back from Chroma
-        assert chroma.get("user", "u1").text == "third"  # type: ignore[union-attr]
-        chroma.delete("user", "u1")  # a delete forgets the kept versions of its kind
-        assert "user" not in chroma._writer.versions
-        chroma.put("user", "u1", "again", expected_version=0, source="d")
-        assert chroma.get("user", "u1").version == 1  # type: ignore[union-attr]
+        yield chroma, lock
     finally:
         chroma.close()
         lock.release()
 
 
-def test_versions_are_read_again_after_the_writer_lock_was_given_up(tmp_path: Path) -> None:
+def _at_version_2(chroma: ChromaMemoryStore, kind: Any, entity_id: str) -> None:
+    chroma.bulk_init(kind, [(entity_id, "first")], "warmup")
+    chroma.put(kind, entity_id, "second", expected_version=1, source="a")
+
+
+def test_the_writer_keeps_versions_and_still_refuses_a_stale_write(
+    writer: tuple[ChromaMemoryStore, Any],
+) -> None:
+    chroma, _ = writer
+    _at_version_2(chroma, "user", "u1")
+    assert chroma._writer.versions["user"]["u1"] == 2
+    reads = []
+    real_get = chroma._collections["user"].get
+
+    def counting_get(*args: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs.get("ids"))
+        return real_get(*args, **kwargs)
+
+    chroma._collections["user"].get = counting_get  # type: ignore[method-assign]
+    with pytest.raises(VersionConflict):  # stale: version 1 was overwritten
+        chroma.put("user", "u1", "lost", expected_version=1, source="b")
+    chroma.put("user", "u1", "third", expected_version=2, source="c")
+    assert reads == []  # the compare-and-set read no version back from Chroma
+    assert chroma.get("user", "u1").text == "third"  # type: ignore[union-attr]
+    chroma.delete("user", "u1")  # a delete forgets the kept versions of its kind
+    assert "user" not in chroma._writer.versions
+    chroma.put("user", "u1", "again", expected_version=0, source="d")
+    assert chroma.get("user", "u1").version == 1  # type: ignore[union-attr]
+
+
+def test_versions_are_read_again_after_the_writer_lock_was_given_up(
+    writer: tuple[ChromaMemoryStore, Any],
+) -> None:
     """Another process may write while this one does not hold the lock: no lost update."""
-    chroma, lock = _writer_store(tmp_path)
-    try:
-        chroma.bulk_init("item", [("i1", "first")], "warmup")
-        chroma.put("item", "i1", "second", expected_version=1, source="a")
-        lock.release()
-        # another writer (the same database through its own client, as another process would)
-        chroma._collections["item"].upsert(
-            ids=["i1"],
-            embeddings=[[1.0] + [0.0] * (HashingEmbedding().dim - 1)],
-            metadatas=[metadata_for("i1", 3, 0.0, "other", "theirs")],
-        )
-        lock.acquire()
-        with pytest.raises(VersionConflict):  # it expected 2, the store holds 3
-            chroma.put("item", "i1", "mine", expected_version=2, source="b")
-        chroma.put("item", "i1", "mine", expected_version=3, source="b")
-        assert chroma.get("item", "i1").version == 4  # type: ignore[union-attr]
-    finally:
-        chroma.close()
-        lock.release()
+    chroma, lock = writer
+    _at_version_2(chroma, "item", "i1")
+    lock.release()
+    # another writer (the same database through its own client, as another process would)
+    chroma._collections["item"].upsert(
+        ids=["i1"],
+        embeddings=np.eye(1, HashingEmbedding().dim, dtype=np.float32),
+        metadatas=[metadata_for("i1", 3, 0.0, "other", "theirs")],
+    )
+    lock.acquire()
+    with pytest.raises(VersionConflict):  # it expected 2, the store holds 3
+        chroma.put("item", "i1", "mine", expected_version=2, source="b")
+    chroma.put("item", "i1", "mine", expected_version=3, source="b")
+    assert chroma.get("item", "i1").version == 4  # type: ignore[union-attr]
 
 
 def test_an_open_sets_the_write_settings_on_a_store_built_before(tmp_path: Path) -> None:
