@@ -302,9 +302,8 @@ def open_workspace(
         directory / "vectors_users.npy", dataset, lambda: MemoryVectors.load(directory)
     )
     if memories is None:
-        chroma = load_or_damaged(
-            directory / "chroma", dataset, lambda: open_chroma(directory, chroma_url)
-        )
+        named = directory / "chroma" / ("chroma.sqlite3" if chroma_url is None else "")
+        chroma = load_or_damaged(named, dataset, lambda: open_chroma(directory, chroma_url))
         # One writer per embedded store; against a shared server, reads may lag 5 s at most.
         memories = CachedMemoryStore(
             chroma, ttl_s=5.0 if chroma_url else None, before_write=before_write
