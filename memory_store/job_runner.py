@@ -70,7 +70,8 @@ class _Slot:
         self._held = False
 
     async def acquire(self) -> None:
-        if self._gate is not None and not self._held and not self.released:
+        # also after a release: a second model call of the job (a node run again) is bounded too
+        if self._gate is not None and not self._held:
             await self._gate.acquire()
             self._held = True
 

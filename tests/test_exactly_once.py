@@ -23,7 +23,7 @@ from graph.background import propagation_handler
 from graph.propagate import build_propagate_graph
 from graph.recommend import graph as recommend_graph
 from memory_store.events import SCHEMA_VERSION, EventLog
-from memory_store.job_runner import JobRunner, acquire_model_slot, release_model_slot
+from memory_store.job_runner import JobRunner, _Slot, acquire_model_slot, release_model_slot
 from memory_store.workspace import Workspace
 from nodes.record import record_feedback, record_interaction
 from roles.offline_roles import OfflineLMMem
@@ -338,6 +338,20 @@ async def test_the_runner_bounds_model_calls_and_writers_apart(ws: Workspace) ->
     assert most == {"model": 2, "before_end": 4, "all": 6}
     release_model_slot()  # outside a job: nothing to release, no error
     await acquire_model_slot()  # nor to wait for
+
+
+async def test_a_model_place_is_taken_again_for_a_second_call_of_a_job() -> None:
+    gate = asyncio.Semaphore(1)
+    first, other = _Slot(asyncio.Event(), gate), _Slot(asyncio.Event(), gate)
+    await first.acquire()
+    first.release()
+    await first.acquire()  # a node run again after its release
+    assert gate.locked()
+    waiting = asyncio.create_task(other.acquire())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # one place: the other job waits
+    first.release()
+    await asyncio.wait_for(waiting, 1)
 
 
 async def test_a_job_without_a_model_call_is_bounded_by_the_jobs_before_their_end(
