@@ -112,7 +112,7 @@ def cas_upsert(
 
     The caller holds the store's locks. Fills each request's result: a write whose expected
     version is not the current one (or a second write of one id in a request) is a conflict.
-    ``known``: current versions kept by the store's only writer (``EmbeddedVersions``): ids found
+    ``known``: current versions kept by the store's only writer (``chroma_versions``): ids found
     there are not read back, and what is read or written goes in. The caller drops it when this
     raises (the store's state is then unknown).
     """
