@@ -174,18 +174,13 @@ class CachedMemoryStore:
                 self._records.pop((kind, entity_id), None)
 
     def _written(self, kind: str, records: Iterable[MemoryRecord]) -> None:
-        """Cache records just written, unless a later version is cached already.
+        """Cache records just written (never over a later version, as ``_keep``).
 
         Called by a merging store as soon as its commit is done (before the writers it merged
         hear of it), so a concurrent writer plans on the new version instead of losing a race.
         """
-        now = time.monotonic()
-        with self._lock:
-            for record in records:
-                key = (kind, record.entity_id)
-                cached = self._records.get(key)
-                if cached is None or cached[1] is None or cached[1].version <= record.version:
-                    self._records[key] = (now, record)
+        for record in records:
+            self._keep(kind, record.entity_id, record)
 
     def expect_writes(self, cause: str, kinds: Iterable[str]) -> AbstractContextManager[None]:
         """Pass through to a store that merges concurrent writes (else nothing to announce)."""

@@ -33,8 +33,8 @@ HNSW_SETTINGS: dict[str, Any] = {
 # write-ahead log; until then each write costs more the longer the log is. At Chroma's default
 # (1000) an 8-record upsert on the ml-100k store took 12 ms after a persist and 21-26 ms before the
 # next; at 100 it stays at 10-12 ms, also on the 58 MB amazon-games item index (its persists
-# included); bulk adds take as long (one persist per add call). Applied when a store opens, so
-# stores built before change then.
+# included); bulk adds take as long (one persist per add call). A store built before gets it at
+# its first compare-and-set write (``tuned``; a reader never writes the database).
 TUNABLE_HNSW = ("sync_threshold",)
 
 
@@ -101,6 +101,28 @@ def chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
         yield list(values[start : start + size])
 
 
+VERSION_PAGE = 2000  # records per read of every version: ~50 ms of GIL-held Chroma call
+
+
+def read_versions(collection: Any, ids: list[str] | None = None) -> dict[str, int]:
+    """The versions of ``ids`` that exist, or of every record.
+
+    Every record is read in pages: the GIL is free between them (Chroma's calls hold it).
+    """
+    if ids is not None:
+        got = collection.get(ids=ids, include=["metadatas"])
+        metas = got["metadatas"] or []
+        return {i: int(meta["version"]) for i, meta in zip(got["ids"], metas, strict=True)}
+    versions: dict[str, int] = {}
+    while True:
+        page = collection.get(include=["metadatas"], limit=VERSION_PAGE, offset=len(versions))
+        metas = page["metadatas"] or []
+        rows = zip(page["ids"], metas, strict=True)
+        versions.update((i, int(meta["version"])) for i, meta in rows)
+        if len(page["ids"]) < VERSION_PAGE:
+            return versions
+
+
 def cas_upsert(
     collection: Any,
     kind: MemoryKind,
@@ -119,11 +141,7 @@ def cas_upsert(
     version = {} if known is None else {i: known[i] for i in ids if i in known}
     missing = [i for i in ids if i not in version]
     if missing:
-        got = collection.get(ids=missing, include=["metadatas"])
-        read = {
-            i: int(meta["version"])
-            for i, meta in zip(got["ids"], got["metadatas"] or [], strict=True)
-        }
+        read = read_versions(collection, missing)
         version.update(read)
         if known is not None:
             known.update(read)

@@ -70,7 +70,7 @@ def _damaged(chroma: Path, err: Exception) -> Exception:
 
 def reopen_collections(store: Any) -> None:
     """Fetch a store's collections again by name (their records' versions are read again)."""
-    store.forget_versions()
+    store._writer.forget()
     for kind, old in list(store._collections.items()):
         store._collections[kind] = store._client.get_collection(
             old.name, embedding_function=cast(Any, store.embedding_function)
@@ -121,7 +121,7 @@ def _rewrite(store: Any, kind: str) -> int:
             )
         client.delete_collection(name)
         fresh.modify(name=name)
-        store.forget_versions(kind)
+        store._writer.forget(kind)
         store._collections[kind] = client.get_collection(
             name, embedding_function=cast(Any, store.embedding_function)
         )

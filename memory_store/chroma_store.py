@@ -22,8 +22,8 @@ store for such a deployment (``record_locks.py``: row locks in Postgres, or a lo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -82,6 +82,7 @@ class ChromaMemoryStore:
         self._lock = self._writer.lock
         self._writer_lock = writer_lock(self.path.parent) if self.path is not None else None
         self.on_written: Callable[[str, list[MemoryRecord]], None] | None = None  # after commits
+        self._tuned: set[str] = set()  # kinds whose write settings this process checked
         self._group = GroupCommit(self._commit)
         # a lock shared with other writer processes around each read-check-write (see above)
         self.record_lock: Callable[[str, Sequence[str]], AbstractContextManager[Any]] = (
@@ -123,7 +124,7 @@ class ChromaMemoryStore:
                 f"{persisted.get('config')}, but {function.name()} {function.get_config()} was "
                 "given; open it with the same embedding or use another prefix"
             )
-        return tuned(self._client, collection, self.embedding_function)
+        return collection
 
     def _collection(self, kind: str) -> Collection:
         return self._collections[check_kind(kind)]
@@ -283,7 +284,7 @@ class ChromaMemoryStore:
         """One read of the versions and one upsert for a group of requests (in their order)."""
         ids = list(dict.fromkeys(w[0] for req in requests for w in req.writes))
         with self._lock, self.record_lock(kind, ids):
-            collection = self._collection(kind)
+            collection = self._writable(kind)
             try:
                 known = self._writer.kept(kind, collection, self._writer_lock)
                 cas_upsert(collection, cast(MemoryKind, kind), ids, requests, known)
@@ -293,18 +294,13 @@ class ChromaMemoryStore:
             if self.on_written is not None:
                 self.on_written(kind, [r for q in requests for r in written_by(q)])
 
-    @contextmanager
-    def _changing(self, kind: str | None = None) -> Iterator[None]:
-        """The lock around a write that does not keep the versions: they are forgotten after."""
-        with self._lock:
-            try:
-                yield
-            finally:
-                self._writer.forget(kind)
-
-    def forget_versions(self, kind: str | None = None) -> None:
-        """Drop the versions kept in process (of one kind, or all); lock held, after the write."""
-        self._writer.forget(kind)
+    def _writable(self, kind: str) -> Collection:
+        """The kind's collection with the write settings (set by this process's first commit)."""
+        if kind not in self._tuned:
+            found, function = self._collections[kind], self.embedding_function
+            self._collections[kind] = tuned(self._client, found, function)
+            self._tuned.add(kind)
+        return self._collections[kind]
 
     @reopening
     def bulk_init(
@@ -371,7 +367,7 @@ class ChromaMemoryStore:
     def delete(self, kind: MemoryKind, entity_id: str) -> None:
         """Remove a memory (no error if absent)."""
         collection = self._collection(kind)
-        with self._changing(kind):
+        with self._writer.changing(kind):
             collection.delete(ids=[entity_id])
 
     def compact(self, kinds: Sequence[str] = KINDS) -> dict[str, int]:
@@ -387,7 +383,7 @@ class ChromaMemoryStore:
             for start in range(0, len(mine), self._batch):
                 chunk = mine[start : start + self._batch]
                 vectors = embed_documents(self.embedding_function, [r.text for r in chunk])
-                with self._changing(kind):
+                with self._writer.changing(kind):
                     collection.upsert(
                         ids=[r.entity_id for r in chunk],
                         embeddings=vectors,

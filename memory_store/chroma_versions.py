@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
+from memory_store.chroma_client import read_versions
 from memory_store.group_commit import WriteRequest
 from memory_store.memories import MemoryRecord
 from memory_store.writer_lock import WriterLock
-
-VERSION_PAGE = 2000  # ~50 ms of GIL-held Chroma read per page
 
 
 class SharedWriter:
@@ -48,25 +48,21 @@ class SharedWriter:
             self.versions[kind] = read_versions(collection)
         return self.versions[kind]
 
+    @contextmanager
+    def changing(self, kind: str | None = None) -> Iterator[None]:
+        """The lock around a write that does not keep the versions: they are forgotten after."""
+        with self.lock:
+            try:
+                yield
+            finally:
+                self.forget(kind)
+
     def forget(self, kind: str | None = None) -> None:
         """Drop the kept versions (of one kind, or all); called after the write that staled them."""
         if kind is None:
             self.versions.clear()
         else:
             self.versions.pop(kind, None)
-
-
-def read_versions(collection: Any) -> dict[str, int]:
-    """Every record's version, in pages (the GIL is free between them: Chroma's calls hold it)."""
-    versions: dict[str, int] = {}
-    while True:
-        page = collection.get(include=["metadatas"], limit=VERSION_PAGE, offset=len(versions))
-        metas = page["metadatas"] or []
-        versions.update(
-            (i, int(cast(int, meta["version"]))) for i, meta in zip(page["ids"], metas, strict=True)
-        )
-        if len(page["ids"]) < VERSION_PAGE:
-            return versions
 
 
 _WRITERS: weakref.WeakValueDictionary[str, SharedWriter] = weakref.WeakValueDictionary()

@@ -443,15 +443,21 @@ def test_versions_are_read_again_after_the_writer_lock_was_given_up(
     assert chroma.get("item", "i1").version == 4  # type: ignore[union-attr]
 
 
-def test_an_open_sets_the_write_settings_on_a_store_built_before(tmp_path: Path) -> None:
+def test_the_first_write_sets_the_write_settings_on_a_store_built_before(tmp_path: Path) -> None:
     chroma = ChromaMemoryStore(path=tmp_path / "chroma")
+    chroma.bulk_init("user", [("u1", "first")], "warmup")
     chroma._collections["user"].modify(configuration={"hnsw": {"sync_threshold": 1000}})
     chroma.close()
+
+    def threshold(store: ChromaMemoryStore) -> int:
+        return int((store._collections["user"].configuration_json or {})["hnsw"]["sync_threshold"])
+
     reopened = ChromaMemoryStore(path=tmp_path / "chroma")
     try:
-        for collection in reopened._collections.values():
-            hnsw = (collection.configuration_json or {})["hnsw"]
-            assert hnsw["sync_threshold"] == HNSW_SETTINGS["sync_threshold"] == 100
+        reopened.get("user", "u1")
+        assert threshold(reopened) == 1000  # opening and reading change nothing (a reader)
+        reopened.put("user", "u1", "second", expected_version=1, source="a")
+        assert threshold(reopened) == HNSW_SETTINGS["sync_threshold"] == 100
     finally:
         reopened.close()
 
